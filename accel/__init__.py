@@ -1,0 +1,1 @@
+"""Paillier arithmetic and the accelerator service (to come)."""

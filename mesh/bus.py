@@ -1,0 +1,179 @@
+"""Kafka transport over aiokafka: topic creation, keyed acks=all produce, and manually assigned reading."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from mesh.topics import TOPICS, TopicNames
+
+log = structlog.get_logger("interfed.bus")
+
+#: Room the Kafka record batch framing needs on top of key and value.
+RECORD_OVERHEAD = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed record, as the service pipeline sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+class Bus(Protocol):
+    """The seam services talk through; KafkaBus is the implementation, a real broker always behind it."""
+
+    names: TopicNames
+    max_record_bytes: int
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None: ...
+    def reader(self, topics: Iterable[str]) -> Reader: ...
+
+
+class KafkaBus:
+    """Producer and readers against one Kafka cluster (Apache Kafka or the embedded broker)."""
+
+    def __init__(self, bootstrap: str, names: TopicNames | None = None, max_record_bytes: int = 1_000_000) -> None:
+        self.bootstrap = bootstrap
+        self.names = names or TopicNames()
+        self.max_record_bytes = max_record_bytes
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        # Idempotence stays off: the embedded broker lacks it and the mesh removes
+        # duplicates by event id anyway; acks=all is what durability needs.
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            acks="all",
+            linger_ms=2,
+            max_request_size=self.max_record_bytes + RECORD_OVERHEAD,
+            request_timeout_ms=30_000,
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def __aenter__(self) -> KafkaBus:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def ensure_topics(self, names: Iterable[str] | None = None) -> None:
+        """Create protocol topics with their required configs; existing ones are left as they are."""
+        wanted = [TOPICS[n] for n in (names or TOPICS)]
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=30_000)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            new = [
+                NewTopic(
+                    name=self.names(spec.name),
+                    num_partitions=spec.partitions,
+                    replication_factor=1,
+                    topic_configs={**spec.configs, "max.message.bytes": str(self.max_record_bytes + RECORD_OVERHEAD)},
+                )
+                for spec in wanted
+                if self.names(spec.name) not in existing
+            ]
+            if new:
+                try:
+                    await admin.create_topics(new)
+                except TopicAlreadyExistsError:
+                    pass  # another party created it between list and create
+                log.info("topics_created", topics=[t.name for t in new])
+        finally:
+            await admin.close()
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        """Produce one record with acks=all and wait until the broker has it."""
+        if self._producer is None:
+            raise RuntimeError("bus not started")
+        await self._producer.send_and_wait(topic, value=value, key=key)
+
+    def reader(self, topics: Iterable[str]) -> Reader:
+        return Reader(self.bootstrap, list(topics), self.max_record_bytes)
+
+
+class Reader:
+    """Reads every partition of some topics from the beginning, without consumer-group membership.
+
+    Services must see every event of their topics, so they assign partitions
+    themselves and keep their own positions; the embedded broker's group joins
+    are slow and fragile, and the mesh needs none of what they offer here.
+    """
+
+    def __init__(self, bootstrap: str, topics: list[str], max_record_bytes: int) -> None:
+        self._topics = topics
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=max(1_048_576, 2 * (max_record_bytes + RECORD_OVERHEAD)),
+            fetch_max_wait_ms=100,
+        )
+        self._paused_until: dict[TopicPartition, float] = {}
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        partitions: list[TopicPartition] = []
+        for topic in self._topics:
+            parts = await self._partitions(topic)
+            partitions += [TopicPartition(topic, p) for p in sorted(parts)]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_beginning(*partitions)
+
+    async def _partitions(self, topic: str) -> set[int]:
+        for _ in range(50):
+            await self._consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh call
+            parts = self._consumer.partitions_for_topic(topic)
+            if parts:
+                return set(parts)
+            await asyncio.sleep(0.1)
+        raise KafkaError(f"topic {topic} does not exist; create the protocol topics first")
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    def retry_later(self, record: Record, delay: float) -> None:
+        """Rewind a partition to ``record`` and pause it for ``delay`` seconds (keeps order)."""
+        tp = TopicPartition(record.topic, record.partition)
+        self._consumer.seek(tp, record.offset)
+        self._consumer.pause(tp)
+        self._paused_until[tp] = asyncio.get_running_loop().time() + delay
+
+    def is_paused(self, topic: str, partition: int) -> bool:
+        return TopicPartition(topic, partition) in self._paused_until
+
+    def _resume_due(self) -> None:
+        now = asyncio.get_running_loop().time()
+        for tp, until in list(self._paused_until.items()):
+            if until <= now:
+                del self._paused_until[tp]
+                self._consumer.resume(tp)
+
+    async def batches(self, timeout_ms: int = 200) -> AsyncIterator[list[Record]]:
+        """Yield batches forever (empty ones when idle), in partition order within each partition."""
+        while True:
+            self._resume_due()
+            fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=500)
+            batch: list[Record] = []
+            for tp, records in fetched.items():
+                batch += [Record(tp.topic, tp.partition, r.offset, r.key, r.value or b"") for r in records]
+            yield batch

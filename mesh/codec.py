@@ -1,0 +1,132 @@
+"""Avro schemas of the protocol: loading, fingerprints, strict encoding and writer/reader resolution."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint as avro_fingerprint
+from fastavro.schema import to_parsing_canonical_form
+
+from mesh.errors import ConfigurationError, IncompatibleSchemaError, MalformedPayloadError, UnknownSchemaError
+
+Record = dict[str, Any]
+
+
+def schema_dir() -> Path:
+    """The folder holding the protocol's .avsc files (``INTERFED_SCHEMAS`` overrides)."""
+    override = os.environ.get("INTERFED_SCHEMAS")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "schemas"
+
+
+def fingerprint_of(schema: Any) -> bytes:
+    """CRC-64-AVRO of the parsing canonical form, as 8 bytes little-endian (Avro spec order)."""
+    return bytes.fromhex(avro_fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
+
+
+@dataclass(frozen=True)
+class Schema:
+    """One record schema: its full name, fingerprint, JSON text and fastavro-parsed form."""
+
+    full_name: str
+    fingerprint: bytes
+    json_text: str
+    parsed: Any
+
+    @classmethod
+    def from_json(cls, json_text: str) -> Schema:
+        raw = json.loads(json_text)
+        if not isinstance(raw, dict) or raw.get("type") != "record":
+            raise ValueError("a protocol schema must be one Avro record")
+        parsed = fastavro.parse_schema(raw, named_schemas={})
+        return cls(full_name=parsed["name"], fingerprint=fingerprint_of(raw), json_text=json_text, parsed=parsed)
+
+
+def encode(schema: Schema, record: Record) -> bytes:
+    """Avro binary encoding of ``record`` under ``schema`` (no header, no framing)."""
+    buf = io.BytesIO()
+    fastavro.schemaless_writer(buf, schema.parsed, record, strict=True)
+    return buf.getvalue()
+
+
+def decode(data: bytes, writer: Schema, reader: Schema | None = None) -> Record:
+    """Decode exactly ``data``: truncated input and trailing bytes are both errors."""
+    buf = io.BytesIO(data)
+    try:
+        record = fastavro.schemaless_reader(buf, writer.parsed, reader.parsed if reader else None)
+    except fastavro.read.SchemaResolutionError as exc:
+        raise IncompatibleSchemaError(f"{writer.full_name}: {exc}") from exc
+    except Exception as exc:  # fastavro raises EOFError, StopIteration, UnicodeDecodeError, ...
+        raise MalformedPayloadError(f"{writer.full_name}: undecodable ({type(exc).__name__})") from exc
+    if buf.tell() != len(data):
+        raise MalformedPayloadError(f"{writer.full_name}: {len(data) - buf.tell()} trailing bytes")
+    if not isinstance(record, dict):
+        raise MalformedPayloadError(f"{writer.full_name}: not a record")
+    return record
+
+
+class SchemaStore:
+    """The schemas this party writes with (readers, by name) and every writer schema it knows (by fingerprint)."""
+
+    def __init__(self, schemas: list[Schema]) -> None:
+        self._by_name: dict[str, Schema] = {}
+        self._by_fingerprint: dict[bytes, Schema] = {}
+        for schema in schemas:
+            if schema.full_name in self._by_name:
+                raise ConfigurationError(f"schema {schema.full_name} defined twice")
+            self._by_name[schema.full_name] = schema
+            self._by_fingerprint[schema.fingerprint] = schema
+
+    @classmethod
+    def load(cls, root: Path | None = None) -> SchemaStore:
+        """Load every ``*.avsc`` under ``root`` (default: the protocol's schemas)."""
+        folder = root or schema_dir()
+        files = sorted(folder.rglob("*.avsc"))
+        if not files:
+            raise ConfigurationError(f"no Avro schemas under {folder}; set INTERFED_SCHEMAS to the schemas/ folder")
+        return cls([Schema.from_json(path.read_text(encoding="utf-8")) for path in files])
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._by_name.values())
+
+    def by_name(self, full_name: str) -> Schema:
+        try:
+            return self._by_name[full_name]
+        except KeyError:
+            raise UnknownSchemaError(f"no local schema named {full_name}") from None
+
+    def by_fingerprint(self, fingerprint: bytes) -> Schema | None:
+        return self._by_fingerprint.get(fingerprint)
+
+    def learn(self, json_text: str, fingerprint: bytes) -> Schema:
+        """Add a writer schema published by another party, after checking its fingerprint."""
+        schema = Schema.from_json(json_text)
+        if schema.fingerprint != fingerprint:
+            raise IncompatibleSchemaError(
+                f"published fingerprint {fingerprint.hex()} does not match schema ({schema.fingerprint.hex()})"
+            )
+        self._by_fingerprint.setdefault(fingerprint, schema)
+        return schema
+
+    def encode(self, full_name: str, record: Record) -> tuple[Schema, bytes]:
+        schema = self.by_name(full_name)
+        return schema, encode(schema, record)
+
+    def decode(self, full_name: str, fingerprint: bytes, data: bytes) -> Record:
+        """Decode a payload written under ``fingerprint`` into this party's view of ``full_name``."""
+        writer = self._by_fingerprint.get(fingerprint)
+        if writer is None:
+            raise UnknownSchemaError(f"unknown writer schema {fingerprint.hex()} for {full_name}")
+        if writer.full_name != full_name:
+            raise MalformedPayloadError(f"fingerprint {fingerprint.hex()} is {writer.full_name}, not {full_name}")
+        reader = self._by_name.get(full_name)
+        if reader is None:
+            raise UnknownSchemaError(f"this party has no reader schema for {full_name}")
+        return decode(data, writer, None if reader is writer else reader)

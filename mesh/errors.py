@@ -1,0 +1,115 @@
+"""Errors of the mesh runtime, each carrying its reason code and its policy."""
+
+from __future__ import annotations
+
+
+class MeshError(Exception):
+    """Base of every interfed error.
+
+    ``reason`` is the code written to the dead-letter topic and logs.
+    ``retriable`` errors may succeed later (e.g. a schema not yet seen), so the
+    service base retries them for a while before dead-lettering.
+    ``dead_letter`` errors are about one record: the record is refused and the
+    service goes on. Errors with neither flag stop the service.
+    """
+
+    reason = "MESH_ERROR"
+    retriable = False
+    dead_letter = False
+
+
+class RejectedEventError(MeshError):
+    """A record that must not be applied; it goes to the dead-letter topic."""
+
+    reason = "REJECTED"
+    dead_letter = True
+
+
+class MalformedEnvelopeError(RejectedEventError):
+    reason = "MALFORMED_ENVELOPE"
+
+
+class MalformedPayloadError(RejectedEventError):
+    reason = "MALFORMED_PAYLOAD"
+
+
+class MalformedChunkError(RejectedEventError):
+    reason = "MALFORMED_CHUNK"
+
+
+class OversizedRecordError(RejectedEventError):
+    reason = "OVERSIZED"
+
+
+class UnknownSchemaError(RejectedEventError):
+    reason = "UNKNOWN_SCHEMA"
+    retriable = True
+
+
+class IncompatibleSchemaError(RejectedEventError):
+    reason = "INCOMPATIBLE_SCHEMA"
+
+
+class WrongTopicError(RejectedEventError):
+    reason = "WRONG_TOPIC"
+
+
+class KeyMismatchError(RejectedEventError):
+    reason = "KEY_MISMATCH"
+
+
+class UnknownSenderError(RejectedEventError):
+    reason = "UNKNOWN_SENDER"
+    retriable = True
+
+
+class InvalidCertificateError(RejectedEventError):
+    reason = "INVALID_CERTIFICATE"
+
+
+class RevokedSenderError(RejectedEventError):
+    reason = "REVOKED_SENDER"
+
+
+class BadSignatureError(RejectedEventError):
+    reason = "BAD_SIGNATURE"
+
+
+class ReplayedSequenceError(RejectedEventError):
+    reason = "REPLAYED_SEQUENCE"
+
+
+class UnauthorisedError(RejectedEventError):
+    """The sender is who it says, but may not do this."""
+
+    reason = "UNAUTHORISED"
+
+
+class InvalidTransitionError(RejectedEventError):
+    """The event does not fit the current state (e.g. approving an unknown contract)."""
+
+    reason = "INVALID_TRANSITION"
+
+
+class HandlerFailedError(RejectedEventError):
+    """A handler raised something unexpected; the event is refused, the service goes on."""
+
+    reason = "HANDLER_FAILED"
+
+
+class ConfigurationError(MeshError):
+    """Bad settings or a bad node home; fatal at start-up."""
+
+    reason = "CONFIGURATION"
+
+
+class IdentityError(MeshError):
+    """Keys or certificates are missing or do not match."""
+
+    reason = "IDENTITY"
+
+
+class PayloadTooLargeError(MeshError):
+    """A producer tried to send more than the configured maximum even after chunking."""
+
+    reason = "PAYLOAD_TOO_LARGE"

@@ -1,0 +1,209 @@
+"""A party's home directory: its configuration, keys, certificates and sequence counter."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mesh.errors import ConfigurationError, IdentityError
+from mesh.identity import (
+    NodeCertificate,
+    Role,
+    cert_pem,
+    check_certificate,
+    generate_key,
+    issue_certificate,
+    load_cert_pem,
+    load_private_key,
+    make_csr,
+    make_root,
+    save_private_key,
+)
+
+NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+DEFAULT_AGREEMENT = (
+    "Federation agreement\n\n"
+    "By applying to join, a party agrees that raw data never leaves its owner, that it signs every\n"
+    "event it publishes, and that the federation's evidence log is the record of what happened.\n"
+)
+
+
+class NodeConfig(BaseModel):
+    """What a party says about itself; kept in ``node.json`` in its home."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    node_id: str = Field(pattern=NODE_ID_PATTERN)
+    name: str = Field(min_length=1)
+    institution: str = Field(min_length=1)
+    platform: str = Field(min_length=1, description="the FL platform this node runs, e.g. fate")
+    platform_version: str = "unknown"
+    address: str = ""
+    description: str = ""
+    role: Role = "node"
+
+
+@dataclass(frozen=True)
+class Federation:
+    """What every member holds about the federation: its root, its operators, and the agreement text."""
+
+    root: x509.Certificate
+    operators: tuple[NodeCertificate, ...]
+    agreement: bytes
+
+    @property
+    def agreement_sha256(self) -> bytes:
+        return hashlib.sha256(self.agreement).digest()
+
+    @classmethod
+    def load(cls, folder: Path) -> Federation:
+        if not (folder / "root.pem").is_file():
+            raise ConfigurationError(f"{folder} holds no federation (root.pem missing)")
+        root = load_cert_pem(folder / "root.pem")
+        operators = tuple(check_certificate(load_cert_pem(p), root) for p in sorted(folder.glob("operator-*.pem")))
+        return cls(root=root, operators=operators, agreement=(folder / "agreement.txt").read_bytes())
+
+
+class SequenceCounter:
+    """The per-sender sequence, shared by every process of one node through a locked file.
+
+    Every ``next()`` is a locked read-increment-write, so processes of one node never
+    reuse a number. Only every ``SYNC_EVERY``-th value is fsynced; on open the counter
+    skips ahead by that much, so numbers lost to a power cut are never issued again.
+    """
+
+    SYNC_EVERY = 256
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._locked_update(self.SYNC_EVERY, sync=True)
+
+    def _locked_update(self, step: int, sync: bool) -> int:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            raw = os.pread(self._fd, 32, 0)
+            value = int(raw) if raw.strip() else 0
+            value += step
+            os.pwrite(self._fd, f"{value:020d}\n".encode(), 0)
+            if sync or value % self.SYNC_EVERY == 0:
+                os.fsync(self._fd)
+            return value
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def next(self) -> int:
+        return self._locked_update(1, sync=False)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class NodeHome:
+    """Paths and loaders for one party's home directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    config_path = property(lambda self: self.path / "node.json")
+    key_path = property(lambda self: self.path / "node.key")
+    cert_path = property(lambda self: self.path / "node.pem")
+    federation_path = property(lambda self: self.path / "federation")
+    root_key_path = property(lambda self: self.path / "root.key")
+    state_path = property(lambda self: self.path / "state")
+    log_path = property(lambda self: self.path / "logs")
+
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    def config(self) -> NodeConfig:
+        if not self.exists():
+            raise ConfigurationError(f"{self.path} is not a node home (no node.json); create one with 'interfed node create'")
+        try:
+            return NodeConfig.model_validate_json(self.config_path.read_text(encoding="utf-8"))
+        except ValidationError as exc:
+            raise ConfigurationError(f"{self.config_path}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+
+    def key(self) -> Ed25519PrivateKey:
+        return load_private_key(self.key_path)
+
+    def federation(self) -> Federation:
+        return Federation.load(self.federation_path)
+
+    def certificate(self) -> NodeCertificate | None:
+        """This node's own certificate, once issued, checked against the root and its own key."""
+        if not self.cert_path.is_file():
+            return None
+        cert = check_certificate(load_cert_pem(self.cert_path), self.federation().root)
+        from mesh.identity import raw_public_key
+
+        if cert.public_key != raw_public_key(self.key().public_key()):
+            raise IdentityError(f"{self.cert_path} does not certify this node's key")
+        return cert
+
+    def store_certificate(self, cert: x509.Certificate) -> None:
+        tmp = self.cert_path.with_suffix(".tmp")
+        tmp.write_bytes(cert_pem(cert))
+        tmp.replace(self.cert_path)
+
+    def sequence(self) -> SequenceCounter:
+        return SequenceCounter(self.state_path / "sequence")
+
+    @classmethod
+    def create(cls, path: Path, config: NodeConfig, federation: Path) -> NodeHome:
+        """Make a new home holding a fresh key and a copy of the federation's public material."""
+        home = cls(path)
+        if home.exists():
+            raise ConfigurationError(f"{path} is already a node home")
+        Federation.load(federation)  # refuse to copy something that is not a federation
+        path.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(federation, home.federation_path, dirs_exist_ok=True)
+        save_private_key(generate_key(), home.key_path)
+        home.config_path.write_text(config.model_dump_json(indent=2), encoding="utf-8")
+        return home
+
+    def csr_der(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        cfg = self.config()
+        return make_csr(self.key(), cfg.node_id, cfg.institution).public_bytes(serialization.Encoding.DER)
+
+
+def create_federation(path: Path, name: str, operator: NodeConfig, agreement: str = DEFAULT_AGREEMENT) -> NodeHome:
+    """Create a federation: its root key and certificate, and the operator's own home at ``path``.
+
+    The operator's certificate is issued at once (the root trusts itself); members
+    receive ``<path>/federation/`` (public material only) out of band.
+    """
+    if operator.role != "operator":
+        raise ConfigurationError("the federation's first node must have role 'operator'")
+    home = NodeHome(path)
+    if home.exists():
+        raise ConfigurationError(f"{path} is already a node home")
+    fed = home.federation_path
+    fed.mkdir(parents=True, exist_ok=True)
+    root_key = generate_key()
+    save_private_key(root_key, home.root_key_path)
+    root = make_root(name, root_key)
+    (fed / "root.pem").write_bytes(cert_pem(root))
+    (fed / "agreement.txt").write_text(agreement, encoding="utf-8")
+    save_private_key(generate_key(), home.key_path)
+    home.config_path.write_text(operator.model_dump_json(indent=2), encoding="utf-8")
+    from cryptography.hazmat.primitives import serialization
+
+    csr = x509.load_der_x509_csr(home.csr_der())
+    cert = issue_certificate(root_key, root, csr, "operator", root.not_valid_after_utc)
+    home.store_certificate(cert)
+    (fed / f"operator-{operator.node_id}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return home

@@ -1,0 +1,42 @@
+"""structlog set-up: JSON lines to a file (or stderr on request), never a flood on the terminal."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import structlog
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_sink: TextIO | None = None
+
+
+def configure(path: Path | None = None, level: str = "info", to_stderr: bool = False) -> None:
+    """Send JSON logs to ``path`` (appending), or to stderr, or nowhere but warnings when neither is given."""
+    global _sink
+    if _sink is not None and _sink not in (sys.stderr, sys.stdout):
+        _sink.close()
+    if to_stderr:
+        _sink = sys.stderr
+    elif path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _sink = path.open("a", encoding="utf-8", buffering=1)
+    else:
+        _sink = None
+    min_level = _LEVELS[level] if _sink is not None else logging.CRITICAL
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(min_level),
+        logger_factory=structlog.WriteLoggerFactory(file=_sink or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # aiokafka logs connection chatter through stdlib logging; keep it out of the terminal.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR if _sink is None else logging.WARNING)

@@ -1,0 +1,61 @@
+"""Running a node: opening its home against a broker and running its services until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Sequence
+
+from mesh.bus import KafkaBus
+from mesh.codec import SchemaStore
+from mesh.home import NodeHome
+from mesh.publisher import Publisher
+from mesh.service import Context, Service
+from mesh.settings import MeshSettings
+from mesh.topics import TopicNames
+
+
+@contextlib.asynccontextmanager
+async def connect(settings: MeshSettings, bootstrap: str) -> AsyncIterator[KafkaBus]:
+    """A started bus with every protocol topic created."""
+    bus = KafkaBus(bootstrap, TopicNames(settings.topic_prefix), settings.max_record_bytes)
+    await bus.ensure_topics()
+    await bus.start()
+    try:
+        yield bus
+    finally:
+        await bus.stop()
+
+
+def open_context(home: NodeHome, bus: KafkaBus, settings: MeshSettings) -> Context:
+    """Load a node's identity and wire it to ``bus``; fails early on a bad home."""
+    config = home.config()
+    federation = home.federation()
+    publisher = Publisher(bus, SchemaStore.load(), config.node_id, home.key(), home.sequence(),
+                          settings.max_event_bytes)
+    return Context(home=home, config=config, federation=federation, bus=bus, publisher=publisher)
+
+
+def stop_on_signals(stop: asyncio.Event) -> None:
+    """SIGINT and SIGTERM ask the services to finish their batch and stop."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+
+async def run_services(services: Sequence[Service], stop: asyncio.Event) -> None:
+    """Run services side by side; if one fails, stop the others and raise its error."""
+    tasks = [asyncio.create_task(s.run(stop), name=s.name) for s in services]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def until_caught_up(services: Sequence[Service], timeout: float = 60.0) -> None:
+    await asyncio.wait_for(asyncio.gather(*(s.caught_up.wait() for s in services)), timeout)

@@ -1,0 +1,107 @@
+"""Signing and sending events as one node: sequence numbers, schema announcements, chunking."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from mesh.bus import RECORD_OVERHEAD, Bus
+from mesh.codec import Record, SchemaStore
+from mesh.envelope import Envelope, new_envelope
+from mesh.home import SequenceCounter
+from mesh.topics import CHUNK_TYPE, check_payload_topic
+
+SCHEMA_PUBLISHED = "interfed.mesh.SchemaPublished"
+
+#: Room a Chunk's own envelope and fields take on top of its data.
+CHUNK_FRAMING = 1024
+
+
+class Publisher:
+    """Publishes payloads as signed envelopes from one sender.
+
+    The first time this process writes with a schema it publishes that schema on
+    the ``schemas`` topic, so readers that do not know it can resolve it. Encoded
+    envelopes larger than ``max_record_bytes`` are cut into signed Chunk events on
+    the same topic and key; receivers reassemble and check the whole digest.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        schemas: SchemaStore,
+        sender: str,
+        key: Ed25519PrivateKey,
+        sequence: SequenceCounter,
+        max_event_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.bus = bus
+        self.schemas = schemas
+        self.sender = sender
+        self._key = key
+        self._sequence = sequence
+        self._announced: set[bytes] = set()
+        self.max_event_bytes = max_event_bytes
+
+    def envelope(self, payload_type: str, record: Record, subject: str, correlation_id: str | None = None) -> Envelope:
+        """A signed envelope for ``record``, taking the next sequence number."""
+        schema, payload = self.schemas.encode(payload_type, record)
+        return new_envelope(
+            payload_type=payload_type,
+            payload_fingerprint=schema.fingerprint,
+            payload=payload,
+            sender=self.sender,
+            sequence=self._sequence.next(),
+            subject=subject,
+            correlation_id=correlation_id,
+        ).signed(self._key)
+
+    async def publish(
+        self, topic: str, payload_type: str, record: dict[str, Any], subject: str, correlation_id: str | None = None
+    ) -> Envelope:
+        """Sign and send one event on protocol topic ``topic``, keyed by ``subject``."""
+        check_payload_topic(payload_type, topic)
+        await self._announce_schema(payload_type)
+        env = self.envelope(payload_type, record, subject, correlation_id)
+        await self.send_envelope(topic, env)
+        return env
+
+    async def send_envelope(self, topic: str, env: Envelope) -> None:
+        value = env.encode()
+        kafka_topic = self.bus.names(topic)
+        key = env.subject.encode()
+        limit = self.bus.max_record_bytes - len(key)
+        if len(value) <= limit:
+            await self.bus.send(kafka_topic, key, value)
+            return
+        if len(value) > self.max_event_bytes:
+            from mesh.errors import PayloadTooLargeError
+
+            raise PayloadTooLargeError(f"{env.payload_type} event of {len(value)} bytes exceeds {self.max_event_bytes}")
+        await self._announce_schema(CHUNK_TYPE)
+        digest = hashlib.sha256(value).digest()
+        piece = limit - CHUNK_FRAMING - RECORD_OVERHEAD
+        count = -(-len(value) // piece)
+        for index in range(count):
+            chunk = {
+                "whole_sha256": digest,
+                "index": index,
+                "count": count,
+                "whole_size": len(value),
+                "data": value[index * piece : (index + 1) * piece],
+            }
+            part = self.envelope(CHUNK_TYPE, chunk, env.subject, env.correlation_id)
+            await self.bus.send(kafka_topic, key, part.encode())
+
+    async def _announce_schema(self, payload_type: str) -> None:
+        schema = self.schemas.by_name(payload_type)
+        if schema.fingerprint in self._announced:
+            return
+        self._announced.add(schema.fingerprint)
+        if payload_type != SCHEMA_PUBLISHED:
+            await self._announce_schema(SCHEMA_PUBLISHED)
+        record = {"fingerprint": schema.fingerprint, "full_name": schema.full_name, "schema_json": schema.json_text}
+        env = self.envelope(SCHEMA_PUBLISHED, record, subject=schema.fingerprint.hex())
+        await self.bus.send(self.bus.names("schemas"), env.subject.encode(), env.encode())

@@ -1,0 +1,224 @@
+"""The service base: lifecycle, envelope verification pipeline, handler dispatch and dead-lettering."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import structlog
+
+from mesh.bus import Bus, Reader, Record
+from mesh.chunks import ChunkAssembler
+from mesh.codec import SchemaStore
+from mesh.envelope import Envelope
+from mesh.errors import HandlerFailedError, KeyMismatchError, MeshError, OversizedRecordError
+from mesh.home import Federation, NodeConfig, NodeHome
+from mesh.publisher import SCHEMA_PUBLISHED, Publisher
+from mesh.topics import CHUNK_TYPE, check_payload_topic
+from mesh.trust import ReplayGuard, Speaker, TrustStore
+
+DEAD_LETTER = "interfed.mesh.DeadLetter"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A verified event, as handlers receive it."""
+
+    envelope: Envelope
+    payload: dict[str, Any]
+    speaker: Speaker
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def sender(self) -> str:
+        return self.envelope.sender
+
+
+Handler = Callable[[Event], Awaitable[None]]
+
+
+def handles(*payload_types: str) -> Callable[[Handler], Handler]:
+    """Mark a service method as the handler of some payload types."""
+
+    def mark(fn: Handler) -> Handler:
+        fn.__interfed_handles__ = payload_types  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+@dataclass
+class Context:
+    """What a service needs of its node: identity, transport, and its own views of schemas and trust."""
+
+    home: NodeHome
+    config: NodeConfig
+    federation: Federation
+    bus: Bus
+    publisher: Publisher
+
+    def fresh_views(self) -> tuple[SchemaStore, TrustStore]:
+        return SchemaStore.load(), TrustStore(self.federation)
+
+
+class Service:
+    """Base of every participant service.
+
+    A service reads its topics (plus ``registry`` for trust and ``schemas`` for
+    resolution) from the beginning, verifies every record and hands verified
+    events to the handlers registered with ``@handles``. Anything refused goes to
+    the dead-letter topic with its reason; the service then goes on.
+    """
+
+    name: ClassVar[str] = "service"
+    topics: ClassVar[tuple[str, ...]] = ()
+    retry_window: ClassVar[float] = 5.0
+    retry_delay: ClassVar[float] = 0.25
+
+    def __init__(self, ctx: Context, *, readonly: bool = False) -> None:
+        self.ctx = ctx
+        self.readonly = readonly
+        self.schemas, self.trust = ctx.fresh_views()
+        self.replay = ReplayGuard()
+        self.chunks = ChunkAssembler(max_event_bytes=ctx.publisher.max_event_bytes)
+        self.log = structlog.get_logger(f"interfed.{self.name}").bind(node=ctx.config.node_id, service=self.name)
+        self.counts: Counter[str] = Counter()
+        self.caught_up = asyncio.Event()
+        self._first_failure: dict[tuple[str, int, int], float] = {}
+        self._handlers: dict[str, Handler] = {}
+        for _, method in inspect.getmembers(self, inspect.ismethod):
+            for payload_type in getattr(method, "__interfed_handles__", ()):
+                self._handlers[payload_type] = method
+        self._reader: Reader | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        """Hook: runs once the service has caught up with its topics."""
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set; returns after a clean shutdown."""
+        names = self.ctx.bus.names
+        wanted = dict.fromkeys(("schemas", "registry", *self.topics))
+        self._reader = self.ctx.bus.reader(names(t) for t in wanted)
+        await self._reader.start()
+        started = False
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            async for batch in self._reader.batches():
+                for record in batch:
+                    await self.process(record)
+                if not batch and not self._reader_has_paused():
+                    if not self.caught_up.is_set():
+                        self.caught_up.set()
+                        self.log.info("caught_up", counts=dict(self.counts))
+                    if not started:
+                        started = True
+                        await self.on_start()
+                        tasks = [asyncio.create_task(t) for t in self.background()]
+                if stop.is_set():
+                    break
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._reader.stop()
+            self.log.info("stopped", counts=dict(self.counts))
+
+    def background(self) -> list[Awaitable[None]]:
+        """Hook: coroutines to run alongside consumption once caught up (e.g. heartbeats)."""
+        return []
+
+    def _reader_has_paused(self) -> bool:
+        return bool(self._first_failure)
+
+    # -- the pipeline ----------------------------------------------------------------
+
+    async def process(self, record: Record) -> None:
+        """Verify and apply one record, or refuse it with a reason. Never raises for a bad record."""
+        assert self._reader is not None
+        if self._reader.is_paused(record.topic, record.partition):
+            return  # an earlier record of this partition is waiting to be retried
+        spot = (record.topic, record.partition, record.offset)
+        try:
+            await self._apply_value(record, record.value)
+        except MeshError as exc:
+            if exc.retriable and not self._give_up(spot):
+                self.counts["retried"] += 1
+                self._reader.retry_later(record, self.retry_delay)
+                return
+            if not exc.dead_letter:
+                raise
+            await self.dead_letter(record, exc.reason, str(exc))
+        except Exception as exc:  # a bug in a handler must not take the service down
+            self.log.exception("handler_failed", topic=record.topic, offset=record.offset)
+            await self.dead_letter(record, HandlerFailedError.reason, f"{type(exc).__name__}: {exc}")
+        self._first_failure.pop(spot, None)
+
+    def _give_up(self, spot: tuple[str, int, int]) -> bool:
+        now = asyncio.get_running_loop().time()
+        first = self._first_failure.setdefault(spot, now)
+        return now - first >= self.retry_window
+
+    async def _apply_value(self, record: Record, value: bytes, inner: bool = False) -> None:
+        topic = self.ctx.bus.names.protocol_name(record.topic)
+        if not inner and len(value) + len(record.key or b"") > self.ctx.bus.max_record_bytes:
+            raise OversizedRecordError(f"record of {len(value)} bytes exceeds {self.ctx.bus.max_record_bytes}")
+        env = Envelope.decode(value)
+        if record.key is None or record.key != env.subject.encode():
+            raise KeyMismatchError(f"record key {record.key!r} is not the envelope subject {env.subject!r}")
+        check_payload_topic(env.payload_type, topic)
+        payload = self.schemas.decode(env.payload_type, env.payload_fingerprint, env.payload)
+        speaker = self.trust.verify(env, payload)
+        if not self.replay.check(env, record.topic, record.partition):
+            self.counts["duplicates"] += 1
+            return
+        self.replay.record(env, record.topic, record.partition)
+        if env.payload_type == CHUNK_TYPE:
+            whole = self.chunks.add(env.sender, payload)
+            if whole is not None:
+                inner_env = Envelope.decode(whole)
+                if inner_env.sender != env.sender:
+                    raise KeyMismatchError("chunked event from another sender than its chunks")
+                await self._apply_value(record, whole, inner=True)
+            return
+        if env.payload_type == SCHEMA_PUBLISHED:
+            self.schemas.learn(payload["schema_json"], payload["fingerprint"])
+        if topic == "registry":
+            self.trust.apply(env, payload, speaker)
+        handler = self._handlers.get(env.payload_type)
+        if handler is not None:
+            await handler(Event(env, payload, speaker, topic, record.partition, record.offset))
+        self.counts["applied"] += 1
+
+    async def dead_letter(self, record: Record, reason: str, detail: str) -> None:
+        """Publish a refused record with its reason, and log it. Read-only services only log."""
+        self.counts[f"dead:{reason}"] += 1
+        self.log.warning("event_refused", reason=reason, detail=detail, topic=record.topic,
+                         partition=record.partition, offset=record.offset)
+        if self.readonly or self.ctx.bus.names.protocol_name(record.topic) == "deadletter":
+            return
+        keep = self.ctx.bus.max_record_bytes // 2
+        letter = {
+            "reason": reason,
+            "detail": detail[:2000],
+            "service": self.name,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": record.key[:256] if record.key is not None else None,
+            "original": record.value[:keep],
+            "original_size": len(record.value),
+            "original_sha256": hashlib.sha256(record.value).digest(),
+            "original_truncated": len(record.value) > keep,
+        }
+        subject = (record.key or b"").decode("utf-8", "replace")[:256] or "unkeyed"
+        await self.ctx.publisher.publish("deadletter", DEAD_LETTER, letter, subject=subject)
+

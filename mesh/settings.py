@@ -1,0 +1,32 @@
+"""Runtime settings from the environment (prefix ``INTERFED_``), each with its documented default."""
+
+from __future__ import annotations
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mesh.errors import ConfigurationError
+
+
+class MeshSettings(BaseSettings):
+    """Settings every node process reads. docs/operations.md lists them."""
+
+    model_config = SettingsConfigDict(env_prefix="INTERFED_", extra="ignore", frozen=True)
+
+    bootstrap: str | None = Field(None, description="Kafka bootstrap address; unset starts the embedded broker")
+    topic_prefix: str = Field("interfed.", description="prefix of every protocol topic name")
+    max_record_bytes: int = Field(1_000_000, ge=16_384, description="largest record value+key the mesh produces")
+    max_event_bytes: int = Field(64 * 1024 * 1024, ge=16_384, description="largest event after reassembly")
+    heartbeat_interval: float = Field(10.0, gt=0, description="seconds between a node's heartbeats")
+    unreachable_after: float = Field(30.0, gt=0, description="silence after which a node shows UNREACHABLE")
+    log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
+
+
+def load_settings(**overrides: object) -> MeshSettings:
+    """Read settings, naming the bad variable in one line if one is wrong."""
+    try:
+        return MeshSettings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        raise ConfigurationError(f"INTERFED_{field.upper()}: {err['msg']}") from None

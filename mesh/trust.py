@@ -1,0 +1,156 @@
+"""Who may speak: the certificates, revocations and replay windows a receiver checks every envelope against."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from mesh.envelope import Envelope
+from mesh.errors import (
+    InvalidCertificateError,
+    ReplayedSequenceError,
+    RevokedSenderError,
+    UnauthorisedError,
+    UnknownSenderError,
+)
+from mesh.home import Federation
+from mesh.identity import NodeCertificate, check_certificate, load_certificate_der, load_csr, raw_public_key
+
+JOIN_REQUESTED = "interfed.registry.JoinRequested"
+JOIN_APPROVED = "interfed.registry.JoinApproved"
+JOIN_REJECTED = "interfed.registry.JoinRejected"
+CERTIFICATE_REVOKED = "interfed.registry.CertificateRevoked"
+CONTRACT_TERMINATED = "interfed.registry.ContractTerminated"
+OPERATOR_ONLY = frozenset({JOIN_APPROVED, JOIN_REJECTED, CERTIFICATE_REVOKED})
+
+#: Clock skew tolerated between a sender's issued_at and its certificate's validity.
+SKEW_MS = 5 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class Applicant:
+    """The speaker of a JoinRequested: a key proven by its CSR, not yet a certificate."""
+
+    node_id: str
+    public_key: bytes
+    role: str = "applicant"
+
+
+Speaker = NodeCertificate | Applicant
+
+
+class TrustStore:
+    """Certificates learned from the registry topic, checked against the federation root.
+
+    Operators come from the federation folder every member holds; nodes become
+    known when an operator's JoinApproved carries their certificate. A revoked or
+    terminated certificate stays known, so its events are refused with that reason.
+    """
+
+    def __init__(self, federation: Federation) -> None:
+        self.federation = federation
+        self._certs: dict[str, NodeCertificate] = {c.node_id: c for c in federation.operators}
+        self._revoked: dict[str, str] = {}  # serial -> reason
+        self._keys: dict[bytes, Ed25519PublicKey] = {}
+
+    def certificate(self, node_id: str) -> NodeCertificate | None:
+        return self._certs.get(node_id)
+
+    def revoked_reason(self, cert: NodeCertificate) -> str | None:
+        return self._revoked.get(cert.serial)
+
+    def _public_key(self, raw: bytes) -> Ed25519PublicKey:
+        key = self._keys.get(raw)
+        if key is None:
+            key = self._keys[raw] = Ed25519PublicKey.from_public_bytes(raw)
+        return key
+
+    def verify(self, env: Envelope, payload: dict[str, Any]) -> Speaker:
+        """Check the envelope's signature against what its sender may sign with; return the speaker."""
+        if env.payload_type == JOIN_REQUESTED:
+            csr = load_csr(payload["csr"])
+            applicant = Applicant(node_id=env.sender, public_key=raw_public_key(csr.public_key()))  # type: ignore[arg-type]
+            cn = [a.value for a in csr.subject if a.oid.dotted_string == "2.5.4.3"]
+            if cn != [env.sender] or payload["node_id"] != env.sender:
+                raise UnauthorisedError(f"join request for {payload['node_id']!r} with CSR for {cn} sent by {env.sender!r}")
+            env.verify(self._public_key(applicant.public_key))
+            return applicant
+        cert = self._certs.get(env.sender)
+        if cert is None:
+            raise UnknownSenderError(f"no certificate known for {env.sender!r}")
+        reason = self._revoked.get(cert.serial)
+        if reason is not None:
+            raise RevokedSenderError(f"{env.sender}'s certificate {cert.serial} was revoked: {reason}")
+        if not (cert.not_before - SKEW_MS <= env.issued_at <= cert.not_after):
+            raise InvalidCertificateError(f"{env.sender}'s certificate is not valid at issued_at {env.issued_at}")
+        env.verify(self._public_key(cert.public_key))
+        return cert
+
+    def apply(self, env: Envelope, payload: dict[str, Any], speaker: Speaker) -> None:
+        """Learn from a verified registry event; refuse governance a speaker may not do."""
+        kind = env.payload_type
+        if kind in OPERATOR_ONLY and speaker.role != "operator":
+            raise UnauthorisedError(f"{kind.rsplit('.', 1)[1]} may only be signed by an operator, not {env.sender}")
+        if kind == JOIN_APPROVED:
+            cert = check_certificate(load_certificate_der(payload["certificate"]), self.federation.root)
+            if cert.node_id != payload["node_id"] or cert.role != "node":
+                raise InvalidCertificateError(f"approval for {payload['node_id']} carries a certificate for {cert.node_id}")
+            self._certs[cert.node_id] = cert
+        elif kind == CERTIFICATE_REVOKED:
+            self._revoked[payload["serial"]] = payload["reason"] or "revoked"
+        elif kind == CONTRACT_TERMINATED:
+            if speaker.role != "operator" and payload["node_id"] != env.sender:
+                raise UnauthorisedError(f"{env.sender} may not terminate {payload['node_id']}'s contract")
+            cert = self._certs.get(payload["node_id"])
+            if cert is not None and cert.role == "node":
+                self._revoked[cert.serial] = f"contract terminated: {payload['reason']}"
+
+
+class ReplayGuard:
+    """Per (sender, topic, partition): the sequence window that tells a duplicate from a replay.
+
+    A record whose event id was already applied is a duplicate (at-least-once
+    delivery, producer retries): it is skipped quietly. A new event id with a
+    sequence number already used, or older than the window, is a replay.
+    """
+
+    def __init__(self, window: int = 4096) -> None:
+        self.window = window
+        self._scopes: dict[tuple[str, str, int], _Scope] = {}
+
+    def check(self, env: Envelope, topic: str, partition: int) -> bool:
+        """True if new; False if a duplicate of an applied event; ReplayedSequenceError otherwise."""
+        scope = self._scopes.get((env.sender, topic, partition))
+        if scope is None:
+            return True
+        seen = scope.seen.get(env.sequence)
+        if seen == env.event_id:
+            return False
+        if seen is not None:
+            raise ReplayedSequenceError(f"{env.sender} sequence {env.sequence} already used by event {seen}")
+        if env.sequence <= scope.high - self.window:
+            raise ReplayedSequenceError(
+                f"{env.sender} sequence {env.sequence} is older than the window (latest {scope.high})")
+        return True
+
+    def record(self, env: Envelope, topic: str, partition: int) -> None:
+        key = (env.sender, topic, partition)
+        scope = self._scopes.get(key)
+        if scope is None:
+            scope = self._scopes[key] = _Scope()
+        scope.seen[env.sequence] = env.event_id
+        scope.high = max(scope.high, env.sequence)
+        floor = scope.high - self.window
+        while scope.seen and next(iter(scope.seen)) <= floor:
+            scope.seen.popitem(last=False)
+
+
+class _Scope:
+    __slots__ = ("high", "seen")
+
+    def __init__(self) -> None:
+        self.high = 0
+        self.seen: OrderedDict[int, str] = OrderedDict()

@@ -1,0 +1,1 @@
+"""The registry service: node contracts, certificates, announcements and health."""

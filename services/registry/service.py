@@ -1,0 +1,221 @@
+"""The registry service: join, approve, announce, heartbeat, terminate and revoke, over the registry topic."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import Awaitable
+from typing import ClassVar
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from mesh.errors import ConfigurationError, InvalidTransitionError
+from mesh.identity import issue_certificate, load_certificate_der, load_csr, load_private_key
+from mesh.service import Context, Event, Service, handles
+from services.registry.state import ContractStatus, Directory, NodeEntry
+
+NS = "interfed.registry."
+JOIN_REQUESTED = NS + "JoinRequested"
+JOIN_APPROVED = NS + "JoinApproved"
+JOIN_REJECTED = NS + "JoinRejected"
+NODE_ANNOUNCED = NS + "NodeAnnounced"
+HEARTBEAT = NS + "Heartbeat"
+CONTRACT_TERMINATED = NS + "ContractTerminated"
+CERTIFICATE_REVOKED = NS + "CertificateRevoked"
+
+DEFAULT_CONTRACT_DAYS = 365
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class RegistryService(Service):
+    """Keeps the node directory; for its own node, announces and beats; for an operator, decides."""
+
+    name: ClassVar[str] = "registry"
+    topics: ClassVar[tuple[str, ...]] = ("registry",)
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        readonly: bool = False,
+        heartbeat_interval: float = 10.0,
+        unreachable_after: float = 30.0,
+    ) -> None:
+        super().__init__(ctx, readonly=readonly)
+        self.directory = Directory()
+        self.heartbeat_interval = heartbeat_interval
+        self.unreachable_after_ms = int(unreachable_after * 1000)
+        self.me = ctx.config.node_id
+        self._announced = False
+
+    # -- handlers -------------------------------------------------------------------
+
+    @handles(JOIN_REQUESTED)
+    async def on_join_requested(self, ev: Event) -> None:
+        entry = self.directory.join_requested(ev.payload, ev.envelope.issued_at)
+        self.log.info("join_requested", node_id=entry.node_id, contract_id=entry.contract_id)
+
+    @handles(JOIN_APPROVED)
+    async def on_join_approved(self, ev: Event) -> None:
+        cert = self.trust.certificate(ev.payload["node_id"])
+        assert cert is not None  # the trust store has just learned it
+        entry = self.directory.join_approved(ev.payload, cert.serial)
+        self.log.info("join_approved", node_id=entry.node_id, contract_id=entry.contract_id)
+        if entry.node_id == self.me and not self.readonly:
+            await self._take_certificate(ev.payload["certificate"])
+
+    @handles(JOIN_REJECTED)
+    async def on_join_rejected(self, ev: Event) -> None:
+        entry = self.directory.join_rejected(ev.payload)
+        self.log.info("join_rejected", node_id=entry.node_id, reason=entry.reason)
+
+    @handles(NODE_ANNOUNCED)
+    async def on_announced(self, ev: Event) -> None:
+        self.directory.announced(ev.payload, ev.sender, ev.envelope.issued_at)
+
+    @handles(HEARTBEAT)
+    async def on_heartbeat(self, ev: Event) -> None:
+        self.directory.heartbeat(ev.payload, ev.sender, ev.envelope.issued_at)
+
+    @handles(CONTRACT_TERMINATED)
+    async def on_terminated(self, ev: Event) -> None:
+        entry = self.directory.terminated(ev.payload)
+        self.log.info("contract_terminated", node_id=entry.node_id, reason=entry.reason)
+
+    @handles(CERTIFICATE_REVOKED)
+    async def on_revoked(self, ev: Event) -> None:
+        entry = self.directory.revoked(ev.payload)
+        self.log.info("certificate_revoked", node_id=entry.node_id, reason=entry.revoked)
+
+    # -- own node --------------------------------------------------------------------
+
+    async def _take_certificate(self, der: bytes) -> None:
+        home = self.ctx.home
+        cert = load_certificate_der(der)
+        own = home.key().public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        if cert.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw) != own:
+            self.log.error("certificate_for_other_key", node_id=self.me)
+            return
+        if not home.cert_path.exists() or home.cert_path.read_bytes() != cert.public_bytes(serialization.Encoding.PEM):
+            home.store_certificate(cert)
+            self.log.info("certificate_stored", path=str(home.cert_path))
+
+    def my_entry(self) -> NodeEntry | None:
+        return self.directory.nodes.get(self.me)
+
+    def background(self) -> list[Awaitable[None]]:
+        return [] if self.readonly or self.ctx.config.role == "operator" else [self._beat()]
+
+    async def _beat(self) -> None:
+        """Announce once the contract is approved, then beat every interval while it stands."""
+        while True:
+            entry = self.my_entry()
+            if entry is None or entry.contract is not ContractStatus.APPROVED or entry.revoked is not None:
+                self._announced = False
+                await asyncio.sleep(0.2)
+                continue
+            if not self._announced:
+                await self.announce(entry)
+            await self.ctx.publisher.publish(
+                "registry", HEARTBEAT, {"node_id": self.me, "interval_ms": int(self.heartbeat_interval * 1000)},
+                subject=self.me)
+            await asyncio.sleep(self.heartbeat_interval)
+
+    async def announce(self, entry: NodeEntry) -> None:
+        cfg = self.ctx.config
+        await self.ctx.publisher.publish("registry", NODE_ANNOUNCED, {
+            "node_id": cfg.node_id, "contract_id": entry.contract_id, "name": cfg.name,
+            "institution": cfg.institution, "platform": cfg.platform, "platform_version": cfg.platform_version,
+            "address": cfg.address, "services": ["registry"],
+        }, subject=cfg.node_id)
+        self._announced = True
+        self.log.info("announced", contract_id=entry.contract_id)
+
+    # -- commands ------------------------------------------------------------------------
+
+    async def apply(self, days: int = DEFAULT_CONTRACT_DAYS) -> str:
+        """Publish this node's join request; returns the new contract id."""
+        cfg, home = self.ctx.config, self.ctx.home
+        entry = self.my_entry()
+        if entry is not None and entry.contract in (ContractStatus.APPLIED, ContractStatus.APPROVED):
+            raise InvalidTransitionError(f"{cfg.node_id} already has contract {entry.contract_id} ({entry.contract})")
+        contract_id = str(uuid.uuid4())
+        expires = now_ms() + days * 86_400_000
+        await self.ctx.publisher.publish("registry", JOIN_REQUESTED, {
+            "contract_id": contract_id, "node_id": cfg.node_id, "name": cfg.name, "institution": cfg.institution,
+            "platform": cfg.platform, "platform_version": cfg.platform_version, "address": cfg.address,
+            "description": cfg.description, "csr": home.csr_der(),
+            "agreement_sha256": self.ctx.federation.agreement_sha256, "expires_at": expires,
+        }, subject=cfg.node_id)
+        home.state_path.mkdir(parents=True, exist_ok=True)
+        (home.state_path / "contract.json").write_text(json.dumps({"contract_id": contract_id}), encoding="utf-8")
+        return contract_id
+
+    def _operator_key(self) -> tuple[x509.Certificate, object]:
+        if self.ctx.config.role != "operator" or not self.ctx.home.root_key_path.exists():
+            raise ConfigurationError("only the federation operator's home holds the root key; use the operator's --home")
+        return self.ctx.federation.root, load_private_key(self.ctx.home.root_key_path)
+
+    def pending(self, contract_id: str) -> NodeEntry:
+        node_id = self.directory.contracts.get(contract_id)
+        entry = self.directory.nodes.get(node_id) if node_id else None
+        if entry is None or entry.contract_id != contract_id:
+            raise InvalidTransitionError(f"no contract {contract_id}; list them with 'interfed registry nodes'")
+        if entry.contract is not ContractStatus.APPLIED:
+            raise InvalidTransitionError(f"contract {contract_id} is {entry.contract}, not APPLIED")
+        return entry
+
+    async def approve(self, contract_id: str) -> NodeEntry:
+        """Operator: issue the applicant's certificate and publish the approval."""
+        root, root_key = self._operator_key()
+        entry = self.pending(contract_id)
+        csr = load_csr(entry.csr)
+        not_after = dt.datetime.fromtimestamp(entry.expires_at / 1000, dt.UTC)
+        cert = issue_certificate(root_key, root, csr, "node", not_after)  # type: ignore[arg-type]
+        await self.ctx.publisher.publish("registry", JOIN_APPROVED, {
+            "contract_id": contract_id, "node_id": entry.node_id,
+            "certificate": cert.public_bytes(serialization.Encoding.DER),
+            "expires_at": int(cert.not_valid_after_utc.timestamp() * 1000),
+        }, subject=entry.node_id)
+        return entry
+
+    async def reject(self, contract_id: str, reason: str) -> NodeEntry:
+        self._operator_key()
+        entry = self.pending(contract_id)
+        await self.ctx.publisher.publish("registry", JOIN_REJECTED,
+                                         {"contract_id": contract_id, "node_id": entry.node_id, "reason": reason},
+                                         subject=entry.node_id)
+        return entry
+
+    def _member(self, node_id: str) -> NodeEntry:
+        entry = self.directory.nodes.get(node_id)
+        if entry is None:
+            raise InvalidTransitionError(f"no node {node_id}; list them with 'interfed registry nodes'")
+        return entry
+
+    async def terminate(self, node_id: str, reason: str) -> NodeEntry:
+        """The operator, or the node itself, ends a contract."""
+        if node_id != self.me:
+            self._operator_key()
+        entry = self._member(node_id)
+        await self.ctx.publisher.publish("registry", CONTRACT_TERMINATED,
+                                         {"contract_id": entry.contract_id, "node_id": node_id, "reason": reason},
+                                         subject=node_id)
+        return entry
+
+    async def revoke(self, node_id: str, reason: str) -> NodeEntry:
+        self._operator_key()
+        entry = self._member(node_id)
+        if entry.certificate_serial is None:
+            raise InvalidTransitionError(f"{node_id} holds no certificate to revoke")
+        await self.ctx.publisher.publish("registry", CERTIFICATE_REVOKED, {
+            "node_id": node_id, "serial": entry.certificate_serial, "reason": reason, "revoked_at": now_ms(),
+        }, subject=node_id)
+        return entry

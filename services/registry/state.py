@@ -1,0 +1,164 @@
+"""The node directory the registry service materialises: contracts, certificates, announcements, health."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from mesh.errors import InvalidTransitionError, UnauthorisedError
+
+
+class ContractStatus(StrEnum):
+    """The BFIA node-contract states."""
+
+    APPLIED = "APPLIED"
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+    TERMINATED = "TERMINATED"
+
+
+class Health(StrEnum):
+    PENDING = "PENDING"  # applied, not yet approved
+    APPROVED = "APPROVED"  # approved, not yet announced
+    HEALTHY = "HEALTHY"
+    UNREACHABLE = "UNREACHABLE"
+    EXPIRED = "EXPIRED"
+    REVOKED = "REVOKED"
+    REJECTED = "REJECTED"
+    TERMINATED = "TERMINATED"
+
+
+@dataclass
+class NodeEntry:
+    """One node as the directory knows it."""
+
+    node_id: str
+    name: str
+    institution: str
+    platform: str
+    platform_version: str
+    address: str
+    description: str
+    contract_id: str
+    contract: ContractStatus
+    applied_at: int
+    csr: bytes
+    expires_at: int
+    certificate_serial: str | None = None
+    revoked: str | None = None
+    announced_at: int | None = None
+    services: list[str] = field(default_factory=list)
+    last_heartbeat: int | None = None
+    heartbeat_interval: int | None = None
+    reason: str = ""
+
+    def health(self, now_ms: int, unreachable_after_ms: int) -> Health:
+        """Health at ``now_ms``: silent longer than ``unreachable_after_ms`` means UNREACHABLE."""
+        if self.contract is ContractStatus.APPLIED:
+            return Health.PENDING
+        if self.contract is ContractStatus.REJECTED:
+            return Health.REJECTED
+        if self.contract is ContractStatus.TERMINATED:
+            return Health.TERMINATED
+        if self.revoked is not None:
+            return Health.REVOKED
+        if now_ms > self.expires_at:
+            return Health.EXPIRED
+        seen = max(self.last_heartbeat or 0, self.announced_at or 0)
+        if not seen:
+            return Health.APPROVED
+        return Health.HEALTHY if now_ms - seen <= unreachable_after_ms else Health.UNREACHABLE
+
+
+class Directory:
+    """Contracts by id and nodes by id; every method applies one verified event or raises why not."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, NodeEntry] = {}
+        self.contracts: dict[str, str] = {}
+
+    def _entry(self, node_id: str, contract_id: str) -> NodeEntry:
+        entry = self.nodes.get(node_id)
+        if entry is None or entry.contract_id != contract_id:
+            raise InvalidTransitionError(f"no contract {contract_id} for node {node_id}")
+        return entry
+
+    def join_requested(self, p: dict[str, Any], issued_at: int) -> NodeEntry:
+        if p["contract_id"] in self.contracts:
+            raise InvalidTransitionError(f"contract {p['contract_id']} already exists")
+        current = self.nodes.get(p["node_id"])
+        if current is not None and current.contract in (ContractStatus.APPLIED, ContractStatus.APPROVED):
+            raise InvalidTransitionError(f"{p['node_id']} already has contract {current.contract_id} ({current.contract})")
+        entry = NodeEntry(
+            node_id=p["node_id"], name=p["name"], institution=p["institution"], platform=p["platform"],
+            platform_version=p["platform_version"], address=p["address"], description=p["description"],
+            contract_id=p["contract_id"], contract=ContractStatus.APPLIED, applied_at=issued_at, csr=p["csr"],
+            expires_at=_ms(p["expires_at"]),
+        )
+        self.nodes[entry.node_id] = entry
+        self.contracts[entry.contract_id] = entry.node_id
+        return entry
+
+    def join_approved(self, p: dict[str, Any], serial: str) -> NodeEntry:
+        entry = self._entry(p["node_id"], p["contract_id"])
+        if entry.contract is not ContractStatus.APPLIED:
+            raise InvalidTransitionError(f"contract {entry.contract_id} is {entry.contract}, not APPLIED")
+        entry.contract = ContractStatus.APPROVED
+        entry.certificate_serial = serial
+        entry.expires_at = _ms(p["expires_at"])
+        return entry
+
+    def join_rejected(self, p: dict[str, Any]) -> NodeEntry:
+        entry = self._entry(p["node_id"], p["contract_id"])
+        if entry.contract is not ContractStatus.APPLIED:
+            raise InvalidTransitionError(f"contract {entry.contract_id} is {entry.contract}, not APPLIED")
+        entry.contract = ContractStatus.REJECTED
+        entry.reason = p["reason"]
+        return entry
+
+    def announced(self, p: dict[str, Any], sender: str, issued_at: int) -> NodeEntry:
+        _speaks_for(sender, p["node_id"])
+        entry = self._entry(p["node_id"], p["contract_id"])
+        if entry.contract is not ContractStatus.APPROVED:
+            raise InvalidTransitionError(f"{entry.node_id} announced under a contract that is {entry.contract}")
+        for name in ("name", "institution", "platform", "platform_version", "address"):
+            setattr(entry, name, p[name])
+        entry.services = list(p["services"])
+        entry.announced_at = issued_at
+        return entry
+
+    def heartbeat(self, p: dict[str, Any], sender: str, issued_at: int) -> NodeEntry:
+        _speaks_for(sender, p["node_id"])
+        entry = self.nodes.get(p["node_id"])
+        if entry is None or entry.contract is not ContractStatus.APPROVED:
+            raise InvalidTransitionError(f"heartbeat from {p['node_id']}, which has no approved contract")
+        entry.last_heartbeat = max(entry.last_heartbeat or 0, issued_at)
+        entry.heartbeat_interval = p["interval_ms"]
+        return entry
+
+    def terminated(self, p: dict[str, Any]) -> NodeEntry:
+        entry = self._entry(p["node_id"], p["contract_id"])
+        if entry.contract not in (ContractStatus.APPLIED, ContractStatus.APPROVED):
+            raise InvalidTransitionError(f"contract {entry.contract_id} is already {entry.contract}")
+        entry.contract = ContractStatus.TERMINATED
+        entry.reason = p["reason"]
+        return entry
+
+    def revoked(self, p: dict[str, Any]) -> NodeEntry:
+        entry = self.nodes.get(p["node_id"])
+        if entry is None or entry.certificate_serial != p["serial"]:
+            raise InvalidTransitionError(f"{p['node_id']} has no certificate {p['serial']}")
+        entry.revoked = p["reason"] or "revoked"
+        return entry
+
+
+def _speaks_for(sender: str, node_id: str) -> None:
+    if sender != node_id:
+        raise UnauthorisedError(f"{sender} may not speak for {node_id}")
+
+
+def _ms(value: Any) -> int:
+    if isinstance(value, int):
+        return value
+    return round(value.timestamp() * 1000)
