@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
@@ -16,6 +17,15 @@ from fastavro.schema import to_parsing_canonical_form
 from mesh.errors import ConfigurationError, IncompatibleSchemaError, MalformedPayloadError, UnknownSchemaError
 
 Record = dict[str, Any]
+
+
+def to_millis(value: object) -> int:
+    """A timestamp-millis field as an int: fastavro reads them as aware datetimes."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, dt.datetime):
+        return round(value.timestamp() * 1000)
+    raise TypeError(f"not a timestamp: {value!r}")
 
 
 def schema_dir() -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from mesh.codec import Schema, decode, encode, schema_dir
+from mesh.codec import Schema, decode, encode, schema_dir, to_millis
 from mesh.errors import BadSignatureError, MalformedEnvelopeError, MalformedPayloadError
 
 #: Prefixed to the signed bytes so an envelope signature can never be mistaken
@@ -86,7 +86,7 @@ class Envelope:
             payload_fingerprint=rec["payload_fingerprint"],
             sender=rec["sender"],
             sequence=rec["sequence"],
-            issued_at=_millis(rec["issued_at"]),
+            issued_at=to_millis(rec["issued_at"]),
             subject=rec["subject"],
             correlation_id=rec["correlation_id"],
             payload=rec["payload"],
@@ -106,13 +106,6 @@ class Envelope:
             raise MalformedEnvelopeError(f"sequence {self.sequence} < 1")
         if not self.sender or not self.payload_type:
             raise MalformedEnvelopeError("empty sender or payload_type")
-
-
-def _millis(value: object) -> int:
-    # fastavro turns timestamp-millis into an aware datetime on read.
-    if isinstance(value, int):
-        return value
-    return round(value.timestamp() * 1000)  # type: ignore[attr-defined]
 
 
 def new_envelope(

@@ -59,3 +59,26 @@ async def run_services(services: Sequence[Service], stop: asyncio.Event) -> None
 
 async def until_caught_up(services: Sequence[Service], timeout: float = 60.0) -> None:
     await asyncio.wait_for(asyncio.gather(*(s.caught_up.wait() for s in services)), timeout)
+
+
+@contextlib.asynccontextmanager
+async def running(service: Service, timeout: float = 60.0) -> AsyncIterator[Service]:
+    """Run one service in the background, yield it once it has caught up, stop it on exit."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop), name=service.name)
+    caught = asyncio.create_task(service.caught_up.wait())
+    done, _ = await asyncio.wait({task, caught}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        caught.cancel()
+        task.result()  # raises the service's error
+        raise RuntimeError(f"{service.name} stopped before catching up")
+    if caught not in done:
+        caught.cancel()
+        stop.set()
+        await asyncio.gather(task, return_exceptions=True)
+        raise TimeoutError(f"{service.name} did not catch up within {timeout:.0f} s")
+    try:
+        yield service
+    finally:
+        stop.set()
+        await task

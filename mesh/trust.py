@@ -8,6 +8,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from mesh.codec import to_millis as _millis
 from mesh.envelope import Envelope
 from mesh.errors import (
     InvalidCertificateError,
@@ -48,18 +49,26 @@ class TrustStore:
     Operators come from the federation folder every member holds; nodes become
     known when an operator's JoinApproved carries their certificate. A revoked or
     terminated certificate stays known, so its events are refused with that reason.
+
+    Revocation cuts by signed time, not by arrival: events issued at or after
+    ``revoked_at`` (or the termination's issued_at) are refused, earlier ones stay
+    valid. So a replay of the topics, in whatever order their partitions are read,
+    reaches the same verdicts as the live run, and an auditor can still verify what
+    a node signed while its certificate was good. An operator who fears a key was
+    stolen earlier revokes from that earlier time.
     """
 
     def __init__(self, federation: Federation) -> None:
         self.federation = federation
         self._certs: dict[str, NodeCertificate] = {c.node_id: c for c in federation.operators}
-        self._revoked: dict[str, str] = {}  # serial -> reason
+        self._revoked: dict[str, tuple[int, str]] = {}  # serial -> (from issued_at, reason)
         self._keys: dict[bytes, Ed25519PublicKey] = {}
 
     def certificate(self, node_id: str) -> NodeCertificate | None:
         return self._certs.get(node_id)
 
-    def revoked_reason(self, cert: NodeCertificate) -> str | None:
+    def revocation(self, cert: NodeCertificate) -> tuple[int, str] | None:
+        """When (ms) and why a certificate was revoked, if it was."""
         return self._revoked.get(cert.serial)
 
     def _public_key(self, raw: bytes) -> Ed25519PublicKey:
@@ -81,9 +90,9 @@ class TrustStore:
         cert = self._certs.get(env.sender)
         if cert is None:
             raise UnknownSenderError(f"no certificate known for {env.sender!r}")
-        reason = self._revoked.get(cert.serial)
-        if reason is not None:
-            raise RevokedSenderError(f"{env.sender}'s certificate {cert.serial} was revoked: {reason}")
+        revoked = self._revoked.get(cert.serial)
+        if revoked is not None and env.issued_at >= revoked[0]:
+            raise RevokedSenderError(f"{env.sender}'s certificate {cert.serial} was revoked: {revoked[1]}")
         if not (cert.not_before - SKEW_MS <= env.issued_at <= cert.not_after):
             raise InvalidCertificateError(f"{env.sender}'s certificate is not valid at issued_at {env.issued_at}")
         env.verify(self._public_key(cert.public_key))
@@ -100,13 +109,19 @@ class TrustStore:
                 raise InvalidCertificateError(f"approval for {payload['node_id']} carries a certificate for {cert.node_id}")
             self._certs[cert.node_id] = cert
         elif kind == CERTIFICATE_REVOKED:
-            self._revoked[payload["serial"]] = payload["reason"] or "revoked"
+            self._revoke(payload["serial"], _millis(payload["revoked_at"]), payload["reason"] or "revoked")
         elif kind == CONTRACT_TERMINATED:
             if speaker.role != "operator" and payload["node_id"] != env.sender:
                 raise UnauthorisedError(f"{env.sender} may not terminate {payload['node_id']}'s contract")
             cert = self._certs.get(payload["node_id"])
             if cert is not None and cert.role == "node":
-                self._revoked[cert.serial] = f"contract terminated: {payload['reason']}"
+                self._revoke(cert.serial, env.issued_at, f"contract terminated: {payload['reason']}")
+
+    def _revoke(self, serial: str, since: int, reason: str) -> None:
+        # The earliest cut wins: a later revocation never re-validates events an earlier one refused.
+        current = self._revoked.get(serial)
+        if current is None or since < current[0]:
+            self._revoked[serial] = (since, reason)
 
 
 class ReplayGuard:

@@ -210,12 +210,14 @@ class RegistryService(Service):
                                          subject=node_id)
         return entry
 
-    async def revoke(self, node_id: str, reason: str) -> NodeEntry:
+    async def revoke(self, node_id: str, reason: str, since_ms: int | None = None) -> NodeEntry:
+        """Operator: revoke a node's certificate for events it issued from ``since_ms`` (default: now)."""
         self._operator_key()
         entry = self._member(node_id)
         if entry.certificate_serial is None:
             raise InvalidTransitionError(f"{node_id} holds no certificate to revoke")
         await self.ctx.publisher.publish("registry", CERTIFICATE_REVOKED, {
-            "node_id": node_id, "serial": entry.certificate_serial, "reason": reason, "revoked_at": now_ms(),
+            "node_id": node_id, "serial": entry.certificate_serial, "reason": reason,
+            "revoked_at": now_ms() if since_ms is None else since_ms,
         }, subject=node_id)
         return entry

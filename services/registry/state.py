@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from mesh.codec import to_millis
 from mesh.errors import InvalidTransitionError, UnauthorisedError
 
 
@@ -94,7 +95,7 @@ class Directory:
             node_id=p["node_id"], name=p["name"], institution=p["institution"], platform=p["platform"],
             platform_version=p["platform_version"], address=p["address"], description=p["description"],
             contract_id=p["contract_id"], contract=ContractStatus.APPLIED, applied_at=issued_at, csr=p["csr"],
-            expires_at=_ms(p["expires_at"]),
+            expires_at=to_millis(p["expires_at"]),
         )
         self.nodes[entry.node_id] = entry
         self.contracts[entry.contract_id] = entry.node_id
@@ -106,7 +107,7 @@ class Directory:
             raise InvalidTransitionError(f"contract {entry.contract_id} is {entry.contract}, not APPLIED")
         entry.contract = ContractStatus.APPROVED
         entry.certificate_serial = serial
-        entry.expires_at = _ms(p["expires_at"])
+        entry.expires_at = to_millis(p["expires_at"])
         return entry
 
     def join_rejected(self, p: dict[str, Any]) -> NodeEntry:
@@ -156,9 +157,3 @@ class Directory:
 def _speaks_for(sender: str, node_id: str) -> None:
     if sender != node_id:
         raise UnauthorisedError(f"{sender} may not speak for {node_id}")
-
-
-def _ms(value: Any) -> int:
-    if isinstance(value, int):
-        return value
-    return round(value.timestamp() * 1000)

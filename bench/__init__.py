@@ -1,0 +1,1 @@
+"""Benchmarks: one command each, printed for people and as JSON."""

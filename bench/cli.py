@@ -1,0 +1,67 @@
+"""``interfed bench``: run a benchmark with progress, print a table (or JSON) of its figures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mesh import logs
+from mesh.brokers import TansuBroker
+from mesh.settings import load_settings
+
+app = typer.Typer(help="Benchmarks (never part of the test suite's pass/fail).", no_args_is_help=True)
+out = Console(highlight=False)
+
+#: The issue's aims, printed beside each figure.
+BUS_AIMS = {"events_per_second": (">=", 5000.0), "latency_p99_ms": ("<=", 50.0), "node_rss_mb": ("<=", 200.0)}
+
+
+@app.command("bus")
+def bench_bus(
+    bootstrap: Annotated[str | None, typer.Option("--bootstrap", envvar="INTERFED_BOOTSTRAP",
+                                                  help="broker to measure (default: start the embedded one)")] = None,
+    events: Annotated[int, typer.Option(min=100, help="events for the throughput run")] = 20_000,
+    rate: Annotated[float, typer.Option(min=1, help="offered load (events/s) for the latency run")] = 1000.0,
+    seconds: Annotated[float, typer.Option(min=1, help="length of the latency run")] = 10.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+) -> None:
+    """Verified events/s end to end on one core, p50/p99 latency at a fixed load, node memory."""
+    from bench.bus import run_bus_bench
+
+    settings = load_settings(bootstrap=bootstrap)
+    with contextlib.ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-")))
+        logs.configure(path=root / "bench.jsonl")
+        address = settings.bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
+        progress = stack.enter_context(Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                                                console=Console(stderr=True), transient=True))
+        tasks = {"throughput": progress.add_task(f"throughput ({events} events)", total=1.0),
+                 "latency": progress.add_task(f"latency ({rate:.0f}/s for {seconds:.0f} s)", total=1.0)}
+        result = asyncio.run(run_bus_bench(root, settings, address, events, rate, seconds,
+                                           lambda name, done: progress.update(tasks[name], completed=min(done, 1.0))))
+    figures = result.as_dict()
+    figures["broker"] = "external " + address if settings.bootstrap else "embedded tansu"
+    if as_json:
+        print(json.dumps(figures, indent=2))
+        return
+    table = Table(title="bus benchmark (sign, encode, produce -> consume, verify, decode, apply; one process)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("aim")
+    table.add_column("ratio to aim", justify="right")
+    for key, value in figures.items():
+        aim = BUS_AIMS.get(key)
+        ratio = ""
+        if aim and isinstance(value, float):
+            ratio = f"{value / aim[1]:.2f}x" if aim[0] == ">=" else f"{aim[1] / value:.2f}x"
+        table.add_row(key, str(value), f"{aim[0]} {aim[1]:g}" if aim else "", ratio)
+    out.print(table)

@@ -1,0 +1,5 @@
+"""``python -m mesh`` runs the interfed command line."""
+
+from mesh.cli import main
+
+main()

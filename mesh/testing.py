@@ -1,0 +1,177 @@
+"""Helpers for testing against a real broker: pick and start one, build a federation of N parties in one call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mesh.brokers import Broker, broker_from_name
+from mesh.bus import KafkaBus
+from mesh.codec import SchemaStore
+from mesh.envelope import Envelope
+from mesh.home import NodeConfig, NodeHome, create_federation
+from mesh.node import connect, open_context, until_caught_up
+from mesh.settings import MeshSettings, load_settings
+from mesh.topics import TopicNames
+from services.registry.service import RegistryService
+
+#: ``INTERFED_TEST_BROKER``: "kafka", "tansu", or a bootstrap address of a broker you run yourself.
+BROKER_ENV = "INTERFED_TEST_BROKER"
+
+
+def start_test_broker(choice: str, workdir: Path) -> tuple[str, Broker | None]:
+    """Start the named broker (or use an external address); return its bootstrap and the handle to stop."""
+    if choice in ("kafka", "tansu"):
+        broker = broker_from_name(choice, workdir)
+        broker.start()
+        return broker.bootstrap, broker
+    return choice, None
+
+
+def fresh_settings(**overrides: object) -> MeshSettings:
+    """Settings with a topic prefix no other test uses, so tests never see each other's events."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    return load_settings(topic_prefix=prefix, **overrides)
+
+
+async def eventually(predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition") -> None:
+    """Wait until ``predicate()`` is truthy, or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+@dataclass
+class Member:
+    """One party of a test federation: its home, its connection and its running registry."""
+
+    home: NodeHome
+    bus: KafkaBus
+    registry: RegistryService
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def node_id(self) -> str:
+        return self.registry.me
+
+    async def halt(self) -> None:
+        """Stop this party's services (it goes silent; the others keep running)."""
+        self.stop.set()
+        if self.task is not None:
+            await self.task
+
+
+@dataclass
+class TestFederation:
+    operator: Member
+    members: list[Member]
+    settings: MeshSettings
+    bootstrap: str
+
+    def member(self, node_id: str) -> Member:
+        return next(m for m in self.members if m.node_id == node_id)
+
+    @property
+    def everyone(self) -> list[Member]:
+        return [self.operator, *self.members]
+
+
+def create_homes(root: Path, n: int, platforms: tuple[str, ...] = ("fate", "secretflow", "flower")) -> list[NodeHome]:
+    """An operator home and ``n`` member homes named party0..party{n-1}."""
+    op = create_federation(root / "operator", "test", NodeConfig(
+        node_id="operator", name="operator", institution="test", platform="interfed", role="operator"))
+    homes = [op]
+    for i in range(n):
+        cfg = NodeConfig(node_id=f"party{i}", name=f"Party {i}", institution=f"Institution {i}",
+                         platform=platforms[i % len(platforms)], platform_version="1.0")
+        homes.append(NodeHome.create(root / cfg.node_id, cfg, op.federation_path))
+    return homes
+
+
+@contextlib.asynccontextmanager
+async def federation(
+    root: Path, bootstrap: str, n: int = 3, settings: MeshSettings | None = None, join: bool = True,
+) -> AsyncIterator[TestFederation]:
+    """A running federation of ``n`` parties plus its operator; with ``join``, all approved and beating.
+
+    Each party has its own home, its own broker connection and its own services,
+    as separate processes would; they share nothing but the broker.
+    """
+    settings = settings or fresh_settings(heartbeat_interval=0.3, unreachable_after=3.0)
+    homes = create_homes(root, n)
+    async with contextlib.AsyncExitStack() as stack:
+        members: list[Member] = []
+        for home in homes:
+            bus = await stack.enter_async_context(connect(settings, bootstrap))
+            svc = RegistryService(open_context(home, bus, settings), heartbeat_interval=settings.heartbeat_interval,
+                                  unreachable_after=settings.unreachable_after)
+            members.append(Member(home, bus, svc))
+        fed = TestFederation(members[0], members[1:], settings, bootstrap)
+        for m in members:
+            m.task = asyncio.create_task(m.registry.run(m.stop), name=m.home.path.name)
+        try:
+            await until_caught_up([m.registry for m in members])
+            if join:
+                await join_all(fed)
+            yield fed
+        finally:
+            for m in members:
+                m.stop.set()
+            await asyncio.gather(*(m.task for m in members if m.task is not None))
+
+
+async def join_all(fed: TestFederation) -> None:
+    """Every member applies, the operator approves all, and every member is heard beating by the operator."""
+    contracts = [await m.registry.apply() for m in fed.members]
+    op = fed.operator.registry
+    await eventually(lambda: all(c in op.directory.contracts for c in contracts), what="join requests received")
+    for contract in contracts:
+        await op.approve(contract)
+    for m in fed.members:
+        await eventually(lambda m=m: (op.directory.nodes[m.node_id].last_heartbeat is not None),
+                         what=f"heartbeat of {m.node_id}")
+
+
+def broker_choice() -> str:
+    return os.environ.get(BROKER_ENV, "kafka")
+
+
+TestFederation.__test__ = False  # type: ignore[attr-defined]  # not a pytest class
+
+
+async def read_topic(bootstrap: str, settings: MeshSettings, topic: str, idle: float = 0.5) -> list[tuple[Envelope, dict[str, Any]]]:
+    """Every envelope on a protocol topic with its decoded payload (not verified: for inspection only)."""
+    bus = KafkaBus(bootstrap, TopicNames(settings.topic_prefix), settings.max_record_bytes)
+    reader = bus.reader([bus.names(topic)])
+    schemas = SchemaStore.load()
+    await reader.start()
+    found: list[tuple[Envelope, dict[str, Any]]] = []
+    quiet_since = time.monotonic()
+    try:
+        async for batch in reader.batches(timeout_ms=100):
+            for record in batch:
+                env = Envelope.decode(record.value)
+                found.append((env, schemas.decode(env.payload_type, env.payload_fingerprint, env.payload)))
+            if batch:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > idle:
+                break
+    finally:
+        await reader.stop()
+    return found
+
+
+async def dead_letters(fed: TestFederation, reason: str | None = None) -> list[dict[str, Any]]:
+    """The DeadLetter payloads on the federation's dead-letter topic, optionally of one reason."""
+    letters = [p for _, p in await read_topic(fed.bootstrap, fed.settings, "deadletter")]
+    return [p for p in letters if reason is None or p["reason"] == reason]

@@ -1,0 +1,224 @@
+"""CLI for federations, nodes and the registry: create, apply, approve, run, list."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mesh import logs
+from mesh.brokers import TansuBroker
+from mesh.errors import ConfigurationError
+from mesh.home import NodeConfig, NodeHome, create_federation
+from mesh.node import connect, open_context, run_services, running, stop_on_signals
+from mesh.settings import MeshSettings, load_settings
+from services.registry.service import RegistryService
+from services.registry.state import Directory
+
+out = Console(highlight=False)
+
+HomeOpt = Annotated[Path, typer.Option("--home", envvar="INTERFED_HOME", help="the node's home directory")]
+BootstrapOpt = Annotated[
+    str | None, typer.Option("--bootstrap", envvar="INTERFED_BOOTSTRAP", help="Kafka bootstrap address host:port")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+LogOpt = Annotated[bool, typer.Option("--log-json", help="print the JSON log to stderr instead of the home's log file")]
+
+federation_app = typer.Typer(help="Create a federation (its root certificate and operator).", no_args_is_help=True)
+node_app = typer.Typer(help="Create a node, apply to join, run its services.", no_args_is_help=True)
+registry_app = typer.Typer(help="The node directory and the operator's decisions.", no_args_is_help=True)
+
+
+def _settings(bootstrap: str | None, **extra: object) -> MeshSettings:
+    settings = load_settings(bootstrap=bootstrap, **extra)
+    if not settings.bootstrap:
+        raise ConfigurationError("no broker given: pass --bootstrap HOST:PORT or set INTERFED_BOOTSTRAP "
+                                 "(start one with 'interfed broker up')")
+    return settings
+
+
+def _open_home(path: Path, log_json: bool = False) -> NodeHome:
+    home = NodeHome(path)
+    cfg = home.config()
+    logs.configure(path=home.log_path / f"{cfg.node_id}.jsonl", to_stderr=log_json)
+    return home
+
+
+@contextlib.asynccontextmanager
+async def registry_session(home: NodeHome, settings: MeshSettings, readonly: bool) -> AsyncIterator[RegistryService]:
+    """A registry service for one command: caught up with the registry topic, stopped afterwards."""
+    assert settings.bootstrap
+    async with connect(settings, settings.bootstrap) as bus:
+        svc = RegistryService(open_context(home, bus, settings), readonly=readonly,
+                              unreachable_after=settings.unreachable_after)
+        async with running(svc) as caught_up:
+            yield caught_up  # type: ignore[misc]
+
+
+@federation_app.command("create")
+def federation_create(
+    home: HomeOpt,
+    name: Annotated[str, typer.Option(help="the federation's name")],
+    operator_id: Annotated[str, typer.Option(help="node id of the operator")] = "operator",
+    institution: Annotated[str, typer.Option(help="the operating institution")] = "federation operator",
+) -> None:
+    """Create a federation: root key and certificate, and the operator's home."""
+    cfg = NodeConfig(node_id=operator_id, name=name, institution=institution, platform="interfed", role="operator")
+    created = create_federation(home, name, cfg)
+    out.print(f"federation [bold]{name}[/] created; operator home {created.path}")
+    out.print(f"give members this folder (public material only): {created.federation_path}")
+
+
+@node_app.command("create")
+def node_create(
+    home: HomeOpt,
+    federation: Annotated[Path, typer.Option(help="the federation folder the operator gave you")],
+    node_id: Annotated[str, typer.Option(help="this node's id: lower-case letters, digits, . _ -")],
+    institution: Annotated[str, typer.Option(help="the institution running the node")],
+    platform: Annotated[str, typer.Option(help="the FL platform this node runs, e.g. fate")],
+    name: Annotated[str | None, typer.Option(help="display name (default: the node id)")] = None,
+    platform_version: Annotated[str, typer.Option(help="the platform's version")] = "unknown",
+    address: Annotated[str, typer.Option(help="where the node's operators can be reached")] = "",
+) -> None:
+    """Create a node home with a fresh key."""
+    try:
+        cfg = NodeConfig(node_id=node_id, name=name or node_id, institution=institution, platform=platform,
+                         platform_version=platform_version, address=address)
+    except ValueError as exc:
+        raise ConfigurationError(f"bad node settings: {str(exc).splitlines()[1:3]}") from None
+    created = NodeHome.create(home, cfg, federation)
+    out.print(f"node [bold]{node_id}[/] created in {created.path}; next: interfed node apply --home {created.path}")
+
+
+@node_app.command("apply")
+def node_apply(home: HomeOpt, bootstrap: BootstrapOpt = None, days: int = 365, log_json: LogOpt = False) -> None:
+    """Apply to join the federation (publishes a signed join request)."""
+    settings, node = _settings(bootstrap), _open_home(home, log_json)
+
+    async def go() -> str:
+        async with registry_session(node, settings, readonly=True) as svc:
+            return await svc.apply(days)
+
+    contract_id = asyncio.run(go())
+    out.print(f"applied: contract {contract_id}; the operator approves with "
+              f"'interfed registry approve {contract_id}'")
+
+
+@node_app.command("up")
+def node_up(
+    home: HomeOpt,
+    bootstrap: BootstrapOpt = None,
+    log_json: LogOpt = False,
+) -> None:
+    """Run the node's services until Ctrl-C; with no bootstrap, start the embedded broker."""
+    node = _open_home(home, log_json)
+    settings = load_settings(bootstrap=bootstrap)
+
+    async def go(address: str) -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        async with connect(settings, address) as bus:
+            ctx = open_context(node, bus, settings)
+            services = [RegistryService(ctx, heartbeat_interval=settings.heartbeat_interval,
+                                        unreachable_after=settings.unreachable_after)]
+            out.print(f"node [bold]{ctx.config.node_id}[/] up on {address} "
+                      f"(services: {', '.join(s.name for s in services)}); logs in {node.log_path}; Ctrl-C stops")
+            await run_services(services, stop)
+
+    if settings.bootstrap:
+        asyncio.run(go(settings.bootstrap))
+        return
+    with TansuBroker(node.path / "broker") as broker:
+        out.print(f"embedded broker at {broker.bootstrap}: other parties join with --bootstrap {broker.bootstrap}")
+        asyncio.run(go(broker.bootstrap))
+
+
+def directory_rows(directory: Directory, unreachable_after_ms: int) -> list[dict[str, object]]:
+    now = time.time_ns() // 1_000_000
+    rows = []
+    for e in sorted(directory.nodes.values(), key=lambda e: e.node_id):
+        seen = max(e.last_heartbeat or 0, e.announced_at or 0)
+        rows.append({
+            "node_id": e.node_id, "name": e.name, "institution": e.institution,
+            "platform": f"{e.platform} {e.platform_version}", "contract": e.contract.value,
+            "contract_id": e.contract_id, "health": e.health(now, unreachable_after_ms).value,
+            "last_seen_s": round((now - seen) / 1000, 1) if seen else None,
+        })
+    return rows
+
+
+def print_directory(rows: list[dict[str, object]], title: str, console: Console = out) -> None:
+    table = Table(title=title, title_justify="left")
+    for col in ("node", "name", "institution", "platform", "contract", "health", "last seen"):
+        table.add_column(col)
+    colours = {"HEALTHY": "green", "UNREACHABLE": "red", "REVOKED": "red", "TERMINATED": "yellow",
+               "REJECTED": "yellow", "PENDING": "cyan"}
+    for r in rows:
+        health = str(r["health"])
+        seen = "-" if r["last_seen_s"] is None else f"{r['last_seen_s']} s ago"
+        table.add_row(str(r["node_id"]), str(r["name"]), str(r["institution"]), str(r["platform"]),
+                      str(r["contract"]), f"[{colours.get(health, 'white')}]{health}[/]", seen)
+    console.print(table)
+
+
+@registry_app.command("nodes")
+def registry_nodes(home: HomeOpt, bootstrap: BootstrapOpt = None, as_json: JsonOpt = False) -> None:
+    """List the federation's nodes with their contract and health, as this node sees them."""
+    settings, node = _settings(bootstrap), _open_home(home)
+
+    async def go() -> list[dict[str, object]]:
+        async with registry_session(node, settings, readonly=True) as svc:
+            return directory_rows(svc.directory, svc.unreachable_after_ms)
+
+    rows = asyncio.run(go())
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_directory(rows, f"nodes as {node.config().node_id} sees them")
+
+
+def _operator_command(home: Path, bootstrap: str | None, action: str, target: str, reason: str) -> None:
+    settings, node = _settings(bootstrap), _open_home(home)
+
+    async def go() -> str:
+        async with registry_session(node, settings, readonly=False) as svc:
+            entry = await getattr(svc, action)(target, *([reason] if action != "approve" else []))
+            return str(entry.node_id)
+
+    node_id = asyncio.run(go())
+    out.print(f"{action}: {target} ({node_id}) published")
+
+
+@registry_app.command("approve")
+def registry_approve(contract_id: str, home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
+    """Operator: approve a join request and issue the node's certificate."""
+    _operator_command(home, bootstrap, "approve", contract_id, "")
+
+
+@registry_app.command("reject")
+def registry_reject(contract_id: str, home: HomeOpt, reason: Annotated[str, typer.Option()],
+                    bootstrap: BootstrapOpt = None) -> None:
+    """Operator: reject a join request."""
+    _operator_command(home, bootstrap, "reject", contract_id, reason)
+
+
+@registry_app.command("terminate")
+def registry_terminate(node_id: str, home: HomeOpt, reason: Annotated[str, typer.Option()],
+                       bootstrap: BootstrapOpt = None) -> None:
+    """End a node's contract (the operator, or the node itself); its events are refused afterwards."""
+    _operator_command(home, bootstrap, "terminate", node_id, reason)
+
+
+@registry_app.command("revoke")
+def registry_revoke(node_id: str, home: HomeOpt, reason: Annotated[str, typer.Option()],
+                    bootstrap: BootstrapOpt = None) -> None:
+    """Operator: revoke a node's certificate; its events are refused everywhere afterwards."""
+    _operator_command(home, bootstrap, "revoke", node_id, reason)

@@ -1,0 +1,62 @@
+"""Test configuration: the broker lane (--broker), a session broker, a fresh federation per test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mesh import logs
+from mesh.brokers import BrokerError
+from mesh.testing import BROKER_ENV, start_test_broker
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--broker",
+        default=os.environ.get(BROKER_ENV, "kafka"),
+        help="broker lane: 'kafka' (Apache Kafka, the reference), 'tansu' (embedded), or HOST:PORT of a running one",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Service logs go to a file per run, as in production; a failing test's log is there to read.
+    logs.configure(path=Path(tempfile.gettempdir()) / f"interfed-tests-{os.getpid()}.jsonl", level="debug")
+    config.addinivalue_line(
+        "markers", "tansu_limitation(reason): the embedded broker cannot pass this test; skipped on its lane")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    lane = config.getoption("--broker")
+    for item in items:
+        mark = item.get_closest_marker("tansu_limitation")
+        if mark is not None and lane == "tansu":
+            item.add_marker(pytest.mark.skip(reason=f"tansu limitation: {mark.args[0]}"))
+
+
+@pytest.fixture(scope="session")
+def broker_lane(pytestconfig: pytest.Config) -> str:
+    return str(pytestconfig.getoption("--broker"))
+
+
+@pytest.fixture(scope="session")
+def bootstrap(broker_lane: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The bootstrap address of the lane's broker, started once per session."""
+    workdir = tmp_path_factory.mktemp(f"broker-{broker_lane.replace(':', '_')}")
+    try:
+        address, broker = start_test_broker(broker_lane, workdir)
+    except BrokerError as exc:
+        pytest.exit(f"the {broker_lane} broker did not start: {exc}", returncode=3)
+    try:
+        yield address
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+@pytest.fixture
+def home_root(tmp_path: Path) -> Path:
+    return tmp_path / "homes"

@@ -1,0 +1,237 @@
+"""Bad input on the wire, each injected next to good traffic: refused with its own reason, never applied,
+and the service goes on with the next good event."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from mesh.bus import KafkaBus
+from mesh.envelope import Envelope
+from mesh.identity import generate_key
+from mesh.topics import TopicNames
+from mesh.testing import TestFederation, dead_letters, eventually, federation, fresh_settings
+from services.registry.service import HEARTBEAT
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
+
+MARK = 999_999  # an interval_ms no good event uses: seeing it in a directory means a bad event was applied
+
+
+def beat(fed: TestFederation, node_id: str, interval_ms: int, sequence: int | None = None,
+         signer: str | None = None) -> Envelope:
+    """A Heartbeat envelope signed by ``signer`` (default: the node itself)."""
+    member = fed.member(signer or node_id)
+    env = member.registry.ctx.publisher.envelope(HEARTBEAT, {"node_id": node_id, "interval_ms": interval_ms},
+                                                 subject=node_id)
+    if sequence is not None:
+        env = dataclasses.replace(env, sequence=sequence, signature=b"").signed(member.home.key())
+    return env
+
+
+async def send_raw(bus: KafkaBus, fed: TestFederation, value: bytes, key: bytes = b"party0",
+                   topic: str = "registry") -> None:
+    await bus.send(bus.names(topic), key, value)
+
+
+async def expect_refused_then_good(fed: TestFederation, inject: Callable[[], Awaitable[bytes]], reason: str,
+                                   good_interval: int) -> None:
+    """Inject one bad record, then a good heartbeat; the bad one is dead-lettered, the good one applied."""
+    viewer = fed.operator.registry
+    before = viewer.counts[f"dead:{reason}"]
+    original = await inject()
+    await fed.member("party0").registry.ctx.publisher.publish(
+        "registry", HEARTBEAT, {"node_id": "party0", "interval_ms": good_interval}, subject="party0")
+    await eventually(lambda: viewer.counts[f"dead:{reason}"] > before, timeout=30, what=f"{reason} refusal")
+    await eventually(lambda: viewer.directory.nodes["party0"].heartbeat_interval == good_interval,
+                     what="the next good event applied")
+    assert all(e.heartbeat_interval != MARK for e in viewer.directory.nodes.values())
+    letters = [d for d in await dead_letters(fed, reason) if d["service"] == "registry"]
+    assert any(d["original"] == original[: len(d["original"])] and d["original_size"] == len(original)
+               for d in letters), f"no {reason} dead letter carries the original bytes"
+
+
+@pytest.fixture
+async def fed(bootstrap: str, home_root: Path):  # type: ignore[no-untyped-def]
+    settings = fresh_settings(heartbeat_interval=30.0, unreachable_after=90.0, max_record_bytes=50_000)
+    # Topics allow 1 MB, the services only 50 kB: so Apache Kafka lets an oversized record through to them.
+    await KafkaBus(bootstrap, TopicNames(settings.topic_prefix), max_record_bytes=1_000_000).ensure_topics()
+    async with federation(home_root, bootstrap, n=2, settings=settings) as running_fed:
+        for m in running_fed.everyone:
+            m.registry.retry_window = 1.0  # retriable refusals (unknown schema/sender) give up sooner in tests
+        yield running_fed
+
+
+@pytest.fixture
+async def injector(fed: TestFederation):  # type: ignore[no-untyped-def]
+    """A raw producer that, unlike a party, will send anything, up to 1 MB."""
+    bus = KafkaBus(fed.bootstrap, fed.operator.bus.names, max_record_bytes=1_000_000)
+    await bus.start()
+    yield bus
+    await bus.stop()
+
+
+async def test_random_bytes_are_malformed_envelope(fed: TestFederation, injector: KafkaBus) -> None:
+    value = os.urandom(200)
+
+    async def inject() -> bytes:
+        await send_raw(injector, fed, value)
+        return value
+
+    await expect_refused_then_good(fed, inject, "MALFORMED_ENVELOPE", 1001)
+
+
+async def test_truncated_avro_is_malformed_envelope(fed: TestFederation, injector: KafkaBus) -> None:
+    value = beat(fed, "party0", MARK).encode()[:-20]
+
+    async def inject() -> bytes:
+        await send_raw(injector, fed, value)
+        return value
+
+    await expect_refused_then_good(fed, inject, "MALFORMED_ENVELOPE", 1002)
+
+
+async def test_unknown_fingerprint_is_unknown_schema(fed: TestFederation, injector: KafkaBus) -> None:
+    env = dataclasses.replace(beat(fed, "party0", MARK), payload_fingerprint=b"\x01" * 8, signature=b"")
+    value = env.signed(fed.member("party0").home.key()).encode()
+
+    async def inject() -> bytes:
+        await send_raw(injector, fed, value)
+        return value
+
+    await expect_refused_then_good(fed, inject, "UNKNOWN_SCHEMA", 1003)
+
+
+async def test_undecodable_payload_is_malformed_payload(fed: TestFederation, injector: KafkaBus) -> None:
+    env = dataclasses.replace(beat(fed, "party0", MARK), payload=b"\x0c", signature=b"")
+    value = env.signed(fed.member("party0").home.key()).encode()
+
+    async def inject() -> bytes:
+        await send_raw(injector, fed, value)
+        return value
+
+    await expect_refused_then_good(fed, inject, "MALFORMED_PAYLOAD", 1004)
+
+
+async def test_wrong_signature_is_bad_signature(fed: TestFederation, injector: KafkaBus) -> None:
+    env = beat(fed, "party0", MARK)
+    value = dataclasses.replace(env, signature=bytes([env.signature[0] ^ 1]) + env.signature[1:]).encode()
+
+    async def inject() -> bytes:
+        await send_raw(injector, fed, value)
+        return value
+
+    await expect_refused_then_good(fed, inject, "BAD_SIGNATURE", 1005)
+
+
+async def test_unknown_sender_is_refused(fed: TestFederation, injector: KafkaBus) -> None:
+    env = dataclasses.replace(beat(fed, "party0", MARK), sender="stranger", signature=b"")
+    value = env.signed(generate_key()).encode()
+
+    async def inject() -> bytes:
+        await send_raw(injector, fed, value)
+        return value
+
+    await expect_refused_then_good(fed, inject, "UNKNOWN_SENDER", 1006)
+
+
+async def test_node_signing_as_another_node_is_bad_signature(fed: TestFederation, injector: KafkaBus) -> None:
+    """party1 puts party0's name in the sender field and signs with its own key."""
+    env = dataclasses.replace(beat(fed, "party0", MARK), signature=b"")
+    value = env.signed(fed.member("party1").home.key()).encode()
+
+    async def inject() -> bytes:
+        await send_raw(injector, fed, value)
+        return value
+
+    await expect_refused_then_good(fed, inject, "BAD_SIGNATURE", 1007)
+
+
+async def test_node_speaking_for_another_node_is_unauthorised(fed: TestFederation, injector: KafkaBus) -> None:
+    """party1 signs honestly as itself, but sends a heartbeat claiming to be party0."""
+    value = beat(fed, "party0", MARK, signer="party1").encode()
+
+    async def inject() -> bytes:
+        await send_raw(injector, fed, value)
+        return value
+
+    await expect_refused_then_good(fed, inject, "UNAUTHORISED", 1008)
+
+
+async def test_non_operator_approval_is_unauthorised(fed: TestFederation, injector: KafkaBus) -> None:
+    pub = fed.member("party1").registry.ctx.publisher
+    env = pub.envelope("interfed.registry.JoinRejected",
+                       {"contract_id": str(uuid.uuid4()), "node_id": "party0", "reason": "x"}, subject="party0")
+    value = env.encode()
+
+    async def inject() -> bytes:
+        await send_raw(injector, fed, value)
+        return value
+
+    await expect_refused_then_good(fed, inject, "UNAUTHORISED", 1009)
+
+
+async def test_reused_sequence_number_is_replayed_sequence(fed: TestFederation, injector: KafkaBus) -> None:
+    first = beat(fed, "party0", 1010)
+    await send_raw(injector, fed, first.encode())
+    value = beat(fed, "party0", MARK, sequence=first.sequence).encode()
+
+    async def inject() -> bytes:
+        await send_raw(injector, fed, value)
+        return value
+
+    await expect_refused_then_good(fed, inject, "REPLAYED_SEQUENCE", 1011)
+
+
+async def test_exact_redelivery_is_applied_once_and_not_dead_lettered(fed: TestFederation, injector: KafkaBus) -> None:
+    viewer = fed.operator.registry
+    env = beat(fed, "party0", 1012)
+    dup_before, applied_before = viewer.counts["duplicates"], viewer.counts["applied"]
+    await send_raw(injector, fed, env.encode())
+    await send_raw(injector, fed, env.encode())
+    await eventually(lambda: viewer.counts["duplicates"] == dup_before + 1, what="duplicate noticed")
+    assert viewer.counts["applied"] >= applied_before + 1
+    assert not [k for k in viewer.counts if k.startswith("dead:")]
+
+
+async def test_record_key_other_than_subject_is_key_mismatch(fed: TestFederation, injector: KafkaBus) -> None:
+    value = beat(fed, "party0", MARK).encode()
+
+    async def inject() -> bytes:
+        await send_raw(injector, fed, value, key=b"party1")
+        return value
+
+    await expect_refused_then_good(fed, inject, "KEY_MISMATCH", 1013)
+
+
+async def test_payload_on_the_wrong_topic_is_refused(fed: TestFederation, injector: KafkaBus) -> None:
+    pub = fed.member("party0").registry.ctx.publisher
+    schema = pub.schemas.by_name(HEARTBEAT)
+    env = pub.envelope("interfed.mesh.SchemaPublished", {"fingerprint": schema.fingerprint, "full_name": HEARTBEAT,
+                                                          "schema_json": schema.json_text}, subject="party0")
+    value = env.encode()
+
+    async def inject() -> bytes:
+        await send_raw(injector, fed, value)
+        return value
+
+    await expect_refused_then_good(fed, inject, "WRONG_TOPIC", 1014)
+
+
+async def test_oversized_record_is_refused_and_kept_truncated(fed: TestFederation, injector: KafkaBus) -> None:
+    """The services' limit is 50 kB; the injector's topic allows 1 MB (as a misconfigured party's might)."""
+    value = os.urandom(120_000)
+
+    async def inject() -> bytes:
+        await send_raw(injector, fed, value)
+        return value
+
+    await expect_refused_then_good(fed, inject, "OVERSIZED", 1015)
+    letter = next(d for d in await dead_letters(fed, "OVERSIZED"))
+    assert letter["original_truncated"] is True
+    assert letter["original_size"] == len(value)
