@@ -19,7 +19,9 @@ from mesh.home import NodeConfig, NodeHome, create_federation
 from mesh.node import connect, open_context, running
 from mesh.service import Event, Service, handles
 from mesh.settings import MeshSettings
-from services.registry.service import HEARTBEAT, RegistryService
+from mesh.testing import eventually
+from mesh.trust import HEARTBEAT
+from services.registry.service import RegistryService
 
 Progress = Callable[[str, float], None]
 
@@ -66,63 +68,79 @@ class _Sink(Service):
 @contextlib.asynccontextmanager
 async def _member(root: Path, settings: MeshSettings, bootstrap: str) -> AsyncIterator[tuple[NodeHome, NodeHome]]:
     """A federation with one approved member, ready to beat."""
-    op = create_federation(root / "operator", "bench", NodeConfig(
-        node_id="operator", name="op", institution="bench", platform="interfed", role="operator"))
-    member = NodeHome.create(root / "member", NodeConfig(node_id="member", name="member", institution="bench",
-                                                         platform="bench"), op.federation_path)
+    op = create_federation(
+        root / "operator",
+        "bench",
+        NodeConfig(node_id="operator", name="op", institution="bench", platform="interfed", role="operator"),
+    )
+    member = NodeHome.create(
+        root / "member",
+        NodeConfig(node_id="member", name="member", institution="bench", platform="bench"),
+        op.federation_path,
+    )
     async with connect(settings, bootstrap) as bus:
         reg_op = RegistryService(open_context(op, bus, settings), readonly=True)
         reg_member = RegistryService(open_context(member, bus, settings), readonly=True)
         async with running(reg_op), running(reg_member):
             contract = await reg_member.apply()
-            while contract not in reg_op.directory.contracts:
-                await asyncio.sleep(0.05)
+            await eventually(lambda: contract in reg_op.directory.contracts, what="join request received")
             await reg_op.approve(contract)
-            while not member.cert_path.exists():
-                await asyncio.sleep(0.05)
+            await eventually(member.cert_path.exists, what="certificate stored")
     yield op, member
 
 
 async def run_bus_bench(
-    root: Path, settings: MeshSettings, bootstrap: str, events: int, rate: float, seconds: float,
+    root: Path,
+    settings: MeshSettings,
+    bootstrap: str,
+    events: int,
+    rate: float,
+    seconds: float,
     progress: Progress,
 ) -> BusResult:
-    async with _member(root, settings, bootstrap) as (op, member):
-        async with connect(settings, bootstrap) as bus:
-            sink = _Sink(open_context(op, bus, settings), readonly=True)
-            pub = open_context(member, bus, settings).publisher
-            async with running(sink):
-                beat = {"node_id": "member", "interval_ms": 1000}
-                # Throughput: as fast as one process can sign+produce and consume+verify+apply.
-                sink.target = sink.applied + events
-                started = time.perf_counter()
-                window = 256
-                for first in range(0, events, window):
-                    await asyncio.gather(*(pub.publish("registry", HEARTBEAT, beat, subject="member")
-                                           for _ in range(min(window, events - first))))
-                    progress("throughput", (first + window) / events)
-                await asyncio.wait_for(sink.done.wait(), 120)
-                elapsed = time.perf_counter() - started
-                # Latency: a steady offered load, each event timed from issue to apply.
-                total = int(rate * seconds)
-                sink.done.clear()
-                sink.target = sink.applied + total
-                sink.measure = True
-                start = time.perf_counter()
-                for i in range(total):
-                    delay = start + i / rate - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    await pub.publish("registry", HEARTBEAT, beat, subject="member")
-                    if i % 100 == 0:
-                        progress("latency", i / total)
-                await asyncio.wait_for(sink.done.wait(), 120)
-                progress("latency", 1.0)
+    async with _member(root, settings, bootstrap) as (op, member), connect(settings, bootstrap) as bus:
+        sink = _Sink(open_context(op, bus, settings), readonly=True)
+        pub = open_context(member, bus, settings).publisher
+        async with running(sink):
+            beat = {"node_id": "member", "interval_ms": 1000}
+            # Throughput: as fast as one process can sign+produce and consume+verify+apply.
+            sink.target = sink.applied + events
+            started = time.perf_counter()
+            window = 256
+            for first in range(0, events, window):
+                await asyncio.gather(
+                    *(
+                        pub.publish("registry", HEARTBEAT, beat, subject="member")
+                        for _ in range(min(window, events - first))
+                    )
+                )
+                progress("throughput", (first + window) / events)
+            await asyncio.wait_for(sink.done.wait(), 120)
+            elapsed = time.perf_counter() - started
+            # Latency: a steady offered load, each event timed from issue to apply.
+            total = int(rate * seconds)
+            sink.done.clear()
+            sink.target = sink.applied + total
+            sink.measure = True
+            start = time.perf_counter()
+            for i in range(total):
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await pub.publish("registry", HEARTBEAT, beat, subject="member")
+                if i % 100 == 0:
+                    progress("latency", i / total)
+            await asyncio.wait_for(sink.done.wait(), 120)
+            progress("latency", 1.0)
     lat = sorted(sink.latencies)
     return BusResult(
-        events=events, seconds=round(elapsed, 3), events_per_second=round(events / elapsed, 1),
-        offered_rate=rate, latency_p50_ms=round(statistics.median(lat), 2),
-        latency_p99_ms=round(lat[int(len(lat) * 0.99) - 1], 2), latency_max_ms=round(lat[-1], 2),
+        events=events,
+        seconds=round(elapsed, 3),
+        events_per_second=round(events / elapsed, 1),
+        offered_rate=rate,
+        latency_p50_ms=round(statistics.median(lat), 2),
+        latency_p99_ms=round(lat[int(len(lat) * 0.99) - 1], 2),
+        latency_max_ms=round(lat[-1], 2),
         node_rss_mb=node_rss_mb(member, bootstrap),
         bench_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     )
@@ -131,8 +149,12 @@ async def run_bus_bench(
 def node_rss_mb(home: NodeHome, bootstrap: str, settle: float = 3.0) -> float | None:
     """Resident memory of a real `interfed node up` process for ``home`` once it is running."""
     env = {**os.environ, "INTERFED_BOOTSTRAP": bootstrap}
-    proc = subprocess.Popen([sys.executable, "-m", "mesh", "node", "up", "--home", str(home.path)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mesh", "node", "up", "--home", str(home.path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(settle)
         if proc.poll() is not None:

@@ -27,8 +27,12 @@ BUS_AIMS = {"events_per_second": (">=", 5000.0), "latency_p99_ms": ("<=", 50.0),
 
 @app.command("bus")
 def bench_bus(
-    bootstrap: Annotated[str | None, typer.Option("--bootstrap", envvar="INTERFED_BOOTSTRAP",
-                                                  help="broker to measure (default: start the embedded one)")] = None,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap", envvar="INTERFED_BOOTSTRAP", help="broker to measure (default: start the embedded one)"
+        ),
+    ] = None,
     events: Annotated[int, typer.Option(min=100, help="events for the throughput run")] = 20_000,
     rate: Annotated[float, typer.Option(min=1, help="offered load (events/s) for the latency run")] = 1000.0,
     seconds: Annotated[float, typer.Option(min=1, help="length of the latency run")] = 10.0,
@@ -42,13 +46,31 @@ def bench_bus(
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-")))
         logs.configure(path=root / "bench.jsonl")
         address = settings.bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
-        progress = stack.enter_context(Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-                                                console=Console(stderr=True), transient=True))
-        tasks = {"throughput": progress.add_task(f"throughput ({events} events)", total=1.0),
-                 "latency": progress.add_task(f"latency ({rate:.0f}/s for {seconds:.0f} s)", total=1.0)}
-        result = asyncio.run(run_bus_bench(root, settings, address, events, rate, seconds,
-                                           lambda name, done: progress.update(tasks[name], completed=min(done, 1.0))))
-    figures = result.as_dict()
+        progress = stack.enter_context(
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+        )
+        tasks = {
+            "throughput": progress.add_task(f"throughput ({events} events)", total=1.0),
+            "latency": progress.add_task(f"latency ({rate:.0f}/s for {seconds:.0f} s)", total=1.0),
+        }
+        result = asyncio.run(
+            run_bus_bench(
+                root,
+                settings,
+                address,
+                events,
+                rate,
+                seconds,
+                lambda name, done: progress.update(tasks[name], completed=min(done, 1.0)),
+            )
+        )
+    figures: dict[str, object] = dict(result.as_dict())
     figures["broker"] = "external " + address if settings.bootstrap else "embedded tansu"
     if as_json:
         print(json.dumps(figures, indent=2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -92,10 +93,8 @@ class KafkaBus:
                 if self.names(spec.name) not in existing
             ]
             if new:
-                try:
+                with contextlib.suppress(TopicAlreadyExistsError):  # another party won the race
                     await admin.create_topics(new)
-                except TopicAlreadyExistsError:
-                    pass  # another party created it between list and create
                 log.info("topics_created", topics=[t.name for t in new])
         finally:
             await admin.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ class _Assembly:
     whole_size: int
     started: float
     pieces: list[bytes] = field(default_factory=list)
+    received: int = 0
 
 
 class ChunkAssembler:
@@ -26,12 +28,17 @@ class ChunkAssembler:
     within ``ttl`` seconds, or that would exceed ``max_bytes`` in all, are dropped.
     """
 
+    KEEP_DONE = 8
+
     def __init__(self, max_bytes: int = 256 * 1024 * 1024, ttl: float = 300.0, max_event_bytes: int = 64 * 1024 * 1024):
         self.max_bytes = max_bytes
         self.max_event_bytes = max_event_bytes
         self.ttl = ttl
         self._open: dict[tuple[str, bytes], _Assembly] = {}
         self._held = 0
+        # Wholes handed out but not yet released: the last piece may be read again if the
+        # whole event has to be retried (e.g. its schema is not known yet).
+        self._done: OrderedDict[tuple[str, bytes], bytes] = OrderedDict()
 
     def add(self, sender: str, chunk: dict[str, Any]) -> bytes | None:
         """Add one piece; return the whole encoded envelope when the last piece arrives."""
@@ -40,6 +47,8 @@ class ChunkAssembler:
         if len(digest) != 32 or not 0 <= index < count or not 0 < size <= self.max_event_bytes:
             raise MalformedChunkError(f"chunk fields out of range (index {index}/{count}, size {size})")
         key = (sender, digest)
+        if index == count - 1 and key in self._done:
+            return self._done[key]
         asm = self._open.get(key)
         if asm is None:
             if index != 0:
@@ -52,13 +61,24 @@ class ChunkAssembler:
             self._drop(key)
             raise MalformedChunkError(f"chunk {index}/{count} of {digest.hex()[:16]} does not follow its predecessors")
         asm.pieces.append(chunk["data"])
+        asm.received += len(chunk["data"])
+        if asm.received > asm.whole_size:
+            self._drop(key)
+            raise MalformedChunkError(f"pieces of {digest.hex()[:16]} exceed its declared size {asm.whole_size}")
         if len(asm.pieces) < asm.count:
             return None
         self._drop(key)
         whole = b"".join(asm.pieces)
         if len(whole) != asm.whole_size or hashlib.sha256(whole).digest() != digest:
             raise MalformedChunkError(f"reassembled event {digest.hex()[:16]} does not match its digest")
+        self._done[key] = whole
+        while len(self._done) > self.KEEP_DONE:
+            self._done.popitem(last=False)
         return whole
+
+    def release(self, sender: str, digest: bytes) -> None:
+        """The whole event was applied or refused for good: forget it."""
+        self._done.pop((sender, digest), None)
 
     def _drop(self, key: tuple[str, bytes]) -> None:
         asm = self._open.pop(key, None)

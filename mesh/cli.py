@@ -22,7 +22,7 @@ EXIT_BROKER = 4
 EXIT_REFUSED = 5
 EXIT_INTERRUPTED = 130
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 app = typer.Typer(
     name="interfed",
@@ -60,8 +60,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     _register()
     command = typer.main.get_command(app)
     try:
-        code = command.main(list(argv) if argv is not None else sys.argv[1:], prog_name="interfed",
-                            standalone_mode=False)
+        code = command.main(
+            list(argv) if argv is not None else sys.argv[1:], prog_name="interfed", standalone_mode=False
+        )
         if isinstance(code, int) and code:
             raise SystemExit(code)
     except UsageError as exc:

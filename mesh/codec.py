@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 from fastavro.schema import fingerprint as avro_fingerprint
@@ -55,8 +55,8 @@ class Schema:
         raw = json.loads(json_text)
         if not isinstance(raw, dict) or raw.get("type") != "record":
             raise ValueError("a protocol schema must be one Avro record")
-        parsed = fastavro.parse_schema(raw, named_schemas={})
-        return cls(full_name=parsed["name"], fingerprint=fingerprint_of(raw), json_text=json_text, parsed=parsed)
+        parsed = cast(dict[str, Any], fastavro.parse_schema(raw, named_schemas={}))
+        return cls(full_name=str(parsed["name"]), fingerprint=fingerprint_of(raw), json_text=json_text, parsed=parsed)
 
 
 def encode(schema: Schema, record: Record) -> bytes:
@@ -115,15 +115,32 @@ class SchemaStore:
     def by_fingerprint(self, fingerprint: bytes) -> Schema | None:
         return self._by_fingerprint.get(fingerprint)
 
-    def learn(self, json_text: str, fingerprint: bytes) -> Schema:
-        """Add a writer schema published by another party, after checking its fingerprint."""
-        schema = Schema.from_json(json_text)
-        if schema.fingerprint != fingerprint:
+    def knows(self, full_name: str) -> bool:
+        """Whether this party has a reader schema (understands events) of that name."""
+        return full_name in self._by_name
+
+    def learn(self, json_text: str, fingerprint: bytes, full_name: str) -> Schema:
+        """Add a writer schema published by another party, after checking it is what it claims.
+
+        The first schema learned for a fingerprint stays: CRC-64 identifies schemas but
+        does not authenticate them, so a different schema under a known fingerprint is
+        refused rather than allowed to replace it.
+        """
+        try:
+            schema = Schema.from_json(json_text)
+        except Exception as exc:  # fastavro raises many types for a bad schema
+            raise MalformedPayloadError(f"published schema does not parse: {exc}") from None
+        if schema.fingerprint != fingerprint or schema.full_name != full_name:
             raise IncompatibleSchemaError(
-                f"published fingerprint {fingerprint.hex()} does not match schema ({schema.fingerprint.hex()})"
+                f"published as {full_name} {fingerprint.hex()}, but the schema is "
+                f"{schema.full_name} {schema.fingerprint.hex()}"
             )
-        self._by_fingerprint.setdefault(fingerprint, schema)
-        return schema
+        known = self._by_fingerprint.get(fingerprint)
+        if known is not None and to_parsing_canonical_form(json.loads(known.json_text)) != to_parsing_canonical_form(
+            json.loads(json_text)
+        ):
+            raise IncompatibleSchemaError(f"fingerprint {fingerprint.hex()} already names another schema")
+        return self._by_fingerprint.setdefault(fingerprint, schema)
 
     def encode(self, full_name: str, record: Record) -> tuple[Schema, bytes]:
         schema = self.by_name(full_name)

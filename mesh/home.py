@@ -116,24 +116,28 @@ class NodeHome:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    config_path = property(lambda self: self.path / "node.json")
-    key_path = property(lambda self: self.path / "node.key")
-    cert_path = property(lambda self: self.path / "node.pem")
-    federation_path = property(lambda self: self.path / "federation")
-    root_key_path = property(lambda self: self.path / "root.key")
-    state_path = property(lambda self: self.path / "state")
-    log_path = property(lambda self: self.path / "logs")
+        self.config_path = path / "node.json"
+        self.key_path = path / "node.key"
+        self.cert_path = path / "node.pem"
+        self.federation_path = path / "federation"
+        self.root_key_path = path / "root.key"  # the operator's home only
+        self.state_path = path / "state"
+        self.log_path = path / "logs"
 
     def exists(self) -> bool:
         return self.config_path.is_file()
 
     def config(self) -> NodeConfig:
         if not self.exists():
-            raise ConfigurationError(f"{self.path} is not a node home (no node.json); create one with 'interfed node create'")
+            raise ConfigurationError(
+                f"{self.path} is not a node home (no node.json); create one with 'interfed node create'"
+            )
         try:
             return NodeConfig.model_validate_json(self.config_path.read_text(encoding="utf-8"))
         except ValidationError as exc:
-            raise ConfigurationError(f"{self.config_path}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+            raise ConfigurationError(
+                f"{self.config_path}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+            ) from None
 
     def key(self) -> Ed25519PrivateKey:
         return load_private_key(self.key_path)

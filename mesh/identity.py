@@ -31,7 +31,9 @@ def generate_key() -> Ed25519PrivateKey:
 def save_private_key(key: Ed25519PrivateKey, path: Path) -> None:
     """Write a PKCS#8 PEM key readable by its owner only (created 0600, never widened)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    data = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(data)
@@ -53,8 +55,12 @@ def raw_public_key(key: Ed25519PublicKey) -> bytes:
 
 def make_root(federation: str, key: Ed25519PrivateKey, years: int = 10) -> x509.Certificate:
     """The federation's self-signed root: the one certificate every party trusts."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{federation} root"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, federation)])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{federation} root"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, federation),
+        ]
+    )
     start = now() - dt.timedelta(minutes=5)
     return (
         x509.CertificateBuilder()
@@ -65,16 +71,28 @@ def make_root(federation: str, key: Ed25519PrivateKey, years: int = 10) -> x509.
         .not_valid_before(start)
         .not_valid_after(start + dt.timedelta(days=365 * years))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(key, None)
     )
 
 
 def make_csr(key: Ed25519PrivateKey, node_id: str, institution: str) -> x509.CertificateSigningRequest:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, node_id),
-                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, institution)])
+    subject = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, node_id), x509.NameAttribute(NameOID.ORGANIZATION_NAME, institution)]
+    )
     return x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, None)
 
 
@@ -103,8 +121,10 @@ def issue_certificate(
     org = csr.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     if not cn:
         raise InvalidCertificateError("CSR has no common name (node id)")
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, str(cn[0].value)),
-             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role)]
+    attrs = [
+        x509.NameAttribute(NameOID.COMMON_NAME, str(cn[0].value)),
+        x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
+    ]
     if org:
         attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, str(org[0].value)))
     start = now() - dt.timedelta(minutes=5)
@@ -112,7 +132,7 @@ def issue_certificate(
         x509.CertificateBuilder()
         .subject_name(x509.Name(attrs))
         .issuer_name(root.subject)
-        .public_key(csr.public_key())  # type: ignore[arg-type]
+        .public_key(csr.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(min(not_after, root.not_valid_after_utc))
@@ -164,7 +184,7 @@ def check_certificate(cert: x509.Certificate, root: x509.Certificate) -> NodeCer
         raise InvalidCertificateError("certificate names no node id or no role")
     return NodeCertificate(
         node_id=str(cn[0].value),
-        role=role,  # type: ignore[arg-type]
+        role=role,
         institution=str(org[0].value) if org else "",
         serial=format(cert.serial_number, "x"),
         public_key=raw_public_key(key),

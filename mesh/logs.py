@@ -10,22 +10,27 @@ from typing import TextIO
 import structlog
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-_sink: TextIO | None = None
+
+
+class _Sink:
+    """The open log file, replaced when logging is configured again."""
+
+    file: TextIO | None = None
 
 
 def configure(path: Path | None = None, level: str = "info", to_stderr: bool = False) -> None:
     """Send JSON logs to ``path`` (appending), or to stderr, or nowhere but warnings when neither is given."""
-    global _sink
-    if _sink is not None and _sink not in (sys.stderr, sys.stdout):
-        _sink.close()
+    if _Sink.file is not None and _Sink.file not in (sys.stderr, sys.stdout):
+        _Sink.file.close()
     if to_stderr:
-        _sink = sys.stderr
+        _Sink.file = sys.stderr
     elif path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _sink = path.open("a", encoding="utf-8", buffering=1)
+        _Sink.file = path.open("a", encoding="utf-8", buffering=1)
     else:
-        _sink = None
-    min_level = _LEVELS[level] if _sink is not None else logging.CRITICAL
+        _Sink.file = None
+    sink = _Sink.file
+    min_level = _LEVELS[level] if sink is not None else logging.CRITICAL
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -35,8 +40,8 @@ def configure(path: Path | None = None, level: str = "info", to_stderr: bool = F
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(min_level),
-        logger_factory=structlog.WriteLoggerFactory(file=_sink or sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=sink or sys.stderr),
         cache_logger_on_first_use=False,
     )
     # aiokafka logs connection chatter through stdlib logging; keep it out of the terminal.
-    logging.getLogger("aiokafka").setLevel(logging.ERROR if _sink is None else logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR if sink is None else logging.WARNING)

@@ -32,8 +32,14 @@ def open_context(home: NodeHome, bus: KafkaBus, settings: MeshSettings) -> Conte
     """Load a node's identity and wire it to ``bus``; fails early on a bad home."""
     config = home.config()
     federation = home.federation()
-    publisher = Publisher(bus, SchemaStore.load(), config.node_id, home.key(), home.sequence(),
-                          settings.max_event_bytes)
+    publisher = Publisher(
+        bus,
+        SchemaStore.load(),
+        sender=config.node_id,
+        key=home.key(),
+        sequence=home.sequence(),
+        max_event_bytes=settings.max_event_bytes,
+    )
     return Context(home=home, config=config, federation=federation, bus=bus, publisher=publisher)
 
 

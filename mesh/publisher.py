@@ -15,6 +15,11 @@ from mesh.topics import CHUNK_TYPE, check_payload_topic
 
 SCHEMA_PUBLISHED = "interfed.mesh.SchemaPublished"
 
+#: Schemas every party must have built in; they change only with the protocol version,
+#: so they are never announced. (An applicant, with no certificate yet, could not sign
+#: an announcement anyone would accept.)
+CORE_TYPES = frozenset({SCHEMA_PUBLISHED, "interfed.registry.JoinRequested"})
+
 #: Room a Chunk's own envelope and fields take on top of its data.
 CHUNK_FRAMING = 1024
 
@@ -32,6 +37,7 @@ class Publisher:
         self,
         bus: Bus,
         schemas: SchemaStore,
+        *,
         sender: str,
         key: Ed25519PrivateKey,
         sequence: SequenceCounter,
@@ -97,11 +103,9 @@ class Publisher:
 
     async def _announce_schema(self, payload_type: str) -> None:
         schema = self.schemas.by_name(payload_type)
-        if schema.fingerprint in self._announced:
+        if payload_type in CORE_TYPES or schema.fingerprint in self._announced:
             return
-        self._announced.add(schema.fingerprint)
-        if payload_type != SCHEMA_PUBLISHED:
-            await self._announce_schema(SCHEMA_PUBLISHED)
         record = {"fingerprint": schema.fingerprint, "full_name": schema.full_name, "schema_json": schema.json_text}
         env = self.envelope(SCHEMA_PUBLISHED, record, subject=schema.fingerprint.hex())
         await self.bus.send(self.bus.names("schemas"), env.subject.encode(), env.encode())
+        self._announced.add(schema.fingerprint)

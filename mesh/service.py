@@ -6,9 +6,9 @@ import asyncio
 import hashlib
 import inspect
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import structlog
 
@@ -16,11 +16,17 @@ from mesh.bus import Bus, Reader, Record
 from mesh.chunks import ChunkAssembler
 from mesh.codec import SchemaStore
 from mesh.envelope import Envelope
-from mesh.errors import HandlerFailedError, KeyMismatchError, MeshError, OversizedRecordError
+from mesh.errors import (
+    HandlerFailedError,
+    KeyMismatchError,
+    MalformedChunkError,
+    MeshError,
+    OversizedRecordError,
+)
 from mesh.home import Federation, NodeConfig, NodeHome
 from mesh.publisher import SCHEMA_PUBLISHED, Publisher
 from mesh.topics import CHUNK_TYPE, check_payload_topic
-from mesh.trust import ReplayGuard, Speaker, TrustStore
+from mesh.trust import JOIN_REQUESTED, ReplayGuard, Speaker, TrustStore
 
 DEAD_LETTER = "interfed.mesh.DeadLetter"
 
@@ -42,12 +48,13 @@ class Event:
 
 
 Handler = Callable[[Event], Awaitable[None]]
+H = TypeVar("H", bound=Callable[..., Awaitable[None]])
 
 
-def handles(*payload_types: str) -> Callable[[Handler], Handler]:
+def handles(*payload_types: str) -> Callable[[H], H]:
     """Mark a service method as the handler of some payload types."""
 
-    def mark(fn: Handler) -> Handler:
+    def mark(fn: H) -> H:
         fn.__interfed_handles__ = payload_types  # type: ignore[attr-defined]
         return fn
 
@@ -132,7 +139,7 @@ class Service:
             await self._reader.stop()
             self.log.info("stopped", counts=dict(self.counts))
 
-    def background(self) -> list[Awaitable[None]]:
+    def background(self) -> list[Coroutine[Any, Any, None]]:
         """Hook: coroutines to run alongside consumption once caught up (e.g. heartbeats)."""
         return []
 
@@ -147,8 +154,11 @@ class Service:
         if self._reader.is_paused(record.topic, record.partition):
             return  # an earlier record of this partition is waiting to be retried
         spot = (record.topic, record.partition, record.offset)
+        # Sequence numbers are recorded only once a record's fate is settled, so a record
+        # that is retried later is not mistaken for a duplicate of itself.
+        verified: list[tuple[Envelope, bytes]] = []
         try:
-            await self._apply_value(record, record.value)
+            await self._apply_value(record, record.value, verified)
         except MeshError as exc:
             if exc.retriable and not self._give_up(spot):
                 self.counts["retried"] += 1
@@ -160,6 +170,8 @@ class Service:
         except Exception as exc:  # a bug in a handler must not take the service down
             self.log.exception("handler_failed", topic=record.topic, offset=record.offset)
             await self.dead_letter(record, HandlerFailedError.reason, f"{type(exc).__name__}: {exc}")
+        for env, key in verified:
+            self.replay.record(env, key, record.topic, record.partition)
         self._first_failure.pop(spot, None)
 
     def _give_up(self, spot: tuple[str, int, int]) -> bool:
@@ -167,30 +179,56 @@ class Service:
         first = self._first_failure.setdefault(spot, now)
         return now - first >= self.retry_window
 
-    async def _apply_value(self, record: Record, value: bytes, inner: bool = False) -> None:
-        topic = self.ctx.bus.names.protocol_name(record.topic)
-        if not inner and len(value) + len(record.key or b"") > self.ctx.bus.max_record_bytes:
+    def _open(self, record: Record, value: bytes, chunked_by: str | None) -> Envelope:
+        """Parse a record value into an envelope that may travel where it did, or say why not."""
+        if chunked_by is None and len(value) + len(record.key or b"") > self.ctx.bus.max_record_bytes:
             raise OversizedRecordError(f"record of {len(value)} bytes exceeds {self.ctx.bus.max_record_bytes}")
         env = Envelope.decode(value)
         if record.key is None or record.key != env.subject.encode():
             raise KeyMismatchError(f"record key {record.key!r} is not the envelope subject {env.subject!r}")
-        check_payload_topic(env.payload_type, topic)
-        payload = self.schemas.decode(env.payload_type, env.payload_fingerprint, env.payload)
-        speaker = self.trust.verify(env, payload)
-        if not self.replay.check(env, record.topic, record.partition):
+        if chunked_by is not None and (env.sender != chunked_by or env.payload_type == CHUNK_TYPE):
+            raise MalformedChunkError("a chunked event must be another type of event, from its chunks' sender")
+        check_payload_topic(env.payload_type, self.ctx.bus.names.protocol_name(record.topic))
+        return env
+
+    def _verify(self, env: Envelope) -> tuple[Speaker, dict[str, Any] | None]:
+        """Who signed ``env``. Verifying before decoding means garbage under an unknown
+        fingerprint is refused for its signature, not retried as a missing schema."""
+        if env.payload_type == JOIN_REQUESTED:
+            payload = self.schemas.decode(env.payload_type, env.payload_fingerprint, env.payload)
+            return self.trust.verify_applicant(env, payload), payload
+        return self.trust.verify(env), None
+
+    async def _apply_value(
+        self, record: Record, value: bytes, verified: list[tuple[Envelope, bytes]], chunked_by: str | None = None
+    ) -> None:
+        env = self._open(record, value, chunked_by)
+        speaker, payload = self._verify(env)
+        if not self.replay.check(env, speaker.public_key, record.topic, record.partition):
             self.counts["duplicates"] += 1
             return
-        self.replay.record(env, record.topic, record.partition)
+        verified.append((env, speaker.public_key))
+        if not self.schemas.knows(env.payload_type):
+            # A newer party's event type: authentic, but nothing here understands it.
+            self.counts["ignored_unknown_type"] += 1
+            self.log.info("unknown_type_ignored", payload_type=env.payload_type, sender=env.sender)
+            return
+        if payload is None:
+            payload = self.schemas.decode(env.payload_type, env.payload_fingerprint, env.payload)
         if env.payload_type == CHUNK_TYPE:
             whole = self.chunks.add(env.sender, payload)
             if whole is not None:
-                inner_env = Envelope.decode(whole)
-                if inner_env.sender != env.sender:
-                    raise KeyMismatchError("chunked event from another sender than its chunks")
-                await self._apply_value(record, whole, inner=True)
+                await self._apply_value(record, whole, verified, chunked_by=env.sender)
             return
+        await self._dispatch(record, env, payload, speaker)
+        if chunked_by is not None:
+            self.chunks.release(env.sender, hashlib.sha256(value).digest())
+
+    async def _dispatch(self, record: Record, env: Envelope, payload: dict[str, Any], speaker: Speaker) -> None:
+        """Apply a verified event: schemas and membership first (every service keeps them), then the handler."""
+        topic = self.ctx.bus.names.protocol_name(record.topic)
         if env.payload_type == SCHEMA_PUBLISHED:
-            self.schemas.learn(payload["schema_json"], payload["fingerprint"])
+            self.schemas.learn(payload["schema_json"], payload["fingerprint"], payload["full_name"])
         if topic == "registry":
             self.trust.apply(env, payload, speaker)
         handler = self._handlers.get(env.payload_type)
@@ -201,8 +239,14 @@ class Service:
     async def dead_letter(self, record: Record, reason: str, detail: str) -> None:
         """Publish a refused record with its reason, and log it. Read-only services only log."""
         self.counts[f"dead:{reason}"] += 1
-        self.log.warning("event_refused", reason=reason, detail=detail, topic=record.topic,
-                         partition=record.partition, offset=record.offset)
+        self.log.warning(
+            "event_refused",
+            reason=reason,
+            detail=detail,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
         if self.readonly or self.ctx.bus.names.protocol_name(record.topic) == "deadletter":
             return
         keep = self.ctx.bus.max_record_bytes // 2
@@ -221,4 +265,3 @@ class Service:
         }
         subject = (record.key or b"").decode("utf-8", "replace")[:256] or "unkeyed"
         await self.ctx.publisher.publish("deadletter", DEAD_LETTER, letter, subject=subject)
-

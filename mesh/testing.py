@@ -88,19 +88,31 @@ class TestFederation:
 
 def create_homes(root: Path, n: int, platforms: tuple[str, ...] = ("fate", "secretflow", "flower")) -> list[NodeHome]:
     """An operator home and ``n`` member homes named party0..party{n-1}."""
-    op = create_federation(root / "operator", "test", NodeConfig(
-        node_id="operator", name="operator", institution="test", platform="interfed", role="operator"))
+    op = create_federation(
+        root / "operator",
+        "test",
+        NodeConfig(node_id="operator", name="operator", institution="test", platform="interfed", role="operator"),
+    )
     homes = [op]
     for i in range(n):
-        cfg = NodeConfig(node_id=f"party{i}", name=f"Party {i}", institution=f"Institution {i}",
-                         platform=platforms[i % len(platforms)], platform_version="1.0")
+        cfg = NodeConfig(
+            node_id=f"party{i}",
+            name=f"Party {i}",
+            institution=f"Institution {i}",
+            platform=platforms[i % len(platforms)],
+            platform_version="1.0",
+        )
         homes.append(NodeHome.create(root / cfg.node_id, cfg, op.federation_path))
     return homes
 
 
 @contextlib.asynccontextmanager
 async def federation(
-    root: Path, bootstrap: str, n: int = 3, settings: MeshSettings | None = None, join: bool = True,
+    root: Path,
+    bootstrap: str,
+    n: int = 3,
+    settings: MeshSettings | None = None,
+    join: bool = True,
 ) -> AsyncIterator[TestFederation]:
     """A running federation of ``n`` parties plus its operator; with ``join``, all approved and beating.
 
@@ -113,8 +125,11 @@ async def federation(
         members: list[Member] = []
         for home in homes:
             bus = await stack.enter_async_context(connect(settings, bootstrap))
-            svc = RegistryService(open_context(home, bus, settings), heartbeat_interval=settings.heartbeat_interval,
-                                  unreachable_after=settings.unreachable_after)
+            svc = RegistryService(
+                open_context(home, bus, settings),
+                heartbeat_interval=settings.heartbeat_interval,
+                unreachable_after=settings.unreachable_after,
+            )
             members.append(Member(home, bus, svc))
         fed = TestFederation(members[0], members[1:], settings, bootstrap)
         for m in members:
@@ -138,8 +153,11 @@ async def join_all(fed: TestFederation) -> None:
     for contract in contracts:
         await op.approve(contract)
     for m in fed.members:
-        await eventually(lambda m=m: (op.directory.nodes[m.node_id].last_heartbeat is not None),
-                         what=f"heartbeat of {m.node_id}")
+
+        def heard(node_id: str = m.node_id) -> bool:
+            return op.directory.nodes[node_id].last_heartbeat is not None
+
+        await eventually(heard, what=f"heartbeat of {m.node_id}")
 
 
 def broker_choice() -> str:
@@ -149,7 +167,9 @@ def broker_choice() -> str:
 TestFederation.__test__ = False  # type: ignore[attr-defined]  # not a pytest class
 
 
-async def read_topic(bootstrap: str, settings: MeshSettings, topic: str, idle: float = 0.5) -> list[tuple[Envelope, dict[str, Any]]]:
+async def read_topic(
+    bootstrap: str, settings: MeshSettings, topic: str, idle: float = 0.5
+) -> list[tuple[Envelope, dict[str, Any]]]:
     """Every envelope on a protocol topic with its decoded payload (not verified: for inspection only)."""
     bus = KafkaBus(bootstrap, TopicNames(settings.topic_prefix), settings.max_record_bytes)
     reader = bus.reader([bus.names(topic)])

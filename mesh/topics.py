@@ -31,12 +31,20 @@ TOPICS: dict[str, TopicSpec] = {
         TopicSpec("artifacts", 3, _KEEP, ("interfed.artifacts",)),
         TopicSpec("tasks", 3, _KEEP, ("interfed.tasks",)),
         TopicSpec("rounds", 6, {"cleanup.policy": "delete", "retention.ms": THIRTY_DAYS_MS}, ("interfed.rounds",)),
-        TopicSpec("accel.requests", 6, {"cleanup.policy": "delete", "retention.ms": THIRTY_DAYS_MS}, ("interfed.accel",)),
-        TopicSpec("accel.replies", 6, {"cleanup.policy": "delete", "retention.ms": THIRTY_DAYS_MS}, ("interfed.accel",)),
+        TopicSpec(
+            "accel.requests",
+            6,
+            {"cleanup.policy": "delete", "retention.ms": THIRTY_DAYS_MS},
+            ("interfed.accel.request",),
+        ),
+        TopicSpec(
+            "accel.replies", 6, {"cleanup.policy": "delete", "retention.ms": THIRTY_DAYS_MS}, ("interfed.accel.reply",)
+        ),
         TopicSpec("evidence", 3, _KEEP, ("interfed.evidence",)),
         TopicSpec("schemas", 1, {"cleanup.policy": "compact"}, ("interfed.mesh.SchemaPublished",)),
-        TopicSpec("deadletter", 3, {"cleanup.policy": "delete", "retention.ms": THIRTY_DAYS_MS},
-                  ("interfed.mesh.DeadLetter",)),
+        TopicSpec(
+            "deadletter", 3, {"cleanup.policy": "delete", "retention.ms": THIRTY_DAYS_MS}, ("interfed.mesh.DeadLetter",)
+        ),
     )
 }
 

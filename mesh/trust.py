@@ -1,4 +1,4 @@
-"""Who may speak: the certificates, revocations and replay windows a receiver checks every envelope against."""
+"""Who may speak: certificates, membership, revocations and replay windows every envelope is checked against."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from mesh.codec import to_millis as _millis
+from mesh.codec import to_millis
 from mesh.envelope import Envelope
 from mesh.errors import (
     InvalidCertificateError,
@@ -19,12 +19,16 @@ from mesh.errors import (
 )
 from mesh.home import Federation
 from mesh.identity import NodeCertificate, check_certificate, load_certificate_der, load_csr, raw_public_key
+from mesh.membership import Membership
 
-JOIN_REQUESTED = "interfed.registry.JoinRequested"
-JOIN_APPROVED = "interfed.registry.JoinApproved"
-JOIN_REJECTED = "interfed.registry.JoinRejected"
-CERTIFICATE_REVOKED = "interfed.registry.CertificateRevoked"
-CONTRACT_TERMINATED = "interfed.registry.ContractTerminated"
+NS = "interfed.registry."
+JOIN_REQUESTED = NS + "JoinRequested"
+JOIN_APPROVED = NS + "JoinApproved"
+JOIN_REJECTED = NS + "JoinRejected"
+NODE_ANNOUNCED = NS + "NodeAnnounced"
+HEARTBEAT = NS + "Heartbeat"
+CONTRACT_TERMINATED = NS + "ContractTerminated"
+CERTIFICATE_REVOKED = NS + "CertificateRevoked"
 OPERATOR_ONLY = frozenset({JOIN_APPROVED, JOIN_REJECTED, CERTIFICATE_REVOKED})
 
 #: Clock skew tolerated between a sender's issued_at and its certificate's validity.
@@ -44,11 +48,12 @@ Speaker = NodeCertificate | Applicant
 
 
 class TrustStore:
-    """Certificates learned from the registry topic, checked against the federation root.
+    """Membership and certificates learned from the registry topic, checked against the federation root.
 
-    Operators come from the federation folder every member holds; nodes become
-    known when an operator's JoinApproved carries their certificate. A revoked or
-    terminated certificate stays known, so its events are refused with that reason.
+    Operators come from the federation folder every member holds; a node becomes
+    known when an operator's JoinApproved for its pending contract carries a
+    certificate for the key in its CSR. A revoked or terminated certificate stays
+    known, so its events are refused with that reason.
 
     Revocation cuts by signed time, not by arrival: events issued at or after
     ``revoked_at`` (or the termination's issued_at) are refused, earlier ones stay
@@ -60,6 +65,7 @@ class TrustStore:
 
     def __init__(self, federation: Federation) -> None:
         self.federation = federation
+        self.members = Membership()
         self._certs: dict[str, NodeCertificate] = {c.node_id: c for c in federation.operators}
         self._revoked: dict[str, tuple[int, str]] = {}  # serial -> (from issued_at, reason)
         self._keys: dict[bytes, Ed25519PublicKey] = {}
@@ -77,16 +83,8 @@ class TrustStore:
             key = self._keys[raw] = Ed25519PublicKey.from_public_bytes(raw)
         return key
 
-    def verify(self, env: Envelope, payload: dict[str, Any]) -> Speaker:
-        """Check the envelope's signature against what its sender may sign with; return the speaker."""
-        if env.payload_type == JOIN_REQUESTED:
-            csr = load_csr(payload["csr"])
-            applicant = Applicant(node_id=env.sender, public_key=raw_public_key(csr.public_key()))  # type: ignore[arg-type]
-            cn = [a.value for a in csr.subject if a.oid.dotted_string == "2.5.4.3"]
-            if cn != [env.sender] or payload["node_id"] != env.sender:
-                raise UnauthorisedError(f"join request for {payload['node_id']!r} with CSR for {cn} sent by {env.sender!r}")
-            env.verify(self._public_key(applicant.public_key))
-            return applicant
+    def verify(self, env: Envelope) -> NodeCertificate:
+        """Check a certified sender's envelope: known, not revoked, valid then, and its signature."""
         cert = self._certs.get(env.sender)
         if cert is None:
             raise UnknownSenderError(f"no certificate known for {env.sender!r}")
@@ -98,24 +96,49 @@ class TrustStore:
         env.verify(self._public_key(cert.public_key))
         return cert
 
+    def verify_applicant(self, env: Envelope, payload: dict[str, Any]) -> Applicant:
+        """A JoinRequested is signed by the key in its own CSR, which must name the sender."""
+        csr = load_csr(payload["csr"])
+        cn = [a.value for a in csr.subject if a.oid.dotted_string == "2.5.4.3"]
+        if cn != [env.sender] or payload["node_id"] != env.sender:
+            raise UnauthorisedError(f"join request for {payload['node_id']!r} with CSR for {cn} sent by {env.sender!r}")
+        applicant = Applicant(node_id=env.sender, public_key=raw_public_key(csr.public_key()))  # type: ignore[arg-type]
+        env.verify(self._public_key(applicant.public_key))
+        return applicant
+
     def apply(self, env: Envelope, payload: dict[str, Any], speaker: Speaker) -> None:
-        """Learn from a verified registry event; refuse governance a speaker may not do."""
-        kind = env.payload_type
+        """Apply a verified registry event to membership and trust, or refuse it unchanged."""
+        kind, members = env.payload_type, self.members
         if kind in OPERATOR_ONLY and speaker.role != "operator":
             raise UnauthorisedError(f"{kind.rsplit('.', 1)[1]} may only be signed by an operator, not {env.sender}")
-        if kind == JOIN_APPROVED:
+        if kind == JOIN_REQUESTED:
+            members.join_requested(payload, env.issued_at)
+        elif kind == JOIN_APPROVED:
+            entry = members.pending(payload["node_id"], payload["contract_id"])
             cert = check_certificate(load_certificate_der(payload["certificate"]), self.federation.root)
-            if cert.node_id != payload["node_id"] or cert.role != "node":
-                raise InvalidCertificateError(f"approval for {payload['node_id']} carries a certificate for {cert.node_id}")
+            csr_key = raw_public_key(load_csr(entry.csr).public_key())  # type: ignore[arg-type]
+            if cert.node_id != entry.node_id or cert.role != "node" or cert.public_key != csr_key:
+                raise InvalidCertificateError(
+                    f"approval of {entry.node_id} carries a certificate for another "
+                    "node, role or key than its join request"
+                )
+            members.join_approved(payload, cert.serial)
             self._certs[cert.node_id] = cert
-        elif kind == CERTIFICATE_REVOKED:
-            self._revoke(payload["serial"], _millis(payload["revoked_at"]), payload["reason"] or "revoked")
+        elif kind == JOIN_REJECTED:
+            members.join_rejected(payload)
+        elif kind == NODE_ANNOUNCED:
+            members.announced(payload, env.sender, env.issued_at)
+        elif kind == HEARTBEAT:
+            members.heartbeat(payload, env.sender, env.issued_at)
         elif kind == CONTRACT_TERMINATED:
             if speaker.role != "operator" and payload["node_id"] != env.sender:
                 raise UnauthorisedError(f"{env.sender} may not terminate {payload['node_id']}'s contract")
-            cert = self._certs.get(payload["node_id"])
-            if cert is not None and cert.role == "node":
-                self._revoke(cert.serial, env.issued_at, f"contract terminated: {payload['reason']}")
+            entry = members.terminated(payload)
+            if entry.certificate_serial is not None:
+                self._revoke(entry.certificate_serial, env.issued_at, f"contract terminated: {payload['reason']}")
+        elif kind == CERTIFICATE_REVOKED:
+            entry = members.revoked(payload)
+            self._revoke(payload["serial"], to_millis(payload["revoked_at"]), entry.revoked or "revoked")
 
     def _revoke(self, serial: str, since: int, reason: str) -> None:
         # The earliest cut wins: a later revocation never re-validates events an earlier one refused.
@@ -125,20 +148,22 @@ class TrustStore:
 
 
 class ReplayGuard:
-    """Per (sender, topic, partition): the sequence window that tells a duplicate from a replay.
+    """Per (sender, signing key, topic, partition): the window that tells a duplicate from a replay.
 
     A record whose event id was already applied is a duplicate (at-least-once
     delivery, producer retries): it is skipped quietly. A new event id with a
-    sequence number already used, or older than the window, is a replay.
+    sequence number already used, or older than the window, is a replay. Scoping
+    by the signing key keeps an impostor's join request (signed by its own key)
+    from spending the real node's sequence numbers.
     """
 
     def __init__(self, window: int = 4096) -> None:
         self.window = window
-        self._scopes: dict[tuple[str, str, int], _Scope] = {}
+        self._scopes: dict[tuple[str, bytes, str, int], _Scope] = {}
 
-    def check(self, env: Envelope, topic: str, partition: int) -> bool:
+    def check(self, env: Envelope, key: bytes, topic: str, partition: int) -> bool:
         """True if new; False if a duplicate of an applied event; ReplayedSequenceError otherwise."""
-        scope = self._scopes.get((env.sender, topic, partition))
+        scope = self._scopes.get((env.sender, key, topic, partition))
         if scope is None:
             return True
         seen = scope.seen.get(env.sequence)
@@ -148,14 +173,12 @@ class ReplayGuard:
             raise ReplayedSequenceError(f"{env.sender} sequence {env.sequence} already used by event {seen}")
         if env.sequence <= scope.high - self.window:
             raise ReplayedSequenceError(
-                f"{env.sender} sequence {env.sequence} is older than the window (latest {scope.high})")
+                f"{env.sender} sequence {env.sequence} is older than the window (latest {scope.high})"
+            )
         return True
 
-    def record(self, env: Envelope, topic: str, partition: int) -> None:
-        key = (env.sender, topic, partition)
-        scope = self._scopes.get(key)
-        if scope is None:
-            scope = self._scopes[key] = _Scope()
+    def record(self, env: Envelope, key: bytes, topic: str, partition: int) -> None:
+        scope = self._scopes.setdefault((env.sender, key, topic, partition), _Scope())
         scope.seen[env.sequence] = env.event_id
         scope.high = max(scope.high, env.sequence)
         floor = scope.high - self.window

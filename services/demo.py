@@ -26,12 +26,30 @@ from services.registry.service import RegistryService
 out = Console(highlight=False)
 
 PARTIES = (
-    NodeConfig(node_id="bank", name="Bank of Example", institution="Example Bank", platform="fate",
-               platform_version="2.1", address="fl.bank.example"),
-    NodeConfig(node_id="hospital", name="City Hospital", institution="City Hospital", platform="secretflow",
-               platform_version="1.9", address="fl.hospital.example"),
-    NodeConfig(node_id="telecom", name="Telco Research", institution="Telco", platform="flower",
-               platform_version="1.12", address="fl.telco.example"),
+    NodeConfig(
+        node_id="bank",
+        name="Bank of Example",
+        institution="Example Bank",
+        platform="fate",
+        platform_version="2.1",
+        address="fl.bank.example",
+    ),
+    NodeConfig(
+        node_id="hospital",
+        name="City Hospital",
+        institution="City Hospital",
+        platform="secretflow",
+        platform_version="1.9",
+        address="fl.hospital.example",
+    ),
+    NodeConfig(
+        node_id="telecom",
+        name="Telco Research",
+        institution="Telco",
+        platform="flower",
+        platform_version="1.12",
+        address="fl.telco.example",
+    ),
 )
 
 
@@ -73,16 +91,23 @@ async def wait_for(predicate: object, timeout: float, what: str) -> None:
 async def federation(root: Path, settings: MeshSettings, bootstrap: str) -> AsyncIterator[list[Party]]:
     """The operator and the parties, each with its own home and its own connection, all services running."""
     with step("create the federation and three parties (keys, homes)"):
-        op_home = create_federation(root / "operator", "demo-federation",
-                                    NodeConfig(node_id="operator", name="Demo operator", institution="Demo",
-                                               platform="interfed", role="operator"))
+        op_home = create_federation(
+            root / "operator",
+            "demo-federation",
+            NodeConfig(
+                node_id="operator", name="Demo operator", institution="Demo", platform="interfed", role="operator"
+            ),
+        )
         homes = [op_home] + [NodeHome.create(root / cfg.node_id, cfg, op_home.federation_path) for cfg in PARTIES]
     async with contextlib.AsyncExitStack() as stack:
         parties = []
         for home in homes:
             bus = await stack.enter_async_context(connect(settings, bootstrap))
-            svc = RegistryService(open_context(home, bus, settings), heartbeat_interval=settings.heartbeat_interval,
-                                  unreachable_after=settings.unreachable_after)
+            svc = RegistryService(
+                open_context(home, bus, settings),
+                heartbeat_interval=settings.heartbeat_interval,
+                unreachable_after=settings.unreachable_after,
+            )
             parties.append(Party(home, bus, svc))
         stop = asyncio.Event()
         runner = asyncio.create_task(run_services([p.registry for p in parties], stop))
@@ -102,8 +127,11 @@ async def walk(parties: list[Party]) -> None:
         with step(f"{party.registry.me} applies to join (signed join request with CSR)"):
             contracts[party.registry.me] = await party.registry.apply()
     with step("the operator sees the three requests"):
-        await wait_for(lambda: all(c in operator.registry.directory.contracts for c in contracts.values()), 30,
-                       "receipt of the join requests")
+        await wait_for(
+            lambda: all(c in operator.registry.directory.contracts for c in contracts.values()),
+            30,
+            "receipt of the join requests",
+        )
     for node_id, contract_id in contracts.items():
         with step(f"the operator approves {node_id} and issues its certificate"):
             await operator.registry.approve(contract_id)
@@ -112,8 +140,13 @@ async def walk(parties: list[Party]) -> None:
             await wait_for(party.home.cert_path.exists, 30, f"{party.registry.me}'s certificate")
         for viewer in parties:
             for member in members:
-                await wait_for(lambda v=viewer, m=member: (v.registry.directory.nodes.get(m.registry.me) or _NO)
-                               .last_heartbeat is not None, 30, f"{viewer.registry.me} hearing {member.registry.me}")
+                await wait_for(
+                    lambda v=viewer, m=member: (
+                        (v.registry.directory.nodes.get(m.registry.me) or _NO).last_heartbeat is not None
+                    ),
+                    30,
+                    f"{viewer.registry.me} hearing {member.registry.me}",
+                )
     with step("every party sees every member HEALTHY"):
         for viewer in parties:
             rows = directory_rows(viewer.registry.directory, viewer.registry.unreachable_after_ms)
@@ -136,8 +169,12 @@ _NO = _Missing()
 
 
 def demo(
-    bootstrap: Annotated[str | None, typer.Option("--bootstrap", envvar="INTERFED_BOOTSTRAP",
-                                                  help="use this broker instead of starting the embedded one")] = None,
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap", envvar="INTERFED_BOOTSTRAP", help="use this broker instead of starting the embedded one"
+        ),
+    ] = None,
     workdir: Annotated[Path | None, typer.Option(help="keep homes and logs here (default: a temporary folder)")] = None,
 ) -> None:
     """Run the main job: a three-party federation on the embedded broker, from join to healthy directory."""

@@ -26,7 +26,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Service logs go to a file per run, as in production; a failing test's log is there to read.
     logs.configure(path=Path(tempfile.gettempdir()) / f"interfed-tests-{os.getpid()}.jsonl", level="debug")
     config.addinivalue_line(
-        "markers", "tansu_limitation(reason): the embedded broker cannot pass this test; skipped on its lane")
+        "markers", "tansu_limitation(reason): the embedded broker cannot pass this test; skipped on its lane"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

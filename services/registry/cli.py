@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,10 +18,10 @@ from mesh import logs
 from mesh.brokers import TansuBroker
 from mesh.errors import ConfigurationError
 from mesh.home import NodeConfig, NodeHome, create_federation
+from mesh.membership import Membership
 from mesh.node import connect, open_context, run_services, running, stop_on_signals
 from mesh.settings import MeshSettings, load_settings
 from services.registry.service import RegistryService
-from services.registry.state import Directory
 
 out = Console(highlight=False)
 
@@ -40,8 +40,10 @@ registry_app = typer.Typer(help="The node directory and the operator's decisions
 def _settings(bootstrap: str | None, **extra: object) -> MeshSettings:
     settings = load_settings(bootstrap=bootstrap, **extra)
     if not settings.bootstrap:
-        raise ConfigurationError("no broker given: pass --bootstrap HOST:PORT or set INTERFED_BOOTSTRAP "
-                                 "(start one with 'interfed broker up')")
+        raise ConfigurationError(
+            "no broker given: pass --bootstrap HOST:PORT or set INTERFED_BOOTSTRAP "
+            "(start one with 'interfed broker up')"
+        )
     return settings
 
 
@@ -57,8 +59,9 @@ async def registry_session(home: NodeHome, settings: MeshSettings, readonly: boo
     """A registry service for one command: caught up with the registry topic, stopped afterwards."""
     assert settings.bootstrap
     async with connect(settings, settings.bootstrap) as bus:
-        svc = RegistryService(open_context(home, bus, settings), readonly=readonly,
-                              unreachable_after=settings.unreachable_after)
+        svc = RegistryService(
+            open_context(home, bus, settings), readonly=readonly, unreachable_after=settings.unreachable_after
+        )
         async with running(svc) as caught_up:
             yield caught_up  # type: ignore[misc]
 
@@ -90,8 +93,14 @@ def node_create(
 ) -> None:
     """Create a node home with a fresh key."""
     try:
-        cfg = NodeConfig(node_id=node_id, name=name or node_id, institution=institution, platform=platform,
-                         platform_version=platform_version, address=address)
+        cfg = NodeConfig(
+            node_id=node_id,
+            name=name or node_id,
+            institution=institution,
+            platform=platform,
+            platform_version=platform_version,
+            address=address,
+        )
     except ValueError as exc:
         raise ConfigurationError(f"bad node settings: {str(exc).splitlines()[1:3]}") from None
     created = NodeHome.create(home, cfg, federation)
@@ -108,8 +117,7 @@ def node_apply(home: HomeOpt, bootstrap: BootstrapOpt = None, days: int = 365, l
             return await svc.apply(days)
 
     contract_id = asyncio.run(go())
-    out.print(f"applied: contract {contract_id}; the operator approves with "
-              f"'interfed registry approve {contract_id}'")
+    out.print(f"applied: contract {contract_id}; the operator approves with 'interfed registry approve {contract_id}'")
 
 
 @node_app.command("up")
@@ -127,10 +135,15 @@ def node_up(
         stop_on_signals(stop)
         async with connect(settings, address) as bus:
             ctx = open_context(node, bus, settings)
-            services = [RegistryService(ctx, heartbeat_interval=settings.heartbeat_interval,
-                                        unreachable_after=settings.unreachable_after)]
-            out.print(f"node [bold]{ctx.config.node_id}[/] up on {address} "
-                      f"(services: {', '.join(s.name for s in services)}); logs in {node.log_path}; Ctrl-C stops")
+            services = [
+                RegistryService(
+                    ctx, heartbeat_interval=settings.heartbeat_interval, unreachable_after=settings.unreachable_after
+                )
+            ]
+            out.print(
+                f"node [bold]{ctx.config.node_id}[/] up on {address} "
+                f"(services: {', '.join(s.name for s in services)}); logs in {node.log_path}; Ctrl-C stops"
+            )
             await run_services(services, stop)
 
     if settings.bootstrap:
@@ -141,31 +154,49 @@ def node_up(
         asyncio.run(go(broker.bootstrap))
 
 
-def directory_rows(directory: Directory, unreachable_after_ms: int) -> list[dict[str, object]]:
+def directory_rows(directory: Membership, unreachable_after_ms: int) -> list[dict[str, Any]]:
     now = time.time_ns() // 1_000_000
     rows = []
     for e in sorted(directory.nodes.values(), key=lambda e: e.node_id):
         seen = max(e.last_heartbeat or 0, e.announced_at or 0)
-        rows.append({
-            "node_id": e.node_id, "name": e.name, "institution": e.institution,
-            "platform": f"{e.platform} {e.platform_version}", "contract": e.contract.value,
-            "contract_id": e.contract_id, "health": e.health(now, unreachable_after_ms).value,
-            "last_seen_s": round((now - seen) / 1000, 1) if seen else None,
-        })
+        rows.append(
+            {
+                "node_id": e.node_id,
+                "name": e.name,
+                "institution": e.institution,
+                "platform": f"{e.platform} {e.platform_version}",
+                "contract": e.contract.value,
+                "contract_id": e.contract_id,
+                "health": e.health(now, unreachable_after_ms).value,
+                "last_seen_s": round((now - seen) / 1000, 1) if seen else None,
+            }
+        )
     return rows
 
 
 def print_directory(rows: list[dict[str, object]], title: str, console: Console = out) -> None:
     table = Table(title=title, title_justify="left")
-    for col in ("node", "name", "institution", "platform", "contract", "health", "last seen"):
-        table.add_column(col)
-    colours = {"HEALTHY": "green", "UNREACHABLE": "red", "REVOKED": "red", "TERMINATED": "yellow",
-               "REJECTED": "yellow", "PENDING": "cyan"}
+    for col in ("node", "institution", "platform", "contract", "health", "last seen"):
+        table.add_column(col, no_wrap=col in ("node", "health", "last seen"))
+    colours = {
+        "HEALTHY": "green",
+        "UNREACHABLE": "red",
+        "REVOKED": "red",
+        "TERMINATED": "yellow",
+        "REJECTED": "yellow",
+        "PENDING": "cyan",
+    }
     for r in rows:
         health = str(r["health"])
         seen = "-" if r["last_seen_s"] is None else f"{r['last_seen_s']} s ago"
-        table.add_row(str(r["node_id"]), str(r["name"]), str(r["institution"]), str(r["platform"]),
-                      str(r["contract"]), f"[{colours.get(health, 'white')}]{health}[/]", seen)
+        table.add_row(
+            str(r["node_id"]),
+            str(r["institution"]),
+            str(r["platform"]),
+            str(r["contract"]),
+            f"[{colours.get(health, 'white')}]{health}[/]",
+            seen,
+        )
     console.print(table)
 
 
@@ -204,21 +235,24 @@ def registry_approve(contract_id: str, home: HomeOpt, bootstrap: BootstrapOpt = 
 
 
 @registry_app.command("reject")
-def registry_reject(contract_id: str, home: HomeOpt, reason: Annotated[str, typer.Option()],
-                    bootstrap: BootstrapOpt = None) -> None:
+def registry_reject(
+    contract_id: str, home: HomeOpt, reason: Annotated[str, typer.Option()], bootstrap: BootstrapOpt = None
+) -> None:
     """Operator: reject a join request."""
     _operator_command(home, bootstrap, "reject", contract_id, reason)
 
 
 @registry_app.command("terminate")
-def registry_terminate(node_id: str, home: HomeOpt, reason: Annotated[str, typer.Option()],
-                       bootstrap: BootstrapOpt = None) -> None:
+def registry_terminate(
+    node_id: str, home: HomeOpt, reason: Annotated[str, typer.Option()], bootstrap: BootstrapOpt = None
+) -> None:
     """End a node's contract (the operator, or the node itself); its events are refused afterwards."""
     _operator_command(home, bootstrap, "terminate", node_id, reason)
 
 
 @registry_app.command("revoke")
-def registry_revoke(node_id: str, home: HomeOpt, reason: Annotated[str, typer.Option()],
-                    bootstrap: BootstrapOpt = None) -> None:
+def registry_revoke(
+    node_id: str, home: HomeOpt, reason: Annotated[str, typer.Option()], bootstrap: BootstrapOpt = None
+) -> None:
     """Operator: revoke a node's certificate; its events are refused everywhere afterwards."""
     _operator_command(home, bootstrap, "revoke", node_id, reason)

@@ -7,25 +7,25 @@ import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import Awaitable
-from typing import ClassVar
+from collections.abc import Coroutine
+from typing import Any, ClassVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mesh.errors import ConfigurationError, InvalidTransitionError
 from mesh.identity import issue_certificate, load_certificate_der, load_csr, load_private_key
+from mesh.membership import ContractStatus, Membership, NodeEntry
 from mesh.service import Context, Event, Service, handles
-from services.registry.state import ContractStatus, Directory, NodeEntry
-
-NS = "interfed.registry."
-JOIN_REQUESTED = NS + "JoinRequested"
-JOIN_APPROVED = NS + "JoinApproved"
-JOIN_REJECTED = NS + "JoinRejected"
-NODE_ANNOUNCED = NS + "NodeAnnounced"
-HEARTBEAT = NS + "Heartbeat"
-CONTRACT_TERMINATED = NS + "ContractTerminated"
-CERTIFICATE_REVOKED = NS + "CertificateRevoked"
+from mesh.trust import (
+    CERTIFICATE_REVOKED,
+    CONTRACT_TERMINATED,
+    HEARTBEAT,
+    JOIN_APPROVED,
+    JOIN_REJECTED,
+    JOIN_REQUESTED,
+    NODE_ANNOUNCED,
+)
 
 DEFAULT_CONTRACT_DAYS = 365
 
@@ -49,50 +49,36 @@ class RegistryService(Service):
         unreachable_after: float = 30.0,
     ) -> None:
         super().__init__(ctx, readonly=readonly)
-        self.directory = Directory()
         self.heartbeat_interval = heartbeat_interval
         self.unreachable_after_ms = int(unreachable_after * 1000)
         self.me = ctx.config.node_id
         self._announced = False
 
-    # -- handlers -------------------------------------------------------------------
+    @property
+    def directory(self) -> Membership:
+        """The node directory: the membership every service keeps, as this service sees it."""
+        return self.trust.members
 
-    @handles(JOIN_REQUESTED)
-    async def on_join_requested(self, ev: Event) -> None:
-        entry = self.directory.join_requested(ev.payload, ev.envelope.issued_at)
-        self.log.info("join_requested", node_id=entry.node_id, contract_id=entry.contract_id)
+    # -- handlers: membership is already updated (by the service base); these add side effects --
+
+    @handles(JOIN_REQUESTED, JOIN_REJECTED, CONTRACT_TERMINATED, CERTIFICATE_REVOKED)
+    async def on_contract_change(self, ev: Event) -> None:
+        entry = self.directory.nodes[ev.payload["node_id"]]
+        self.log.info(
+            "contract_changed",
+            change=ev.envelope.payload_type.rsplit(".", 1)[1],
+            node_id=entry.node_id,
+            contract_id=entry.contract_id,
+            status=entry.contract.value,
+            reason=entry.revoked or entry.reason,
+        )
 
     @handles(JOIN_APPROVED)
     async def on_join_approved(self, ev: Event) -> None:
-        cert = self.trust.certificate(ev.payload["node_id"])
-        assert cert is not None  # the trust store has just learned it
-        entry = self.directory.join_approved(ev.payload, cert.serial)
-        self.log.info("join_approved", node_id=entry.node_id, contract_id=entry.contract_id)
-        if entry.node_id == self.me and not self.readonly:
+        node_id = ev.payload["node_id"]
+        self.log.info("join_approved", node_id=node_id, contract_id=ev.payload["contract_id"])
+        if node_id == self.me and not self.readonly:
             await self._take_certificate(ev.payload["certificate"])
-
-    @handles(JOIN_REJECTED)
-    async def on_join_rejected(self, ev: Event) -> None:
-        entry = self.directory.join_rejected(ev.payload)
-        self.log.info("join_rejected", node_id=entry.node_id, reason=entry.reason)
-
-    @handles(NODE_ANNOUNCED)
-    async def on_announced(self, ev: Event) -> None:
-        self.directory.announced(ev.payload, ev.sender, ev.envelope.issued_at)
-
-    @handles(HEARTBEAT)
-    async def on_heartbeat(self, ev: Event) -> None:
-        self.directory.heartbeat(ev.payload, ev.sender, ev.envelope.issued_at)
-
-    @handles(CONTRACT_TERMINATED)
-    async def on_terminated(self, ev: Event) -> None:
-        entry = self.directory.terminated(ev.payload)
-        self.log.info("contract_terminated", node_id=entry.node_id, reason=entry.reason)
-
-    @handles(CERTIFICATE_REVOKED)
-    async def on_revoked(self, ev: Event) -> None:
-        entry = self.directory.revoked(ev.payload)
-        self.log.info("certificate_revoked", node_id=entry.node_id, reason=entry.revoked)
 
     # -- own node --------------------------------------------------------------------
 
@@ -110,7 +96,7 @@ class RegistryService(Service):
     def my_entry(self) -> NodeEntry | None:
         return self.directory.nodes.get(self.me)
 
-    def background(self) -> list[Awaitable[None]]:
+    def background(self) -> list[Coroutine[Any, Any, None]]:
         return [] if self.readonly or self.ctx.config.role == "operator" else [self._beat()]
 
     async def _beat(self) -> None:
@@ -124,17 +110,30 @@ class RegistryService(Service):
             if not self._announced:
                 await self.announce(entry)
             await self.ctx.publisher.publish(
-                "registry", HEARTBEAT, {"node_id": self.me, "interval_ms": int(self.heartbeat_interval * 1000)},
-                subject=self.me)
+                "registry",
+                HEARTBEAT,
+                {"node_id": self.me, "interval_ms": int(self.heartbeat_interval * 1000)},
+                subject=self.me,
+            )
             await asyncio.sleep(self.heartbeat_interval)
 
     async def announce(self, entry: NodeEntry) -> None:
         cfg = self.ctx.config
-        await self.ctx.publisher.publish("registry", NODE_ANNOUNCED, {
-            "node_id": cfg.node_id, "contract_id": entry.contract_id, "name": cfg.name,
-            "institution": cfg.institution, "platform": cfg.platform, "platform_version": cfg.platform_version,
-            "address": cfg.address, "services": ["registry"],
-        }, subject=cfg.node_id)
+        await self.ctx.publisher.publish(
+            "registry",
+            NODE_ANNOUNCED,
+            {
+                "node_id": cfg.node_id,
+                "contract_id": entry.contract_id,
+                "name": cfg.name,
+                "institution": cfg.institution,
+                "platform": cfg.platform,
+                "platform_version": cfg.platform_version,
+                "address": cfg.address,
+                "services": ["registry"],
+            },
+            subject=cfg.node_id,
+        )
         self._announced = True
         self.log.info("announced", contract_id=entry.contract_id)
 
@@ -148,19 +147,33 @@ class RegistryService(Service):
             raise InvalidTransitionError(f"{cfg.node_id} already has contract {entry.contract_id} ({entry.contract})")
         contract_id = str(uuid.uuid4())
         expires = now_ms() + days * 86_400_000
-        await self.ctx.publisher.publish("registry", JOIN_REQUESTED, {
-            "contract_id": contract_id, "node_id": cfg.node_id, "name": cfg.name, "institution": cfg.institution,
-            "platform": cfg.platform, "platform_version": cfg.platform_version, "address": cfg.address,
-            "description": cfg.description, "csr": home.csr_der(),
-            "agreement_sha256": self.ctx.federation.agreement_sha256, "expires_at": expires,
-        }, subject=cfg.node_id)
+        await self.ctx.publisher.publish(
+            "registry",
+            JOIN_REQUESTED,
+            {
+                "contract_id": contract_id,
+                "node_id": cfg.node_id,
+                "name": cfg.name,
+                "institution": cfg.institution,
+                "platform": cfg.platform,
+                "platform_version": cfg.platform_version,
+                "address": cfg.address,
+                "description": cfg.description,
+                "csr": home.csr_der(),
+                "agreement_sha256": self.ctx.federation.agreement_sha256,
+                "expires_at": expires,
+            },
+            subject=cfg.node_id,
+        )
         home.state_path.mkdir(parents=True, exist_ok=True)
         (home.state_path / "contract.json").write_text(json.dumps({"contract_id": contract_id}), encoding="utf-8")
         return contract_id
 
     def _operator_key(self) -> tuple[x509.Certificate, object]:
         if self.ctx.config.role != "operator" or not self.ctx.home.root_key_path.exists():
-            raise ConfigurationError("only the federation operator's home holds the root key; use the operator's --home")
+            raise ConfigurationError(
+                "only the federation operator's home holds the root key; use the operator's --home"
+            )
         return self.ctx.federation.root, load_private_key(self.ctx.home.root_key_path)
 
     def pending(self, contract_id: str) -> NodeEntry:
@@ -179,19 +192,28 @@ class RegistryService(Service):
         csr = load_csr(entry.csr)
         not_after = dt.datetime.fromtimestamp(entry.expires_at / 1000, dt.UTC)
         cert = issue_certificate(root_key, root, csr, "node", not_after)  # type: ignore[arg-type]
-        await self.ctx.publisher.publish("registry", JOIN_APPROVED, {
-            "contract_id": contract_id, "node_id": entry.node_id,
-            "certificate": cert.public_bytes(serialization.Encoding.DER),
-            "expires_at": int(cert.not_valid_after_utc.timestamp() * 1000),
-        }, subject=entry.node_id)
+        await self.ctx.publisher.publish(
+            "registry",
+            JOIN_APPROVED,
+            {
+                "contract_id": contract_id,
+                "node_id": entry.node_id,
+                "certificate": cert.public_bytes(serialization.Encoding.DER),
+                "expires_at": int(cert.not_valid_after_utc.timestamp() * 1000),
+            },
+            subject=entry.node_id,
+        )
         return entry
 
     async def reject(self, contract_id: str, reason: str) -> NodeEntry:
         self._operator_key()
         entry = self.pending(contract_id)
-        await self.ctx.publisher.publish("registry", JOIN_REJECTED,
-                                         {"contract_id": contract_id, "node_id": entry.node_id, "reason": reason},
-                                         subject=entry.node_id)
+        await self.ctx.publisher.publish(
+            "registry",
+            JOIN_REJECTED,
+            {"contract_id": contract_id, "node_id": entry.node_id, "reason": reason},
+            subject=entry.node_id,
+        )
         return entry
 
     def _member(self, node_id: str) -> NodeEntry:
@@ -205,9 +227,12 @@ class RegistryService(Service):
         if node_id != self.me:
             self._operator_key()
         entry = self._member(node_id)
-        await self.ctx.publisher.publish("registry", CONTRACT_TERMINATED,
-                                         {"contract_id": entry.contract_id, "node_id": node_id, "reason": reason},
-                                         subject=node_id)
+        await self.ctx.publisher.publish(
+            "registry",
+            CONTRACT_TERMINATED,
+            {"contract_id": entry.contract_id, "node_id": node_id, "reason": reason},
+            subject=node_id,
+        )
         return entry
 
     async def revoke(self, node_id: str, reason: str, since_ms: int | None = None) -> NodeEntry:
@@ -216,8 +241,15 @@ class RegistryService(Service):
         entry = self._member(node_id)
         if entry.certificate_serial is None:
             raise InvalidTransitionError(f"{node_id} holds no certificate to revoke")
-        await self.ctx.publisher.publish("registry", CERTIFICATE_REVOKED, {
-            "node_id": node_id, "serial": entry.certificate_serial, "reason": reason,
-            "revoked_at": now_ms() if since_ms is None else since_ms,
-        }, subject=node_id)
+        await self.ctx.publisher.publish(
+            "registry",
+            CERTIFICATE_REVOKED,
+            {
+                "node_id": node_id,
+                "serial": entry.certificate_serial,
+                "reason": reason,
+                "revoked_at": now_ms() if since_ms is None else since_ms,
+            },
+            subject=node_id,
+        )
         return entry

@@ -14,46 +14,53 @@ import pytest
 from mesh.bus import KafkaBus
 from mesh.envelope import Envelope
 from mesh.identity import generate_key
-from mesh.topics import TopicNames
 from mesh.testing import TestFederation, dead_letters, eventually, federation, fresh_settings
-from services.registry.service import HEARTBEAT
+from mesh.topics import TopicNames
+from mesh.trust import HEARTBEAT
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 
 MARK = 999_999  # an interval_ms no good event uses: seeing it in a directory means a bad event was applied
 
 
-def beat(fed: TestFederation, node_id: str, interval_ms: int, sequence: int | None = None,
-         signer: str | None = None) -> Envelope:
+def beat(
+    fed: TestFederation, node_id: str, interval_ms: int, sequence: int | None = None, signer: str | None = None
+) -> Envelope:
     """A Heartbeat envelope signed by ``signer`` (default: the node itself)."""
     member = fed.member(signer or node_id)
-    env = member.registry.ctx.publisher.envelope(HEARTBEAT, {"node_id": node_id, "interval_ms": interval_ms},
-                                                 subject=node_id)
+    env = member.registry.ctx.publisher.envelope(
+        HEARTBEAT, {"node_id": node_id, "interval_ms": interval_ms}, subject=node_id
+    )
     if sequence is not None:
         env = dataclasses.replace(env, sequence=sequence, signature=b"").signed(member.home.key())
     return env
 
 
-async def send_raw(bus: KafkaBus, fed: TestFederation, value: bytes, key: bytes = b"party0",
-                   topic: str = "registry") -> None:
+async def send_raw(
+    bus: KafkaBus, fed: TestFederation, value: bytes, key: bytes = b"party0", topic: str = "registry"
+) -> None:
     await bus.send(bus.names(topic), key, value)
 
 
-async def expect_refused_then_good(fed: TestFederation, inject: Callable[[], Awaitable[bytes]], reason: str,
-                                   good_interval: int) -> None:
+async def expect_refused_then_good(
+    fed: TestFederation, inject: Callable[[], Awaitable[bytes]], reason: str, good_interval: int
+) -> None:
     """Inject one bad record, then a good heartbeat; the bad one is dead-lettered, the good one applied."""
     viewer = fed.operator.registry
     before = viewer.counts[f"dead:{reason}"]
     original = await inject()
     await fed.member("party0").registry.ctx.publisher.publish(
-        "registry", HEARTBEAT, {"node_id": "party0", "interval_ms": good_interval}, subject="party0")
+        "registry", HEARTBEAT, {"node_id": "party0", "interval_ms": good_interval}, subject="party0"
+    )
     await eventually(lambda: viewer.counts[f"dead:{reason}"] > before, timeout=30, what=f"{reason} refusal")
-    await eventually(lambda: viewer.directory.nodes["party0"].heartbeat_interval == good_interval,
-                     what="the next good event applied")
+    await eventually(
+        lambda: viewer.directory.nodes["party0"].heartbeat_interval == good_interval, what="the next good event applied"
+    )
     assert all(e.heartbeat_interval != MARK for e in viewer.directory.nodes.values())
     letters = [d for d in await dead_letters(fed, reason) if d["service"] == "registry"]
-    assert any(d["original"] == original[: len(d["original"])] and d["original_size"] == len(original)
-               for d in letters), f"no {reason} dead letter carries the original bytes"
+    assert any(
+        d["original"] == original[: len(d["original"])] and d["original_size"] == len(original) for d in letters
+    ), f"no {reason} dead letter carries the original bytes"
 
 
 @pytest.fixture
@@ -165,8 +172,11 @@ async def test_node_speaking_for_another_node_is_unauthorised(fed: TestFederatio
 
 async def test_non_operator_approval_is_unauthorised(fed: TestFederation, injector: KafkaBus) -> None:
     pub = fed.member("party1").registry.ctx.publisher
-    env = pub.envelope("interfed.registry.JoinRejected",
-                       {"contract_id": str(uuid.uuid4()), "node_id": "party0", "reason": "x"}, subject="party0")
+    env = pub.envelope(
+        "interfed.registry.JoinRejected",
+        {"contract_id": str(uuid.uuid4()), "node_id": "party0", "reason": "x"},
+        subject="party0",
+    )
     value = env.encode()
 
     async def inject() -> bytes:
@@ -212,8 +222,11 @@ async def test_record_key_other_than_subject_is_key_mismatch(fed: TestFederation
 async def test_payload_on_the_wrong_topic_is_refused(fed: TestFederation, injector: KafkaBus) -> None:
     pub = fed.member("party0").registry.ctx.publisher
     schema = pub.schemas.by_name(HEARTBEAT)
-    env = pub.envelope("interfed.mesh.SchemaPublished", {"fingerprint": schema.fingerprint, "full_name": HEARTBEAT,
-                                                          "schema_json": schema.json_text}, subject="party0")
+    env = pub.envelope(
+        "interfed.mesh.SchemaPublished",
+        {"fingerprint": schema.fingerprint, "full_name": HEARTBEAT, "schema_json": schema.json_text},
+        subject="party0",
+    )
     value = env.encode()
 
     async def inject() -> bytes:
@@ -235,3 +248,68 @@ async def test_oversized_record_is_refused_and_kept_truncated(fed: TestFederatio
     letter = next(d for d in await dead_letters(fed, "OVERSIZED"))
     assert letter["original_truncated"] is True
     assert letter["original_size"] == len(value)
+
+
+async def test_impostor_join_request_cannot_spend_the_real_nodes_sequence(
+    fed: TestFederation, injector: KafkaBus
+) -> None:
+    """Someone with their own key applies as party0 with a huge sequence number: refused (party0 is a
+    member already), and party0's own events, signed by its own key, still go through."""
+    from cryptography.hazmat.primitives import serialization
+
+    from mesh.envelope import new_envelope
+    from mesh.identity import make_csr
+
+    key = generate_key()
+    csr = make_csr(key, "party0", "impostor").public_bytes(serialization.Encoding.DER)
+    schemas = fed.operator.registry.schemas
+    schema, payload = schemas.encode(
+        "interfed.registry.JoinRequested",
+        {
+            "contract_id": str(uuid.uuid4()),
+            "node_id": "party0",
+            "name": "x",
+            "institution": "impostor",
+            "platform": "x",
+            "platform_version": "x",
+            "address": "x",
+            "description": "",
+            "csr": csr,
+            "agreement_sha256": b"\0" * 32,
+            "expires_at": 4_000_000_000_000,
+        },
+    )
+    value = (
+        new_envelope(
+            payload_type=schema.full_name,
+            payload_fingerprint=schema.fingerprint,
+            payload=payload,
+            sender="party0",
+            sequence=10**12,
+            subject="party0",
+        )
+        .signed(key)
+        .encode()
+    )
+
+    async def inject() -> bytes:
+        await send_raw(injector, fed, value)
+        return value
+
+    await expect_refused_then_good(fed, inject, "INVALID_TRANSITION", 1016)
+    assert fed.operator.registry.directory.nodes["party0"].institution == "Institution 0"
+
+
+async def test_event_of_a_type_this_party_does_not_know_is_ignored_not_refused(
+    fed: TestFederation, injector: KafkaBus
+) -> None:
+    """A newer party's event type on a topic: authentic, so neither applied nor dead-lettered."""
+    viewer = fed.operator.registry
+    env = dataclasses.replace(beat(fed, "party0", MARK), payload_type="interfed.registry.FutureThing", signature=b"")
+    await send_raw(injector, fed, env.signed(fed.member("party0").home.key()).encode())
+    await fed.member("party0").registry.ctx.publisher.publish(
+        "registry", HEARTBEAT, {"node_id": "party0", "interval_ms": 1017}, subject="party0"
+    )
+    await eventually(lambda: viewer.directory.nodes["party0"].heartbeat_interval == 1017, what="next event applied")
+    assert viewer.counts["ignored_unknown_type"] == 1
+    assert not [k for k in viewer.counts if k.startswith("dead:")]

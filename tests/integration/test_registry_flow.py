@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from mesh.membership import ContractStatus, Health
 from mesh.testing import dead_letters, eventually, federation
-from services.registry.service import HEARTBEAT
-from services.registry.state import ContractStatus, Health
+from mesh.trust import HEARTBEAT
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 
@@ -22,10 +22,17 @@ def now_ms() -> int:
 async def test_every_party_sees_every_member_healthy_after_joining(bootstrap: str, home_root: Path) -> None:
     async with federation(home_root, bootstrap, n=3) as fed:
         for viewer in fed.everyone:
-            await eventually(lambda v=viewer: len(v.registry.directory.nodes) == 3 and all(
-                e.health(now_ms(), v.registry.unreachable_after_ms) is Health.HEALTHY
-                and e.announced_at is not None for e in v.registry.directory.nodes.values()),
-                what=f"{viewer.node_id} seeing three healthy members")
+            await eventually(
+                lambda v=viewer: (
+                    len(v.registry.directory.nodes) == 3
+                    and all(
+                        e.health(now_ms(), v.registry.unreachable_after_ms) is Health.HEALTHY
+                        and e.announced_at is not None
+                        for e in v.registry.directory.nodes.values()
+                    )
+                ),
+                what=f"{viewer.node_id} seeing three healthy members",
+            )
         for member in fed.members:
             cert = member.home.certificate()
             assert cert is not None
@@ -45,14 +52,19 @@ async def test_rejected_applicant_gets_no_certificate_and_cannot_speak(bootstrap
         op = fed.operator.registry
         await eventually(lambda: contract in op.directory.contracts, what="join request received")
         await op.reject(contract, "institution not eligible")
-        await eventually(lambda: applicant.registry.my_entry() is not None
-                         and applicant.registry.my_entry().contract is ContractStatus.REJECTED,  # type: ignore[union-attr]
-                         what="rejection seen by the applicant")
+        await eventually(
+            lambda: (
+                applicant.registry.my_entry() is not None
+                and applicant.registry.my_entry().contract is ContractStatus.REJECTED
+            ),  # type: ignore[union-attr]
+            what="rejection seen by the applicant",
+        )
         assert not applicant.home.cert_path.exists()
         assert op.directory.nodes["party0"].reason == "institution not eligible"
         # A rejected applicant has no certificate, so a heartbeat of its own is refused everywhere.
-        await applicant.registry.ctx.publisher.publish("registry", HEARTBEAT, {"node_id": "party0", "interval_ms": 1},
-                                                       subject="party0")
+        await applicant.registry.ctx.publisher.publish(
+            "registry", HEARTBEAT, {"node_id": "party0", "interval_ms": 1}, subject="party0"
+        )
         await eventually(lambda: op.counts["dead:UNKNOWN_SENDER"] >= 1, timeout=20, what="heartbeat refused")
         assert op.directory.nodes["party0"].last_heartbeat is None
 
@@ -62,10 +74,13 @@ async def test_terminated_contract_refuses_that_nodes_events_everywhere(bootstra
         leaving, staying = fed.members
         await fed.operator.registry.terminate(leaving.node_id, "left the consortium")
         for viewer in (fed.operator, staying):
-            await eventually(lambda v=viewer: v.registry.directory.nodes[leaving.node_id].contract
-                             is ContractStatus.TERMINATED, what=f"{viewer.node_id} seeing the termination")
+            await eventually(
+                lambda v=viewer: v.registry.directory.nodes[leaving.node_id].contract is ContractStatus.TERMINATED,
+                what=f"{viewer.node_id} seeing the termination",
+            )
         await leaving.registry.ctx.publisher.publish(
-            "registry", HEARTBEAT, {"node_id": leaving.node_id, "interval_ms": 424242}, subject=leaving.node_id)
+            "registry", HEARTBEAT, {"node_id": leaving.node_id, "interval_ms": 424242}, subject=leaving.node_id
+        )
         await eventually(lambda: staying.registry.counts["dead:REVOKED_SENDER"] >= 1, what="event refused")
         assert staying.registry.directory.nodes[leaving.node_id].heartbeat_interval != 424242
         letters = await dead_letters(fed, "REVOKED_SENDER")
@@ -76,13 +91,20 @@ async def test_revoked_certificate_refuses_that_nodes_events_everywhere(bootstra
     async with federation(home_root, bootstrap, n=2) as fed:
         bad, good = fed.members
         await fed.operator.registry.revoke(bad.node_id, "key compromised")
-        await eventually(lambda: good.registry.directory.nodes[bad.node_id].revoked == "key compromised",
-                         what="revocation seen")
+        await eventually(
+            lambda: good.registry.directory.nodes[bad.node_id].revoked == "key compromised", what="revocation seen"
+        )
         assert good.registry.directory.nodes[bad.node_id].health(now_ms(), 3000) is Health.REVOKED
         await bad.registry.ctx.publisher.publish(
-            "registry", HEARTBEAT, {"node_id": bad.node_id, "interval_ms": 515151}, subject=bad.node_id)
-        await eventually(lambda: good.registry.counts["dead:REVOKED_SENDER"] >= 1
-                         and fed.operator.registry.counts["dead:REVOKED_SENDER"] >= 1, what="event refused by all")
+            "registry", HEARTBEAT, {"node_id": bad.node_id, "interval_ms": 515151}, subject=bad.node_id
+        )
+        await eventually(
+            lambda: (
+                good.registry.counts["dead:REVOKED_SENDER"] >= 1
+                and fed.operator.registry.counts["dead:REVOKED_SENDER"] >= 1
+            ),
+            what="event refused by all",
+        )
         assert all(v.registry.directory.nodes[bad.node_id].heartbeat_interval != 515151 for v in fed.everyone)
 
 
@@ -91,13 +113,19 @@ async def test_silent_node_shows_unreachable_then_healthy_again_when_it_beats(bo
         quiet, other = fed.members
         window = other.registry.unreachable_after_ms
         await quiet.halt()
-        await eventually(lambda: other.registry.directory.nodes[quiet.node_id].health(now_ms(), window)
-                         is Health.UNREACHABLE, timeout=15, what="silent node shown UNREACHABLE")
+        await eventually(
+            lambda: other.registry.directory.nodes[quiet.node_id].health(now_ms(), window) is Health.UNREACHABLE,
+            timeout=15,
+            what="silent node shown UNREACHABLE",
+        )
         assert other.registry.directory.nodes[other.node_id].health(now_ms(), window) is Health.HEALTHY
         await quiet.registry.ctx.publisher.publish(
-            "registry", HEARTBEAT, {"node_id": quiet.node_id, "interval_ms": 300}, subject=quiet.node_id)
-        await eventually(lambda: other.registry.directory.nodes[quiet.node_id].health(now_ms(), window)
-                         is Health.HEALTHY, what="healthy again after a beat")
+            "registry", HEARTBEAT, {"node_id": quiet.node_id, "interval_ms": 300}, subject=quiet.node_id
+        )
+        await eventually(
+            lambda: other.registry.directory.nodes[quiet.node_id].health(now_ms(), window) is Health.HEALTHY,
+            what="healthy again after a beat",
+        )
 
 
 async def test_replaying_the_registry_topic_rebuilds_the_same_directory(bootstrap: str, home_root: Path) -> None:
@@ -106,12 +134,16 @@ async def test_replaying_the_registry_topic_rebuilds_the_same_directory(bootstra
 
     async with federation(home_root, bootstrap, n=2) as fed:
         await fed.operator.registry.revoke(fed.members[0].node_id, "test")
-        await eventually(lambda: fed.operator.registry.directory.nodes[fed.members[0].node_id].revoked is not None,
-                         what="revocation applied")
+        await eventually(
+            lambda: fed.operator.registry.directory.nodes[fed.members[0].node_id].revoked is not None,
+            what="revocation applied",
+        )
         for m in fed.members:
             await m.halt()
-        await eventually(lambda: all(e.last_heartbeat for e in fed.operator.registry.directory.nodes.values()),
-                         what="operator caught up")
+        await eventually(
+            lambda: all(e.last_heartbeat for e in fed.operator.registry.directory.nodes.values()),
+            what="operator caught up",
+        )
         await asyncio.sleep(1.0)  # the members are silent now; let the operator drain what they sent
         await fed.operator.halt()
         async with connect(fed.settings, bootstrap) as bus:

@@ -1,4 +1,4 @@
-"""The node directory the registry service materialises: contracts, certificates, announcements, health."""
+"""Federation membership: the node-contract state machine every receiver applies from the registry topic."""
 
 from __future__ import annotations
 
@@ -72,8 +72,12 @@ class NodeEntry:
         return Health.HEALTHY if now_ms - seen <= unreachable_after_ms else Health.UNREACHABLE
 
 
-class Directory:
-    """Contracts by id and nodes by id; every method applies one verified event or raises why not."""
+class Membership:
+    """Contracts by id and nodes by id; every method applies one verified event or raises why not.
+
+    Each method checks everything before it changes anything, so a refused event
+    leaves the membership exactly as it was.
+    """
 
     def __init__(self) -> None:
         self.nodes: dict[str, NodeEntry] = {}
@@ -90,30 +94,43 @@ class Directory:
             raise InvalidTransitionError(f"contract {p['contract_id']} already exists")
         current = self.nodes.get(p["node_id"])
         if current is not None and current.contract in (ContractStatus.APPLIED, ContractStatus.APPROVED):
-            raise InvalidTransitionError(f"{p['node_id']} already has contract {current.contract_id} ({current.contract})")
+            raise InvalidTransitionError(
+                f"{p['node_id']} already has contract {current.contract_id} ({current.contract})"
+            )
         entry = NodeEntry(
-            node_id=p["node_id"], name=p["name"], institution=p["institution"], platform=p["platform"],
-            platform_version=p["platform_version"], address=p["address"], description=p["description"],
-            contract_id=p["contract_id"], contract=ContractStatus.APPLIED, applied_at=issued_at, csr=p["csr"],
+            node_id=p["node_id"],
+            name=p["name"],
+            institution=p["institution"],
+            platform=p["platform"],
+            platform_version=p["platform_version"],
+            address=p["address"],
+            description=p["description"],
+            contract_id=p["contract_id"],
+            contract=ContractStatus.APPLIED,
+            applied_at=issued_at,
+            csr=p["csr"],
             expires_at=to_millis(p["expires_at"]),
         )
         self.nodes[entry.node_id] = entry
         self.contracts[entry.contract_id] = entry.node_id
         return entry
 
-    def join_approved(self, p: dict[str, Any], serial: str) -> NodeEntry:
-        entry = self._entry(p["node_id"], p["contract_id"])
+    def pending(self, node_id: str, contract_id: str) -> NodeEntry:
+        """The APPLIED contract ``contract_id`` of ``node_id``, or why there is none."""
+        entry = self._entry(node_id, contract_id)
         if entry.contract is not ContractStatus.APPLIED:
             raise InvalidTransitionError(f"contract {entry.contract_id} is {entry.contract}, not APPLIED")
+        return entry
+
+    def join_approved(self, p: dict[str, Any], serial: str) -> NodeEntry:
+        entry = self.pending(p["node_id"], p["contract_id"])
         entry.contract = ContractStatus.APPROVED
         entry.certificate_serial = serial
         entry.expires_at = to_millis(p["expires_at"])
         return entry
 
     def join_rejected(self, p: dict[str, Any]) -> NodeEntry:
-        entry = self._entry(p["node_id"], p["contract_id"])
-        if entry.contract is not ContractStatus.APPLIED:
-            raise InvalidTransitionError(f"contract {entry.contract_id} is {entry.contract}, not APPLIED")
+        entry = self.pending(p["node_id"], p["contract_id"])
         entry.contract = ContractStatus.REJECTED
         entry.reason = p["reason"]
         return entry

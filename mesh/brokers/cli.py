@@ -1,0 +1,39 @@
+"""``interfed broker``: run a local broker in the foreground, or pre-fetch the Apache Kafka jars."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Run a local Kafka-compatible broker on 127.0.0.1.", no_args_is_help=True)
+
+
+class Kind(StrEnum):
+    tansu = "tansu"
+    kafka = "kafka"
+
+
+@app.command("up")
+def up(
+    kind: Annotated[
+        Kind, typer.Option(help="tansu (embedded, memory only) or kafka (Apache Kafka, KRaft)")
+    ] = Kind.tansu,
+    workdir: Annotated[Path | None, typer.Option(help="config, data and log (default: a temporary folder)")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="client port (default: a free one)")] = None,
+) -> None:
+    """Start a broker, print 'bootstrap=HOST:PORT' once it answers, stop it cleanly on Ctrl-C."""
+    from mesh.brokers.__main__ import main
+
+    args = [kind.value] + (["--workdir", str(workdir)] if workdir else []) + (["--port", str(port)] if port else [])
+    raise typer.Exit(main(args))
+
+
+@app.command("fetch-kafka")
+def fetch() -> None:
+    """Fetch and cache the Apache Kafka jars with Maven (CI warm-up)."""
+    from mesh.brokers.__main__ import main
+
+    raise typer.Exit(main(["fetch-kafka"]))
