@@ -72,13 +72,16 @@ class ChunkAssembler:
         if len(whole) != asm.whole_size or hashlib.sha256(whole).digest() != digest:
             raise MalformedChunkError(f"reassembled event {digest.hex()[:16]} does not match its digest")
         self._done[key] = whole
+        self._held += len(whole)
         while len(self._done) > self.KEEP_DONE:
-            self._done.popitem(last=False)
+            self._held -= len(self._done.popitem(last=False)[1])
         return whole
 
     def release(self, sender: str, digest: bytes) -> None:
         """The whole event was applied or refused for good: forget it."""
-        self._done.pop((sender, digest), None)
+        whole = self._done.pop((sender, digest), None)
+        if whole is not None:
+            self._held -= len(whole)
 
     def _drop(self, key: tuple[str, bytes]) -> None:
         asm = self._open.pop(key, None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 import os
@@ -19,13 +18,12 @@ from mesh.errors import ConfigurationError, IncompatibleSchemaError, MalformedPa
 Record = dict[str, Any]
 
 
-def to_millis(value: object) -> int:
-    """A timestamp-millis field as an int: fastavro reads them as aware datetimes."""
-    if isinstance(value, int):
-        return value
-    if isinstance(value, dt.datetime):
-        return round(value.timestamp() * 1000)
-    raise TypeError(f"not a timestamp: {value!r}")
+def _without_logical_types(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [_without_logical_types(v) for v in schema]
+    return schema
 
 
 def schema_dir() -> Path:
@@ -55,7 +53,10 @@ class Schema:
         raw = json.loads(json_text)
         if not isinstance(raw, dict) or raw.get("type") != "record":
             raise ValueError("a protocol schema must be one Avro record")
-        parsed = cast(dict[str, Any], fastavro.parse_schema(raw, named_schemas={}))
+        # Logical types document meaning for other languages; here timestamps stay plain
+        # longs, so any long a party may write also reads back (fastavro would make them
+        # datetimes, which end at year 9999). Canonical form and fingerprint drop them anyway.
+        parsed = cast(dict[str, Any], fastavro.parse_schema(_without_logical_types(raw), named_schemas={}))
         return cls(full_name=str(parsed["name"]), fingerprint=fingerprint_of(raw), json_text=json_text, parsed=parsed)
 
 

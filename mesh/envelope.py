@@ -5,14 +5,12 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
-from mesh.codec import Schema, decode, encode, schema_dir, to_millis
+from mesh.codec import Schema, decode, encode, schema_dir
 from mesh.errors import BadSignatureError, MalformedEnvelopeError, MalformedPayloadError
+from mesh.signing import Signer, Verifier
 
 #: Prefixed to the signed bytes so an envelope signature can never be mistaken
 #: for a signature over anything else the same key signs (CSRs, tree heads).
@@ -38,6 +36,9 @@ class Envelope:
     correlation_id: str | None
     payload: bytes
     signature: bytes = b""
+    # The signing bytes, kept by decode() and signed() so a receiver encodes once; not a
+    # field anyone passes, so dataclasses.replace() starts it afresh.
+    _signing: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     def _record(self, signature: bytes) -> dict[str, object]:
         return {
@@ -55,22 +56,30 @@ class Envelope:
 
     def signing_bytes(self) -> bytes:
         """The tag followed by the Avro encoding of this envelope with an empty signature."""
-        return SIGNING_TAG + encode(_ENVELOPE_SCHEMA, self._record(b""))
+        return self._signing or SIGNING_TAG + encode(_ENVELOPE_SCHEMA, self._record(b""))
 
     def encode(self) -> bytes:
-        """The record value: the Avro encoding of the signed envelope."""
-        return encode(_ENVELOPE_SCHEMA, self._record(self.signature))
+        """The record value: the Avro encoding of the signed envelope.
 
-    def signed(self, key: Ed25519PrivateKey) -> Envelope:
-        return dataclasses.replace(self, signature=key.sign(self.signing_bytes()))
+        The signature is the last field, so this is the signing bytes without the tag,
+        whose final 0x00 (an empty bytes value) becomes the signature's length and bytes.
+        """
+        unsigned = self.signing_bytes()[len(SIGNING_TAG) :]
+        return unsigned[:-1] + _avro_bytes(self.signature)
 
-    def verify(self, public_key: Ed25519PublicKey) -> None:
+    def signed(self, key: Signer) -> Envelope:
+        signing = self.signing_bytes()
+        env = dataclasses.replace(self, signature=key.sign(signing))
+        object.__setattr__(env, "_signing", signing)
+        return env
+
+    def verify(self, verifier: Verifier) -> None:
         """Raise BadSignatureError unless ``signature`` is the sender's over the signing bytes."""
         if len(self.signature) != SIGNATURE_SIZE:
             raise BadSignatureError(f"signature is {len(self.signature)} bytes, not {SIGNATURE_SIZE}")
         try:
-            public_key.verify(self.signature, self.signing_bytes())
-        except InvalidSignature:
+            verifier.verify(self.signature, self.signing_bytes())
+        except BadSignatureError:
             raise BadSignatureError(f"signature does not verify under {self.sender}'s key") from None
 
     @classmethod
@@ -86,12 +95,18 @@ class Envelope:
             payload_fingerprint=rec["payload_fingerprint"],
             sender=rec["sender"],
             sequence=rec["sequence"],
-            issued_at=to_millis(rec["issued_at"]),
+            issued_at=rec["issued_at"],
             subject=rec["subject"],
             correlation_id=rec["correlation_id"],
             payload=rec["payload"],
             signature=rec["signature"],
         )
+        # One envelope, one encoding: a non-minimal varint or an odd union index would give
+        # the same event two record values (and two digests in an evidence log).
+        unsigned = encode(_ENVELOPE_SCHEMA, env._record(b""))
+        if unsigned[:-1] + _avro_bytes(env.signature) != data:
+            raise MalformedEnvelopeError("not the canonical Avro encoding of its fields")
+        object.__setattr__(env, "_signing", SIGNING_TAG + unsigned)
         env.check_shape()
         return env
 
@@ -106,6 +121,17 @@ class Envelope:
             raise MalformedEnvelopeError(f"sequence {self.sequence} < 1")
         if not self.sender or not self.payload_type:
             raise MalformedEnvelopeError("empty sender or payload_type")
+
+
+def _avro_bytes(value: bytes) -> bytes:
+    """Avro encoding of a bytes value: zig-zag varint length, then the bytes."""
+    n = len(value) << 1
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out) + value
 
 
 def new_envelope(

@@ -61,6 +61,10 @@ class Federation:
     agreement: bytes
 
     @property
+    def operator_ids(self) -> frozenset[str]:
+        return frozenset(c.node_id for c in self.operators)
+
+    @property
     def agreement_sha256(self) -> bytes:
         return hashlib.sha256(self.agreement).digest()
 

@@ -98,13 +98,17 @@ def make_csr(key: Ed25519PrivateKey, node_id: str, institution: str) -> x509.Cer
 
 def load_csr(der: bytes) -> x509.CertificateSigningRequest:
     """Parse a DER CSR and check it is an Ed25519 request signed by its own key."""
+    # cryptography parses lazily and raises several types for damaged input; all mean one thing here.
     try:
         csr = x509.load_der_x509_csr(der)
-    except ValueError as exc:
-        raise InvalidCertificateError(f"CSR does not parse: {exc}") from None
-    if not isinstance(csr.public_key(), Ed25519PublicKey):
+        key_ok = isinstance(csr.public_key(), Ed25519PublicKey)
+        signed = key_ok and csr.is_signature_valid
+        csr.subject  # noqa: B018 - parse the subject now, not in a caller
+    except Exception as exc:
+        raise InvalidCertificateError(f"CSR does not parse: {type(exc).__name__}: {exc}") from None
+    if not key_ok:
         raise InvalidCertificateError("CSR key is not Ed25519")
-    if not csr.is_signature_valid:
+    if not signed:
         raise InvalidCertificateError("CSR is not signed by its own key")
     return csr
 
@@ -164,6 +168,46 @@ def _millis(when: dt.datetime) -> int:
 
 def check_certificate(cert: x509.Certificate, root: x509.Certificate) -> NodeCertificate:
     """Verify ``cert`` was issued by ``root`` and names a node; return what it says."""
+    try:
+        return _check_certificate(cert, root)
+    except InvalidCertificateError:
+        raise
+    except Exception as exc:
+        raise InvalidCertificateError(f"certificate does not parse: {type(exc).__name__}: {exc}") from None
+
+
+#: DER AlgorithmIdentifier of Ed25519 (RFC 8410): SEQUENCE { OID 1.3.101.112 }, no parameters.
+ED25519_ALGORITHM = bytes.fromhex("300506032b6570")
+
+
+def _der_length(data: bytes, at: int) -> tuple[int, int]:
+    """Length of the DER element whose length octets start at ``at``; and where its content starts."""
+    first = data[at]
+    if first < 0x80:
+        return first, at + 1
+    n = first & 0x7F
+    return int.from_bytes(data[at + 1 : at + 1 + n], "big"), at + 1 + n
+
+
+def _signed_algorithm(tbs: bytes) -> bytes:
+    """The signature AlgorithmIdentifier inside TBSCertificate (after version and serial)."""
+    _, at = _der_length(tbs, 1)  # into the TBSCertificate SEQUENCE
+    for _ in range(2):  # skip [0] version and serialNumber
+        length, content = _der_length(tbs, at + 1)
+        at = content + length
+    length, content = _der_length(tbs, at + 1)
+    return tbs[at : content + length]
+
+
+def _check_certificate(cert: x509.Certificate, root: x509.Certificate) -> NodeCertificate:
+    # RFC 5280 4.1.1.2: the outer algorithm must be the signed one; otherwise one certificate
+    # has several DER encodings (and digests) that all check.
+    der = cert.public_bytes(serialization.Encoding.DER)
+    tbs = cert.tbs_certificate_bytes
+    # After the TBSCertificate: the algorithm, then BIT STRING { 0 unused bits, 64-byte signature }, nothing more.
+    tail = der[der.index(tbs) + len(tbs) :]
+    if tail != ED25519_ALGORITHM + b"\x03\x41\x00" + cert.signature or _signed_algorithm(tbs) != ED25519_ALGORITHM:
+        raise InvalidCertificateError("certificate is not exactly an Ed25519-signed certificate (RFC 8410)")
     if cert.issuer != root.subject:
         raise InvalidCertificateError("certificate is not issued by this federation's root")
     root_key = root.public_key()
@@ -197,7 +241,7 @@ def check_certificate(cert: x509.Certificate, root: x509.Certificate) -> NodeCer
 def load_certificate_der(der: bytes) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+    except Exception as exc:
         raise InvalidCertificateError(f"certificate does not parse: {exc}") from None
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from mesh.codec import to_millis
 from mesh.errors import InvalidTransitionError, UnauthorisedError
 
 
@@ -109,7 +108,7 @@ class Membership:
             contract=ContractStatus.APPLIED,
             applied_at=issued_at,
             csr=p["csr"],
-            expires_at=to_millis(p["expires_at"]),
+            expires_at=p["expires_at"],
         )
         self.nodes[entry.node_id] = entry
         self.contracts[entry.contract_id] = entry.node_id
@@ -126,7 +125,7 @@ class Membership:
         entry = self.pending(p["node_id"], p["contract_id"])
         entry.contract = ContractStatus.APPROVED
         entry.certificate_serial = serial
-        entry.expires_at = to_millis(p["expires_at"])
+        entry.expires_at = p["expires_at"]
         return entry
 
     def join_rejected(self, p: dict[str, Any]) -> NodeEntry:

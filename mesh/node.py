@@ -13,6 +13,7 @@ from mesh.home import NodeHome
 from mesh.publisher import Publisher
 from mesh.service import Context, Service
 from mesh.settings import MeshSettings
+from mesh.signing import NodeSigner
 from mesh.topics import TopicNames
 
 
@@ -36,7 +37,7 @@ def open_context(home: NodeHome, bus: KafkaBus, settings: MeshSettings) -> Conte
         bus,
         SchemaStore.load(),
         sender=config.node_id,
-        key=home.key(),
+        key=NodeSigner(home.key()),
         sequence=home.sequence(),
         max_event_bytes=settings.max_event_bytes,
     )

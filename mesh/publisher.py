@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from mesh.bus import RECORD_OVERHEAD, Bus
 from mesh.codec import Record, SchemaStore
 from mesh.envelope import Envelope, new_envelope
 from mesh.home import SequenceCounter
+from mesh.signing import Signer
 from mesh.topics import CHUNK_TYPE, check_payload_topic
 
 SCHEMA_PUBLISHED = "interfed.mesh.SchemaPublished"
@@ -39,7 +38,7 @@ class Publisher:
         schemas: SchemaStore,
         *,
         sender: str,
-        key: Ed25519PrivateKey,
+        key: Signer,
         sequence: SequenceCounter,
         max_event_bytes: int = 64 * 1024 * 1024,
     ) -> None:

@@ -6,9 +6,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from mesh.codec import to_millis
 from mesh.envelope import Envelope
 from mesh.errors import (
     InvalidCertificateError,
@@ -20,6 +17,7 @@ from mesh.errors import (
 from mesh.home import Federation
 from mesh.identity import NodeCertificate, check_certificate, load_certificate_der, load_csr, raw_public_key
 from mesh.membership import Membership
+from mesh.signing import Verifier
 
 NS = "interfed.registry."
 JOIN_REQUESTED = NS + "JoinRequested"
@@ -68,7 +66,7 @@ class TrustStore:
         self.members = Membership()
         self._certs: dict[str, NodeCertificate] = {c.node_id: c for c in federation.operators}
         self._revoked: dict[str, tuple[int, str]] = {}  # serial -> (from issued_at, reason)
-        self._keys: dict[bytes, Ed25519PublicKey] = {}
+        self._keys: dict[bytes, Verifier] = {}
 
     def certificate(self, node_id: str) -> NodeCertificate | None:
         return self._certs.get(node_id)
@@ -77,10 +75,10 @@ class TrustStore:
         """When (ms) and why a certificate was revoked, if it was."""
         return self._revoked.get(cert.serial)
 
-    def _public_key(self, raw: bytes) -> Ed25519PublicKey:
+    def _public_key(self, raw: bytes) -> Verifier:
         key = self._keys.get(raw)
         if key is None:
-            key = self._keys[raw] = Ed25519PublicKey.from_public_bytes(raw)
+            key = self._keys[raw] = Verifier(raw)
         return key
 
     def verify(self, env: Envelope) -> NodeCertificate:
@@ -112,6 +110,8 @@ class TrustStore:
         if kind in OPERATOR_ONLY and speaker.role != "operator":
             raise UnauthorisedError(f"{kind.rsplit('.', 1)[1]} may only be signed by an operator, not {env.sender}")
         if kind == JOIN_REQUESTED:
+            if payload["node_id"] in self.federation.operator_ids:
+                raise UnauthorisedError(f"{payload['node_id']} is an operator of this federation; it cannot apply")
             members.join_requested(payload, env.issued_at)
         elif kind == JOIN_APPROVED:
             entry = members.pending(payload["node_id"], payload["contract_id"])
@@ -138,7 +138,7 @@ class TrustStore:
                 self._revoke(entry.certificate_serial, env.issued_at, f"contract terminated: {payload['reason']}")
         elif kind == CERTIFICATE_REVOKED:
             entry = members.revoked(payload)
-            self._revoke(payload["serial"], to_millis(payload["revoked_at"]), entry.revoked or "revoked")
+            self._revoke(payload["serial"], payload["revoked_at"], entry.revoked or "revoked")
 
     def _revoke(self, serial: str, since: int, reason: str) -> None:
         # The earliest cut wins: a later revocation never re-validates events an earlier one refused.

@@ -77,7 +77,7 @@ class RegistryService(Service):
     async def on_join_approved(self, ev: Event) -> None:
         node_id = ev.payload["node_id"]
         self.log.info("join_approved", node_id=node_id, contract_id=ev.payload["contract_id"])
-        if node_id == self.me and not self.readonly:
+        if node_id == self.me:
             await self._take_certificate(ev.payload["certificate"])
 
     # -- own node --------------------------------------------------------------------
