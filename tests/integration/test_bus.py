@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import MessageSizeTooLargeError
 
+from mesh.bus import KafkaBus
 from mesh.codec import Schema, SchemaStore
 from mesh.publisher import Publisher
 from mesh.testing import eventually, federation, fresh_settings, read_topic
+from mesh.topics import TopicNames
 from mesh.trust import HEARTBEAT, NODE_ANNOUNCED
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
@@ -78,7 +81,6 @@ async def test_reader_resolves_a_newer_writer_schema_from_the_schemas_topic(boot
         assert not [k for k in viewer.counts if k.startswith("dead:")]
 
 
-@pytest.mark.tansu_limitation("topic configs (compaction, retention, max.message.bytes) are not kept")
 async def test_protocol_topics_are_created_with_their_required_configs(bootstrap: str, home_root: Path) -> None:
     async with federation(home_root, bootstrap, n=1, join=False) as fed:
         names = fed.operator.bus.names
@@ -96,3 +98,17 @@ async def test_protocol_topics_are_created_with_their_required_configs(bootstrap
         assert configs[names("schemas")]["cleanup.policy"] == "compact"
         assert configs[names("registry")]["retention.ms"] == "-1"
         assert configs[names("registry")]["max.message.bytes"] == str(fed.settings.max_record_bytes + 512)
+
+
+@pytest.mark.tansu_limitation("topic configs are stored but not applied: no max.message.bytes enforcement")
+async def test_broker_refuses_a_record_over_the_topic_limit_as_a_second_line(bootstrap: str) -> None:
+    """A producer that skips the mesh's own size check still cannot put an oversized record on a topic."""
+    settings = fresh_settings(max_record_bytes=20_000)
+    await KafkaBus(bootstrap, TopicNames(settings.topic_prefix), settings.max_record_bytes).ensure_topics(["registry"])
+    careless = KafkaBus(bootstrap, TopicNames(settings.topic_prefix), max_record_bytes=1_000_000)
+    await careless.start()
+    try:
+        with pytest.raises(MessageSizeTooLargeError):
+            await careless.send(careless.names("registry"), b"k", b"x" * 100_000)
+    finally:
+        await careless.stop()
