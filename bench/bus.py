@@ -29,9 +29,12 @@ Progress = Callable[[str, float], None]
 @dataclass
 class BusResult:
     events: int
-    seconds: float
-    events_per_second: float
+    publish_per_second: float
+    verify_apply_per_second: float
+    end_to_end_per_second: float
     offered_rate: float
+    ack_p50_ms: float
+    ack_p99_ms: float
     latency_p50_ms: float
     latency_p99_ms: float
     latency_max_ms: float
@@ -54,6 +57,7 @@ class _Sink(Service):
         self.latencies: list[float] = []
         self.measure = False
         self.done = asyncio.Event()
+        self.done_at = 0.0
         self.target = 0
 
     @handles(HEARTBEAT)
@@ -61,7 +65,8 @@ class _Sink(Service):
         self.applied += 1
         if self.measure:
             self.latencies.append(time.time() * 1000 - ev.envelope.issued_at)
-        if self.applied >= self.target:
+        if self.applied >= self.target and not self.done.is_set():
+            self.done_at = time.perf_counter()
             self.done.set()
 
 
@@ -98,49 +103,71 @@ async def run_bus_bench(
     seconds: float,
     progress: Progress,
 ) -> BusResult:
+    beat = {"node_id": "member", "interval_ms": 1000}
     async with _member(root, settings, bootstrap) as (op, member), connect(settings, bootstrap) as bus:
-        sink = _Sink(open_context(op, bus, settings), readonly=True)
         pub = open_context(member, bus, settings).publisher
-        async with running(sink):
-            beat = {"node_id": "member", "interval_ms": 1000}
-            # Throughput: as fast as one process can sign+produce and consume+verify+apply.
+
+        async def publish_burst(count: int, phase: str) -> None:
+            window = 256
+            for first in range(0, count, window):
+                batch = min(window, count - first)
+                await asyncio.gather(
+                    *(pub.publish("registry", HEARTBEAT, beat, subject="member") for _ in range(batch))
+                )
+                progress(phase, (first + batch) / count)
+
+        # 1. Sign, encode and produce (acks=all), nothing consuming.
+        started = time.perf_counter()
+        await publish_burst(events, "publish")
+        publish_rate = events / (time.perf_counter() - started)
+        # 2. A fresh service replays them all: consume, verify, decode, apply (what a restart costs).
+        sink = _Sink(open_context(op, bus, settings), readonly=True)
+        sink.target = events
+        started = time.perf_counter()
+        async with running(sink, timeout=300):
+            await asyncio.wait_for(sink.done.wait(), 300)
+            progress("verify", 1.0)
+            apply_rate = events / (sink.done_at - started)
+            # 3. Both at once in this one process: the end-to-end rate on one core.
+            sink.done.clear()
             sink.target = sink.applied + events
             started = time.perf_counter()
-            window = 256
-            for first in range(0, events, window):
-                await asyncio.gather(
-                    *(
-                        pub.publish("registry", HEARTBEAT, beat, subject="member")
-                        for _ in range(min(window, events - first))
-                    )
-                )
-                progress("throughput", (first + window) / events)
-            await asyncio.wait_for(sink.done.wait(), 120)
-            elapsed = time.perf_counter() - started
-            # Latency: a steady offered load, each event timed from issue to apply.
+            await publish_burst(events, "end to end")
+            await asyncio.wait_for(sink.done.wait(), 300)
+            end_to_end = events / (sink.done_at - started)
+            # 4. Latency at a steady offered load, each event timed from issue to apply.
             total = int(rate * seconds)
             sink.done.clear()
             sink.target = sink.applied + total
             sink.measure = True
             start = time.perf_counter()
-            sends: list[asyncio.Task[object]] = []
+            acks: list[float] = []
+
+            async def timed_publish() -> None:
+                env = await pub.publish("registry", HEARTBEAT, beat, subject="member")
+                acks.append(time.time() * 1000 - env.issued_at)
+
+            sends: list[asyncio.Task[None]] = []
             for i in range(total):
                 delay = start + i / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 # Offered load: events go out on schedule, not one acknowledgement after another.
-                sends.append(asyncio.create_task(pub.publish("registry", HEARTBEAT, beat, subject="member")))
+                sends.append(asyncio.create_task(timed_publish()))
                 if i % 100 == 0:
                     progress("latency", i / total)
             await asyncio.gather(*sends)
             await asyncio.wait_for(sink.done.wait(), 120)
             progress("latency", 1.0)
-    lat = sorted(sink.latencies)
+    lat, ack = sorted(sink.latencies), sorted(acks)
     return BusResult(
         events=events,
-        seconds=round(elapsed, 3),
-        events_per_second=round(events / elapsed, 1),
+        publish_per_second=round(publish_rate, 1),
+        verify_apply_per_second=round(apply_rate, 1),
+        end_to_end_per_second=round(end_to_end, 1),
         offered_rate=rate,
+        ack_p50_ms=round(statistics.median(ack), 2),
+        ack_p99_ms=round(ack[int(len(ack) * 0.99) - 1], 2),
         latency_p50_ms=round(statistics.median(lat), 2),
         latency_p99_ms=round(lat[int(len(lat) * 0.99) - 1], 2),
         latency_max_ms=round(lat[-1], 2),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +23,12 @@ app = typer.Typer(help="Benchmarks (never part of the test suite's pass/fail).",
 out = Console(highlight=False)
 
 #: The issue's aims, printed beside each figure.
-BUS_AIMS = {"events_per_second": (">=", 5000.0), "latency_p99_ms": ("<=", 50.0), "node_rss_mb": ("<=", 200.0)}
+BUS_AIMS = {
+    "verify_apply_per_second": (">=", 5000.0),
+    "end_to_end_per_second": (">=", 5000.0),
+    "latency_p99_ms": ("<=", 50.0),
+    "node_rss_mb": ("<=", 200.0),
+}
 
 
 @app.command("bus")
@@ -41,7 +47,8 @@ def bench_bus(
     """Verified events/s end to end on one core, p50/p99 latency at a fixed load, node memory."""
     from bench.bus import run_bus_bench
 
-    settings = load_settings(bootstrap=bootstrap)
+    # A topic prefix of its own: a broker used before holds other federations' events.
+    settings = load_settings(bootstrap=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.")
     with contextlib.ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-")))
         logs.configure(path=root / "bench.jsonl")
@@ -56,8 +63,10 @@ def bench_bus(
             )
         )
         tasks = {
-            "throughput": progress.add_task(f"throughput ({events} events)", total=1.0),
-            "latency": progress.add_task(f"latency ({rate:.0f}/s for {seconds:.0f} s)", total=1.0),
+            "publish": progress.add_task(f"sign + produce {events} events", total=1.0),
+            "verify": progress.add_task(f"consume + verify + apply {events} events", total=1.0),
+            "end to end": progress.add_task(f"both at once, {events} events", total=1.0),
+            "latency": progress.add_task(f"latency at {rate:.0f}/s for {seconds:.0f} s", total=1.0),
         }
         result = asyncio.run(
             run_bus_bench(

@@ -129,7 +129,8 @@ class Reader:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=max(1_048_576, 2 * (max_record_bytes + RECORD_OVERHEAD)),
             # The embedded broker answers a fetch only when this wait ends, even if records
-            # arrived sooner: the wait bounds event latency there (measured: docs/benchmarks.md).
+            # arrived sooner, so the wait bounds event latency there (docs/benchmarks.md);
+            # Apache Kafka answers as soon as there is a record.
             fetch_max_wait_ms=FETCH_WAIT_MS,
         )
         self._paused_until: dict[TopicPartition, float] = {}
@@ -144,10 +145,12 @@ class Reader:
         await self._consumer.seek_to_beginning(*partitions)
 
     async def _partitions(self, topic: str) -> set[int]:
-        for _ in range(50):
-            await self._consumer._client.force_metadata_update()  # noqa: SLF001 - no public refresh call
+        """The topic's partitions, once each has a leader (a new topic on Kafka needs a moment)."""
+        client = self._consumer._client  # noqa: SLF001 - aiokafka has no public metadata refresh
+        for _ in range(100):
+            await client.force_metadata_update()
             parts = self._consumer.partitions_for_topic(topic)
-            if parts:
+            if parts and all((client.cluster.leader_for_partition(TopicPartition(topic, p)) or -1) >= 0 for p in parts):
                 return set(parts)
             await asyncio.sleep(0.1)
         raise KafkaError(f"topic {topic} does not exist; create the protocol topics first")

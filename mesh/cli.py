@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         fail(f"{exc.reason}: {exc}")
     except KafkaError as exc:
         fail(f"broker: {exc}; is a broker running at the bootstrap address?", EXIT_BROKER)
-    except TimeoutError:
-        fail("timed out waiting for the broker; is it running at the bootstrap address?", EXIT_BROKER)
+    except TimeoutError as exc:
+        fail(f"timed out: {exc or 'no answer from the broker'}; is it running at the bootstrap address?", EXIT_BROKER)
     except OSError as exc:
         fail(str(exc))

@@ -43,5 +43,15 @@ def configure(path: Path | None = None, level: str = "info", to_stderr: bool = F
         logger_factory=structlog.WriteLoggerFactory(file=sink or sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # aiokafka logs connection chatter through stdlib logging; keep it out of the terminal.
-    logging.getLogger("aiokafka").setLevel(logging.ERROR if sink is None else logging.WARNING)
+    # aiokafka logs through stdlib logging: route it into the same JSON lines, never the terminal.
+    client = logging.getLogger("aiokafka")
+    client.handlers = [_ToStructlog()]
+    client.propagate = False
+    client.setLevel(logging.WARNING if sink is not None else logging.CRITICAL)
+
+
+class _ToStructlog(logging.Handler):
+    """Hands stdlib log records (from aiokafka) to structlog."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        structlog.get_logger(record.name).log(record.levelno, record.getMessage())

@@ -30,6 +30,10 @@ from mesh.trust import JOIN_REQUESTED, ReplayGuard, Speaker, TrustStore
 
 DEAD_LETTER = "interfed.mesh.DeadLetter"
 
+#: Records processed between yields to the event loop: verification is CPU work, and a
+#: whole fetched batch at once would hold up everything else in the process.
+YIELD_EVERY = 32
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -120,8 +124,10 @@ class Service:
         tasks: list[asyncio.Task[None]] = []
         try:
             async for batch in self._reader.batches():
-                for record in batch:
+                for i, record in enumerate(batch, 1):
                     await self.process(record)
+                    if i % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # let the node's other tasks (its producer too) run
                 if not batch and not self._reader_has_paused():
                     if not self.caught_up.is_set():
                         self.caught_up.set()
