@@ -78,10 +78,15 @@ class ChunkAssembler:
         return whole
 
     def release(self, sender: str, digest: bytes) -> None:
-        """The whole event was applied or refused for good: forget it."""
+        """The whole event's fate is settled (applied, ignored or refused): forget it."""
         whole = self._done.pop((sender, digest), None)
         if whole is not None:
             self._held -= len(whole)
+
+    def release_all(self) -> None:
+        """Forget every whole handed out: called once the record that completed them is settled."""
+        self._held -= sum(len(w) for w in self._done.values())
+        self._done.clear()
 
     def _drop(self, key: tuple[str, bytes]) -> None:
         asm = self._open.pop(key, None)

@@ -157,4 +157,15 @@ class SchemaStore:
         reader = self._by_name.get(full_name)
         if reader is None:
             raise UnknownSchemaError(f"this party has no reader schema for {full_name}")
-        return decode(data, writer, None if reader is writer else reader)
+        if reader is not writer:
+            return decode(data, writer, reader)
+        record = decode(data, writer)
+        # One payload, one encoding: fastavro accepts non-minimal varints and out-of-range ints
+        # that a Java or Go reader refuses; re-encoding tells.
+        try:
+            canonical = encode(writer, record) == data
+        except (ValueError, TypeError, OverflowError):
+            canonical = False
+        if not canonical:
+            raise MalformedPayloadError(f"{full_name}: not the canonical Avro encoding of its fields")
+        return record

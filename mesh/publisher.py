@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from mesh.bus import RECORD_OVERHEAD, Bus
+from mesh.bus import Bus
 from mesh.codec import Record, SchemaStore
 from mesh.envelope import Envelope, new_envelope
 from mesh.home import SequenceCounter
@@ -19,8 +19,8 @@ SCHEMA_PUBLISHED = "interfed.mesh.SchemaPublished"
 #: an announcement anyone would accept.)
 CORE_TYPES = frozenset({SCHEMA_PUBLISHED, "interfed.registry.JoinRequested"})
 
-#: Room a Chunk's own envelope and fields take on top of its data.
-CHUNK_FRAMING = 1024
+#: Bytes by which a chunk's framing may exceed that of the empty chunk it was measured on.
+CHUNK_SLACK = 32
 
 
 class Publisher:
@@ -87,7 +87,11 @@ class Publisher:
             raise PayloadTooLargeError(f"{env.payload_type} event of {len(value)} bytes exceeds {self.max_event_bytes}")
         await self._announce_schema(CHUNK_TYPE)
         digest = hashlib.sha256(value).digest()
-        piece = limit - CHUNK_FRAMING - RECORD_OVERHEAD
+        # What a chunk's own envelope costs with this subject and correlation id, measured on an
+        # empty piece; the slack covers the varints that grow with the numbers.
+        empty = {"whole_sha256": digest, "index": 0, "count": 1, "whole_size": len(value), "data": b""}
+        framing = len(self.envelope(CHUNK_TYPE, empty, env.subject, env.correlation_id).encode()) + CHUNK_SLACK
+        piece = limit - framing
         count = -(-len(value) // piece)
         for index in range(count):
             chunk = {

@@ -178,6 +178,7 @@ class Service:
             await self.dead_letter(record, HandlerFailedError.reason, f"{type(exc).__name__}: {exc}")
         for env, key in verified:
             self.replay.record(env, key, record.topic, record.partition)
+        self.chunks.release_all()
         self._first_failure.pop(spot, None)
 
     def _give_up(self, spot: tuple[str, int, int]) -> bool:
@@ -227,13 +228,13 @@ class Service:
                 await self._apply_value(record, whole, verified, chunked_by=env.sender)
             return
         await self._dispatch(record, env, payload, speaker)
-        if chunked_by is not None:
-            self.chunks.release(env.sender, hashlib.sha256(value).digest())
 
     async def _dispatch(self, record: Record, env: Envelope, payload: dict[str, Any], speaker: Speaker) -> None:
         """Apply a verified event: schemas and membership first (every service keeps them), then the handler."""
         topic = self.ctx.bus.names.protocol_name(record.topic)
         if env.payload_type == SCHEMA_PUBLISHED:
+            if env.subject != payload["fingerprint"].hex():
+                raise KeyMismatchError(f"schema {payload['fingerprint'].hex()} announced under {env.subject!r}")
             self.schemas.learn(payload["schema_json"], payload["fingerprint"], payload["full_name"])
         if topic == "registry":
             self.trust.apply(env, payload, speaker)
@@ -253,7 +254,11 @@ class Service:
             partition=record.partition,
             offset=record.offset,
         )
-        if self.readonly or self.ctx.bus.names.protocol_name(record.topic) == "deadletter":
+        if (
+            self.readonly
+            or self.ctx.bus.names.protocol_name(record.topic) == "deadletter"
+            or self.trust.certificate(self.ctx.config.node_id) is None  # nobody could verify our letter
+        ):
             return
         keep = self.ctx.bus.max_record_bytes // 2
         letter = {

@@ -9,6 +9,7 @@ from typing import Any
 from mesh.envelope import Envelope
 from mesh.errors import (
     InvalidCertificateError,
+    KeyMismatchError,
     ReplayedSequenceError,
     RevokedSenderError,
     UnauthorisedError,
@@ -107,6 +108,9 @@ class TrustStore:
     def apply(self, env: Envelope, payload: dict[str, Any], speaker: Speaker) -> None:
         """Apply a verified registry event to membership and trust, or refuse it unchanged."""
         kind, members = env.payload_type, self.members
+        if env.subject != payload.get("node_id"):
+            # Keyed by the node it is about, so all of one node's registry events share a partition.
+            raise KeyMismatchError(f"registry event about {payload.get('node_id')!r} under subject {env.subject!r}")
         if kind in OPERATOR_ONLY and speaker.role != "operator":
             raise UnauthorisedError(f"{kind.rsplit('.', 1)[1]} may only be signed by an operator, not {env.sender}")
         if kind == JOIN_REQUESTED:
@@ -114,14 +118,7 @@ class TrustStore:
                 raise UnauthorisedError(f"{payload['node_id']} is an operator of this federation; it cannot apply")
             members.join_requested(payload, env.issued_at)
         elif kind == JOIN_APPROVED:
-            entry = members.pending(payload["node_id"], payload["contract_id"])
-            cert = check_certificate(load_certificate_der(payload["certificate"]), self.federation.root)
-            csr_key = raw_public_key(load_csr(entry.csr).public_key())  # type: ignore[arg-type]
-            if cert.node_id != entry.node_id or cert.role != "node" or cert.public_key != csr_key:
-                raise InvalidCertificateError(
-                    f"approval of {entry.node_id} carries a certificate for another "
-                    "node, role or key than its join request"
-                )
+            cert = self._approved_certificate(payload)
             members.join_approved(payload, cert.serial)
             self._certs[cert.node_id] = cert
         elif kind == JOIN_REJECTED:
@@ -139,6 +136,19 @@ class TrustStore:
         elif kind == CERTIFICATE_REVOKED:
             entry = members.revoked(payload)
             self._revoke(payload["serial"], payload["revoked_at"], entry.revoked or "revoked")
+
+    def _approved_certificate(self, payload: dict[str, Any]) -> NodeCertificate:
+        """The certificate a JoinApproved carries, if it is exactly what the pending contract asked for."""
+        entry = self.members.pending(payload["node_id"], payload["contract_id"])
+        cert = check_certificate(load_certificate_der(payload["certificate"]), self.federation.root)
+        csr_key = raw_public_key(load_csr(entry.csr).public_key())  # type: ignore[arg-type]
+        if cert.node_id != entry.node_id or cert.role != "node" or cert.public_key != csr_key:
+            raise InvalidCertificateError(
+                f"approval of {entry.node_id} carries a certificate for another node, role or key than its request"
+            )
+        if payload["expires_at"] != cert.not_after:
+            raise InvalidCertificateError("approval's expires_at is not its certificate's notAfter")
+        return cert
 
     def _revoke(self, serial: str, since: int, reason: str) -> None:
         # The earliest cut wins: a later revocation never re-validates events an earlier one refused.

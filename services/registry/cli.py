@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator
@@ -252,7 +253,22 @@ def registry_terminate(
 
 @registry_app.command("revoke")
 def registry_revoke(
-    node_id: str, home: HomeOpt, reason: Annotated[str, typer.Option()], bootstrap: BootstrapOpt = None
+    node_id: str,
+    home: HomeOpt,
+    reason: Annotated[str, typer.Option()],
+    since: Annotated[
+        dt.datetime | None,
+        typer.Option(help="refuse what it signed from this time on (UTC; default: now), e.g. when the key leaked"),
+    ] = None,
+    bootstrap: BootstrapOpt = None,
 ) -> None:
-    """Operator: revoke a node's certificate; its events are refused everywhere afterwards."""
-    _operator_command(home, bootstrap, "revoke", node_id, reason)
+    """Operator: revoke a node's certificate; what it signed from --since on is refused everywhere."""
+    settings, node = _settings(bootstrap), _open_home(home)
+    since_ms = int(since.replace(tzinfo=since.tzinfo or dt.UTC).timestamp() * 1000) if since else None
+
+    async def go() -> None:
+        async with registry_session(node, settings, readonly=False) as svc:
+            await svc.revoke(node_id, reason, since_ms)
+
+    asyncio.run(go())
+    out.print(f"revoke: {node_id} published")

@@ -318,3 +318,12 @@ def test_envelope_issued_at_round_trips_over_the_whole_avro_long_range(issued_at
     env = new_envelope(payload_type=HEARTBEAT, payload_fingerprint=bytes(8), payload=b"", sender="node-a",
                        sequence=1, subject="node-a", event_id=str(uuid.UUID(int=1)), issued_at=issued_at)
     assert Envelope.decode(env.encode()) == env
+
+
+def test_payload_with_a_non_minimal_varint_is_malformed_not_accepted() -> None:
+    """0x8a 0x00 is 5 as a two-byte varint: fastavro reads it, a strict reader must not."""
+    store = SchemaStore.load()
+    schema, data = store.encode("interfed.registry.Heartbeat", {"node_id": "a", "interval_ms": 5})
+    assert data == bytes.fromhex("02610a")
+    with pytest.raises(MalformedPayloadError, match="canonical"):
+        store.decode("interfed.registry.Heartbeat", schema.fingerprint, bytes.fromhex("02618a00"))

@@ -20,6 +20,7 @@ from mesh.errors import (
     BadSignatureError,
     InvalidCertificateError,
     InvalidTransitionError,
+    KeyMismatchError,
     RejectedEventError,
     ReplayedSequenceError,
     RevokedSenderError,
@@ -62,7 +63,7 @@ class Fed:
         """A signed envelope as a receiver sees it (through the wire), and its decoded payload."""
         schema, data = STORE.encode(R + kind, record)
         env = new_envelope(payload_type=schema.full_name, payload_fingerprint=schema.fingerprint, payload=data,
-                           sender=sender, sequence=next(self._sequence), subject=sender,
+                           sender=sender, sequence=next(self._sequence), subject=record.get("node_id", sender),
                            issued_at=now_ms() if issued_at is None else issued_at)
         env = Envelope.decode(env.signed(key or self.key(sender)).encode())
         return env, STORE.decode(env.payload_type, env.payload_fingerprint, env.payload)
@@ -95,7 +96,8 @@ class Fed:
         cert = issue_certificate(root_key, root_cert, csr_obj, "node", dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
         return self.event(by, "JoinApproved", {
             "contract_id": self.contracts[node_id], "node_id": node_id,
-            "certificate": cert.public_bytes(serialization.Encoding.DER), "expires_at": now_ms() + 30 * DAY_MS})
+            "certificate": cert.public_bytes(serialization.Encoding.DER),
+            "expires_at": int(cert.not_valid_after_utc.timestamp() * 1000)})
 
     def admit(self, node_id: str) -> None:
         """Join request and its approval, both received."""
@@ -415,3 +417,20 @@ def test_replay_scopes_are_independent(sender: str, key: bytes, topic: str, part
         _seen(guard, _env(sequence))
     assert _seen(guard, _env(1, sender=sender), key, topic, partition)
     assert _seen(guard, _env(100, sender=sender), key, topic, partition)
+
+
+def test_join_approved_whose_expiry_is_not_its_certificates_is_refused_and_changes_nothing(
+        fed: Fed) -> None:
+    fed.receive(*fed.join_request("node-a"))
+    env, payload = fed.approval("node-a")
+    payload = {**payload, "expires_at": payload["expires_at"] + 1}
+    with pytest.raises(InvalidCertificateError, match="notAfter"):
+        fed.trust.apply(env, payload, fed.trust.verify(env))
+    assert fed.trust.certificate("node-a") is None
+
+
+def test_registry_event_under_a_subject_other_than_its_node_is_key_mismatch(fed: Fed) -> None:
+    env, payload = fed.join_request("node-a")
+    with pytest.raises(KeyMismatchError):
+        fed.trust.apply(dataclasses.replace(env, subject="node-b"), payload, fed.trust.verify_applicant(env, payload))
+    assert "node-a" not in fed.trust.members.nodes
