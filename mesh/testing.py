@@ -7,7 +7,7 @@ import contextlib
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,33 +86,39 @@ class TestFederation:
         return [self.operator, *self.members]
 
 
-def create_homes(root: Path, n: int, platforms: tuple[str, ...] = ("fate", "secretflow", "flower")) -> list[NodeHome]:
-    """An operator home and ``n`` member homes named party0..party{n-1}."""
-    op = create_federation(
-        root / "operator",
-        "test",
-        NodeConfig(node_id="operator", name="operator", institution="test", platform="interfed", role="operator"),
-    )
-    homes = [op]
-    for i in range(n):
-        cfg = NodeConfig(
+def party_configs(n: int, platforms: tuple[str, ...] = ("fate", "secretflow", "flower")) -> list[NodeConfig]:
+    """``n`` member configurations named party0..party{n-1}, on platforms in turn."""
+    return [
+        NodeConfig(
             node_id=f"party{i}",
             name=f"Party {i}",
             institution=f"Institution {i}",
             platform=platforms[i % len(platforms)],
             platform_version="1.0",
         )
-        homes.append(NodeHome.create(root / cfg.node_id, cfg, op.federation_path))
-    return homes
+        for i in range(n)
+    ]
+
+
+def create_homes(root: Path, parties: Sequence[NodeConfig], name: str = "test") -> list[NodeHome]:
+    """An operator home (first) and one home per member configuration, all under ``root``."""
+    op = create_federation(
+        root / "operator",
+        name,
+        NodeConfig(node_id="operator", name=f"{name} operator", institution=name, platform="interfed", role="operator"),
+    )
+    return [op] + [NodeHome.create(root / cfg.node_id, cfg, op.federation_path) for cfg in parties]
 
 
 @contextlib.asynccontextmanager
 async def federation(
     root: Path,
     bootstrap: str,
-    n: int = 3,
+    n: int | Sequence[NodeConfig] = 3,
+    *,
     settings: MeshSettings | None = None,
     join: bool = True,
+    name: str = "test",
 ) -> AsyncIterator[TestFederation]:
     """A running federation of ``n`` parties plus its operator; with ``join``, all approved and beating.
 
@@ -120,7 +126,7 @@ async def federation(
     as separate processes would; they share nothing but the broker.
     """
     settings = settings or fresh_settings(heartbeat_interval=0.3, unreachable_after=3.0)
-    homes = create_homes(root, n)
+    homes = create_homes(root, party_configs(n) if isinstance(n, int) else n, name)
     async with contextlib.AsyncExitStack() as stack:
         members: list[Member] = []
         for home in homes:

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -16,10 +16,9 @@ from rich.console import Console
 
 from mesh import logs
 from mesh.brokers import TansuBroker
-from mesh.bus import KafkaBus
-from mesh.home import NodeConfig, NodeHome, create_federation
-from mesh.node import connect, open_context, run_services, until_caught_up
-from mesh.settings import MeshSettings, load_settings
+from mesh.home import NodeConfig
+from mesh.settings import load_settings
+from mesh.testing import TestFederation, eventually, federation
 from services.registry.cli import directory_rows, print_directory
 from services.registry.service import RegistryService
 
@@ -72,100 +71,47 @@ def step(name: str) -> Iterator[None]:
     out.print(f"[green]✓[/] {name} [dim]({time.perf_counter() - started:.1f} s)[/]")
 
 
-@dataclass
-class Party:
-    home: NodeHome
-    bus: KafkaBus
-    registry: RegistryService
-
-
-async def wait_for(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not happen within {timeout:.0f} s")
-        await asyncio.sleep(0.05)
-
-
-@contextlib.asynccontextmanager
-async def federation(root: Path, settings: MeshSettings, bootstrap: str) -> AsyncIterator[list[Party]]:
-    """The operator and the parties, each with its own home and its own connection, all services running."""
-    with step("create the federation and three parties (keys, homes)"):
-        op_home = create_federation(
-            root / "operator",
-            "demo-federation",
-            NodeConfig(
-                node_id="operator", name="Demo operator", institution="Demo", platform="interfed", role="operator"
-            ),
-        )
-        homes = [op_home] + [NodeHome.create(root / cfg.node_id, cfg, op_home.federation_path) for cfg in PARTIES]
-    async with contextlib.AsyncExitStack() as stack:
-        parties = []
-        for home in homes:
-            bus = await stack.enter_async_context(connect(settings, bootstrap))
-            svc = RegistryService(
-                open_context(home, bus, settings),
-                heartbeat_interval=settings.heartbeat_interval,
-                unreachable_after=settings.unreachable_after,
-            )
-            parties.append(Party(home, bus, svc))
-        stop = asyncio.Event()
-        runner = asyncio.create_task(run_services([p.registry for p in parties], stop))
-        try:
-            yield parties
-        finally:
-            stop.set()
-            await runner
-
-
-async def walk(parties: list[Party]) -> None:
-    operator, members = parties[0], parties[1:]
-    with step("every party catches up with the registry"):
-        await until_caught_up([p.registry for p in parties], timeout=60)
+async def walk(fed: TestFederation) -> None:
+    """Apply, approve, announce, beat: each step checked, then the directory as each party sees it."""
+    operator, members = fed.operator.registry, [m.registry for m in fed.members]
     contracts = {}
-    for party in members:
-        with step(f"{party.registry.me} applies to join (signed join request with CSR)"):
-            contracts[party.registry.me] = await party.registry.apply()
+    for member in members:
+        with step(f"{member.me} applies to join (signed join request with CSR)"):
+            contracts[member.me] = await member.apply()
     with step("the operator sees the three requests"):
-        await wait_for(
-            lambda: all(c in operator.registry.directory.contracts for c in contracts.values()),
+        await eventually(
+            lambda: all(c in operator.directory.contracts for c in contracts.values()),
             30,
             "receipt of the join requests",
         )
     for node_id, contract_id in contracts.items():
         with step(f"the operator approves {node_id} and issues its certificate"):
-            await operator.registry.approve(contract_id)
+            await operator.approve(contract_id)
     with step("each party stores its certificate, announces itself and beats"):
-        for party in members:
-            await wait_for(party.home.cert_path.exists, 30, f"{party.registry.me}'s certificate")
-        for viewer in parties:
+        for party in fed.members:
+            await eventually(party.home.cert_path.exists, 30, f"{party.node_id}'s certificate")
+        for viewer in fed.everyone:
             for member in members:
-                await wait_for(
-                    lambda v=viewer, m=member: (
-                        (v.registry.directory.nodes.get(m.registry.me) or _NO).last_heartbeat is not None
-                    ),
-                    30,
-                    f"{viewer.registry.me} hearing {member.registry.me}",
+                await eventually(
+                    partial(_heard, viewer.registry, member.me), 30, f"{viewer.node_id} hearing {member.me}"
                 )
-    with step("every party sees every member HEALTHY"):
-        for viewer in parties:
+    with step("every party sees every member HEALTHY and refused nothing"):
+        for viewer in fed.everyone:
             rows = directory_rows(viewer.registry.directory, viewer.registry.unreachable_after_ms)
             unhealthy = [r["node_id"] for r in rows if r["health"] != "HEALTHY"]
             if len(rows) != len(members) or unhealthy:
-                raise AssertionError(f"{viewer.registry.me} sees {len(rows)} nodes, not healthy: {unhealthy}")
+                raise AssertionError(f"{viewer.node_id} sees {len(rows)} nodes, not healthy: {unhealthy}")
             refused = {k: v for k, v in viewer.registry.counts.items() if k.startswith("dead:")}
             if refused:
-                raise AssertionError(f"{viewer.registry.me} refused events: {refused}")
-    for viewer in parties:
+                raise AssertionError(f"{viewer.node_id} refused events: {refused}")
+    for viewer in fed.everyone:
         rows = directory_rows(viewer.registry.directory, viewer.registry.unreachable_after_ms)
-        print_directory(rows, f"node directory as {viewer.registry.me} sees it")
+        print_directory(rows, f"node directory as {viewer.node_id} sees it")
 
 
-class _Missing:
-    last_heartbeat = None
-
-
-_NO = _Missing()
+def _heard(viewer: RegistryService, node_id: str) -> bool:
+    entry = viewer.directory.nodes.get(node_id)
+    return entry is not None and entry.last_heartbeat is not None
 
 
 def demo(
@@ -191,8 +137,12 @@ def demo(
         out.print(f"broker {address}; homes and logs in {root}")
 
         async def go() -> None:
-            async with federation(root, settings, address) as parties:
-                await walk(parties)
+            async with contextlib.AsyncExitStack() as stack:
+                with step("create the federation and three parties (keys, homes); every party catches up"):
+                    fed = await stack.enter_async_context(
+                        federation(root, address, PARTIES, settings=settings, join=False, name="demo-federation")
+                    )
+                await walk(fed)
 
         try:
             asyncio.run(go())

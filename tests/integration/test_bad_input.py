@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -43,12 +42,12 @@ async def send_raw(
 
 
 async def expect_refused_then_good(
-    fed: TestFederation, inject: Callable[[], Awaitable[bytes]], reason: str, good_interval: int
+    fed: TestFederation, injector: KafkaBus, original: bytes, reason: str, good_interval: int, *, key: bytes = b"party0"
 ) -> None:
     """Inject one bad record, then a good heartbeat; the bad one is dead-lettered, the good one applied."""
     viewer = fed.operator.registry
     before = viewer.counts[f"dead:{reason}"]
-    original = await inject()
+    await send_raw(injector, fed, original, key=key)
     await fed.member("party0").registry.ctx.publisher.publish(
         "registry", HEARTBEAT, {"node_id": "party0", "interval_ms": good_interval}, subject="party0"
     )
@@ -86,65 +85,41 @@ async def injector(fed: TestFederation):  # type: ignore[no-untyped-def]
 async def test_random_bytes_are_malformed_envelope(fed: TestFederation, injector: KafkaBus) -> None:
     value = os.urandom(200)
 
-    async def inject() -> bytes:
-        await send_raw(injector, fed, value)
-        return value
-
-    await expect_refused_then_good(fed, inject, "MALFORMED_ENVELOPE", 1001)
+    await expect_refused_then_good(fed, injector, value, "MALFORMED_ENVELOPE", 1001)
 
 
 async def test_truncated_avro_is_malformed_envelope(fed: TestFederation, injector: KafkaBus) -> None:
     value = beat(fed, "party0", MARK).encode()[:-20]
 
-    async def inject() -> bytes:
-        await send_raw(injector, fed, value)
-        return value
-
-    await expect_refused_then_good(fed, inject, "MALFORMED_ENVELOPE", 1002)
+    await expect_refused_then_good(fed, injector, value, "MALFORMED_ENVELOPE", 1002)
 
 
 async def test_unknown_fingerprint_is_unknown_schema(fed: TestFederation, injector: KafkaBus) -> None:
     env = dataclasses.replace(beat(fed, "party0", MARK), payload_fingerprint=b"\x01" * 8, signature=b"")
     value = env.signed(fed.member("party0").home.key()).encode()
 
-    async def inject() -> bytes:
-        await send_raw(injector, fed, value)
-        return value
-
-    await expect_refused_then_good(fed, inject, "UNKNOWN_SCHEMA", 1003)
+    await expect_refused_then_good(fed, injector, value, "UNKNOWN_SCHEMA", 1003)
 
 
 async def test_undecodable_payload_is_malformed_payload(fed: TestFederation, injector: KafkaBus) -> None:
     env = dataclasses.replace(beat(fed, "party0", MARK), payload=b"\x0c", signature=b"")
     value = env.signed(fed.member("party0").home.key()).encode()
 
-    async def inject() -> bytes:
-        await send_raw(injector, fed, value)
-        return value
-
-    await expect_refused_then_good(fed, inject, "MALFORMED_PAYLOAD", 1004)
+    await expect_refused_then_good(fed, injector, value, "MALFORMED_PAYLOAD", 1004)
 
 
 async def test_wrong_signature_is_bad_signature(fed: TestFederation, injector: KafkaBus) -> None:
     env = beat(fed, "party0", MARK)
     value = dataclasses.replace(env, signature=bytes([env.signature[0] ^ 1]) + env.signature[1:]).encode()
 
-    async def inject() -> bytes:
-        await send_raw(injector, fed, value)
-        return value
-
-    await expect_refused_then_good(fed, inject, "BAD_SIGNATURE", 1005)
+    await expect_refused_then_good(fed, injector, value, "BAD_SIGNATURE", 1005)
 
 
 async def test_unknown_sender_is_refused(fed: TestFederation, injector: KafkaBus) -> None:
     env = dataclasses.replace(beat(fed, "party0", MARK), sender="stranger", signature=b"")
     value = env.signed(generate_key()).encode()
 
-    async def inject() -> bytes:
-        await send_raw(injector, fed, value)
-        return value
-
-    await expect_refused_then_good(fed, inject, "UNKNOWN_SENDER", 1006)
+    await expect_refused_then_good(fed, injector, value, "UNKNOWN_SENDER", 1006)
 
 
 async def test_node_signing_as_another_node_is_bad_signature(fed: TestFederation, injector: KafkaBus) -> None:
@@ -152,22 +127,14 @@ async def test_node_signing_as_another_node_is_bad_signature(fed: TestFederation
     env = dataclasses.replace(beat(fed, "party0", MARK), signature=b"")
     value = env.signed(fed.member("party1").home.key()).encode()
 
-    async def inject() -> bytes:
-        await send_raw(injector, fed, value)
-        return value
-
-    await expect_refused_then_good(fed, inject, "BAD_SIGNATURE", 1007)
+    await expect_refused_then_good(fed, injector, value, "BAD_SIGNATURE", 1007)
 
 
 async def test_node_speaking_for_another_node_is_unauthorised(fed: TestFederation, injector: KafkaBus) -> None:
     """party1 signs honestly as itself, but sends a heartbeat claiming to be party0."""
     value = beat(fed, "party0", MARK, signer="party1").encode()
 
-    async def inject() -> bytes:
-        await send_raw(injector, fed, value)
-        return value
-
-    await expect_refused_then_good(fed, inject, "UNAUTHORISED", 1008)
+    await expect_refused_then_good(fed, injector, value, "UNAUTHORISED", 1008)
 
 
 async def test_non_operator_approval_is_unauthorised(fed: TestFederation, injector: KafkaBus) -> None:
@@ -179,11 +146,7 @@ async def test_non_operator_approval_is_unauthorised(fed: TestFederation, inject
     )
     value = env.encode()
 
-    async def inject() -> bytes:
-        await send_raw(injector, fed, value)
-        return value
-
-    await expect_refused_then_good(fed, inject, "UNAUTHORISED", 1009)
+    await expect_refused_then_good(fed, injector, value, "UNAUTHORISED", 1009)
 
 
 async def test_reused_sequence_number_is_replayed_sequence(fed: TestFederation, injector: KafkaBus) -> None:
@@ -191,11 +154,7 @@ async def test_reused_sequence_number_is_replayed_sequence(fed: TestFederation, 
     await send_raw(injector, fed, first.encode())
     value = beat(fed, "party0", MARK, sequence=first.sequence).encode()
 
-    async def inject() -> bytes:
-        await send_raw(injector, fed, value)
-        return value
-
-    await expect_refused_then_good(fed, inject, "REPLAYED_SEQUENCE", 1011)
+    await expect_refused_then_good(fed, injector, value, "REPLAYED_SEQUENCE", 1011)
 
 
 async def test_exact_redelivery_is_applied_once_and_not_dead_lettered(fed: TestFederation, injector: KafkaBus) -> None:
@@ -212,11 +171,7 @@ async def test_exact_redelivery_is_applied_once_and_not_dead_lettered(fed: TestF
 async def test_record_key_other_than_subject_is_key_mismatch(fed: TestFederation, injector: KafkaBus) -> None:
     value = beat(fed, "party0", MARK).encode()
 
-    async def inject() -> bytes:
-        await send_raw(injector, fed, value, key=b"party1")
-        return value
-
-    await expect_refused_then_good(fed, inject, "KEY_MISMATCH", 1013)
+    await expect_refused_then_good(fed, injector, value, "KEY_MISMATCH", 1013, key=b"party1")
 
 
 async def test_payload_on_the_wrong_topic_is_refused(fed: TestFederation, injector: KafkaBus) -> None:
@@ -229,22 +184,14 @@ async def test_payload_on_the_wrong_topic_is_refused(fed: TestFederation, inject
     )
     value = env.encode()
 
-    async def inject() -> bytes:
-        await send_raw(injector, fed, value)
-        return value
-
-    await expect_refused_then_good(fed, inject, "WRONG_TOPIC", 1014)
+    await expect_refused_then_good(fed, injector, value, "WRONG_TOPIC", 1014)
 
 
 async def test_oversized_record_is_refused_and_kept_truncated(fed: TestFederation, injector: KafkaBus) -> None:
     """The services' limit is 50 kB; the injector's topic allows 1 MB (as a misconfigured party's might)."""
     value = os.urandom(120_000)
 
-    async def inject() -> bytes:
-        await send_raw(injector, fed, value)
-        return value
-
-    await expect_refused_then_good(fed, inject, "OVERSIZED", 1015)
+    await expect_refused_then_good(fed, injector, value, "OVERSIZED", 1015)
     letter = next(d for d in await dead_letters(fed, "OVERSIZED"))
     assert letter["original_truncated"] is True
     assert letter["original_size"] == len(value)
@@ -292,11 +239,7 @@ async def test_impostor_join_request_cannot_spend_the_real_nodes_sequence(
         .encode()
     )
 
-    async def inject() -> bytes:
-        await send_raw(injector, fed, value)
-        return value
-
-    await expect_refused_then_good(fed, inject, "INVALID_TRANSITION", 1016)
+    await expect_refused_then_good(fed, injector, value, "INVALID_TRANSITION", 1016)
     assert fed.operator.registry.directory.nodes["party0"].institution == "Institution 0"
 
 
@@ -313,3 +256,12 @@ async def test_event_of_a_type_this_party_does_not_know_is_ignored_not_refused(
     await eventually(lambda: viewer.directory.nodes["party0"].heartbeat_interval == 1017, what="next event applied")
     assert viewer.counts["ignored_unknown_type"] == 1
     assert not [k for k in viewer.counts if k.startswith("dead:")]
+
+
+async def test_revoked_certificate_is_refused_and_the_next_good_event_applied(
+    fed: TestFederation, injector: KafkaBus
+) -> None:
+    await fed.operator.registry.revoke("party1", "key compromised")
+    await eventually(lambda: fed.operator.registry.directory.nodes["party1"].revoked is not None, what="revocation")
+    value = beat(fed, "party1", MARK).encode()
+    await expect_refused_then_good(fed, injector, value, "REVOKED_SENDER", 1018, key=b"party1")
