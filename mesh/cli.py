@@ -83,6 +83,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KafkaError as exc:
         fail(f"broker: {exc}; is a broker running at the bootstrap address?", EXIT_BROKER)
     except TimeoutError as exc:
-        fail(f"timed out: {exc or 'no answer from the broker'}; is it running at the bootstrap address?", EXIT_BROKER)
+        fail(f"timed out: {exc or 'no answer from the broker at the bootstrap address'}", EXIT_BROKER)
     except OSError as exc:
         fail(str(exc))

@@ -29,6 +29,7 @@ from mesh.identity import (
 )
 
 NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+NODE_ID_HINT = "a node id is 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 DEFAULT_AGREEMENT = (
     "Federation agreement\n\n"

@@ -83,7 +83,10 @@ async def running(service: Service, timeout: float = 60.0) -> AsyncIterator[Serv
         caught.cancel()
         stop.set()
         await asyncio.gather(task, return_exceptions=True)
-        raise TimeoutError(f"{service.name} did not catch up within {timeout:.0f} s")
+        raise TimeoutError(
+            f"{service.name} did not catch up with its topics within {timeout:.0f} s "
+            "(a slow broker, or events this federation cannot verify under the same topic prefix?)"
+        )
     try:
         yield service
     finally:

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from mesh import logs
 from mesh.brokers import TansuBroker
 from mesh.errors import ConfigurationError
-from mesh.home import NodeConfig, NodeHome, create_federation
+from mesh.home import NODE_ID_HINT, NodeConfig, NodeHome, create_federation
 from mesh.membership import Membership
 from mesh.node import connect, open_context, run_services, running, stop_on_signals
 from mesh.settings import MeshSettings, load_settings
@@ -102,8 +103,11 @@ def node_create(
             platform_version=platform_version,
             address=address,
         )
-    except ValueError as exc:
-        raise ConfigurationError(f"bad node settings: {str(exc).splitlines()[1:3]}") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = "--" + str(err["loc"][0]).replace("_", "-")
+        hint = NODE_ID_HINT if err["loc"][0] == "node_id" else err["msg"]
+        raise ConfigurationError(f"bad {field} {err.get('input')!r}: {hint}") from None
     created = NodeHome.create(home, cfg, federation)
     out.print(f"node [bold]{node_id}[/] created in {created.path}; next: interfed node apply --home {created.path}")
 

@@ -142,6 +142,8 @@ class RegistryService(Service):
     async def apply(self, days: int = DEFAULT_CONTRACT_DAYS) -> str:
         """Publish this node's join request; returns the new contract id."""
         cfg, home = self.ctx.config, self.ctx.home
+        if cfg.role == "operator":
+            raise ConfigurationError("an operator is a member by the federation folder; it does not apply")
         entry = self.my_entry()
         if entry is not None and entry.contract in (ContractStatus.APPLIED, ContractStatus.APPROVED):
             raise InvalidTransitionError(f"{cfg.node_id} already has contract {entry.contract_id} ({entry.contract})")

@@ -119,3 +119,30 @@ def test_demo_runs_the_main_job_to_completion(bootstrap: str, tmp_path: Path) ->
     for party in ("bank", "hospital", "telecom"):
         assert f"node directory as {party} sees it" in proc.stdout
     assert proc.stdout.count("HEALTHY") >= 12
+
+
+def test_bad_node_id_says_what_a_node_id_is(tmp_path: Path) -> None:
+    env = {**os.environ}
+    interfed("federation", "create", "--home", str(tmp_path / "op"), "--name", "f", env=env)
+    proc = interfed(
+        "node",
+        "create",
+        "--home",
+        str(tmp_path / "n"),
+        "--federation",
+        str(tmp_path / "op" / "federation"),
+        "--node-id",
+        "Bad Id",
+        "--institution",
+        "i",
+        "--platform",
+        "p",
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 3
+    assert proc.stderr.strip() == (
+        "interfed: error: bad --node-id 'Bad Id': a node id is 1-63 lower-case letters, "
+        "digits, '.', '_' or '-', starting with a letter or digit"
+    )
+    assert not (tmp_path / "n").exists()
