@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import resource
 import statistics
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from bench.publisher import offer
 from mesh.home import NodeConfig, NodeHome, create_federation
 from mesh.node import connect, open_context, running
 from mesh.service import Event, Service, handles
@@ -38,6 +40,9 @@ class BusResult:
     latency_p50_ms: float
     latency_p99_ms: float
     latency_max_ms: float
+    two_process_ack_p99_ms: float
+    two_process_latency_p50_ms: float
+    two_process_latency_p99_ms: float
     node_rss_mb: float | None
     bench_rss_mb: float
 
@@ -140,26 +145,18 @@ async def run_bus_bench(
             sink.done.clear()
             sink.target = sink.applied + total
             sink.measure = True
-            start = time.perf_counter()
-            acks: list[float] = []
-
-            async def timed_publish() -> None:
-                env = await pub.publish("registry", HEARTBEAT, beat, subject="member")
-                acks.append(time.time() * 1000 - env.issued_at)
-
-            sends: list[asyncio.Task[None]] = []
-            for i in range(total):
-                delay = start + i / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                # Offered load: events go out on schedule, not one acknowledgement after another.
-                sends.append(asyncio.create_task(timed_publish()))
-                if i % 100 == 0:
-                    progress("latency", i / total)
-            await asyncio.gather(*sends)
+            acks = await offer(pub, "member", rate, total, lambda done: progress("latency", done))
             await asyncio.wait_for(sink.done.wait(), 120)
             progress("latency", 1.0)
-    lat, ack = sorted(sink.latencies), sorted(acks)
+            one_process = sorted(sink.latencies)
+            # 5. The same load from another process, as another party would send it.
+            sink.done.clear()
+            sink.latencies = []
+            sink.target = sink.applied + total
+            child_acks = await _publish_from_another_process(member, settings, bootstrap, rate, total)
+            await asyncio.wait_for(sink.done.wait(), 120)
+            progress("two processes", 1.0)
+    lat, ack, two = one_process, sorted(acks), sorted(sink.latencies)
     return BusResult(
         events=events,
         publish_per_second=round(publish_rate, 1),
@@ -171,9 +168,34 @@ async def run_bus_bench(
         latency_p50_ms=round(statistics.median(lat), 2),
         latency_p99_ms=round(lat[int(len(lat) * 0.99) - 1], 2),
         latency_max_ms=round(lat[-1], 2),
+        two_process_ack_p99_ms=round(child_acks[int(len(child_acks) * 0.99) - 1], 2),
+        two_process_latency_p50_ms=round(statistics.median(two), 2),
+        two_process_latency_p99_ms=round(two[int(len(two) * 0.99) - 1], 2),
         node_rss_mb=node_rss_mb(member, bootstrap),
         bench_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     )
+
+
+async def _publish_from_another_process(
+    member: NodeHome, settings: MeshSettings, bootstrap: str, rate: float, total: int
+) -> list[float]:
+    """Run the offered load in a child process; return its acknowledgement latencies (ms), sorted."""
+    env = {**os.environ, "INTERFED_TOPIC_PREFIX": settings.topic_prefix}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.publisher",
+        str(member.path),
+        bootstrap,
+        str(rate),
+        str(total),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench publisher exited {proc.returncode}")
+    return sorted(json.loads(out))
 
 
 def node_rss_mb(home: NodeHome, bootstrap: str, settle: float = 3.0) -> float | None:
