@@ -117,7 +117,7 @@ async def run_bus_bench(
             for first in range(0, count, window):
                 batch = min(window, count - first)
                 await asyncio.gather(
-                    *(pub.publish("registry", HEARTBEAT, beat, subject="member") for _ in range(batch))
+                    *(pub.publish("heartbeats", HEARTBEAT, beat, subject="member") for _ in range(batch))
                 )
                 progress(phase, (first + batch) / count)
 

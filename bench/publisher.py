@@ -30,7 +30,7 @@ async def offer(
     acks: list[float] = []
 
     async def one() -> None:
-        env = await pub.publish("registry", HEARTBEAT, beat, subject=node_id)
+        env = await pub.publish("heartbeats", HEARTBEAT, beat, subject=node_id)
         acks.append(time.time() * 1000 - env.issued_at)
 
     start = time.perf_counter()

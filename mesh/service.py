@@ -25,7 +25,7 @@ from mesh.errors import (
 )
 from mesh.home import Federation, NodeConfig, NodeHome
 from mesh.publisher import SCHEMA_PUBLISHED, Publisher
-from mesh.topics import CHUNK_TYPE, check_payload_topic
+from mesh.topics import CHUNK_TYPE, MEMBERSHIP_TOPICS, check_payload_topic
 from mesh.trust import JOIN_REQUESTED, ReplayGuard, Speaker, TrustStore
 
 DEAD_LETTER = "interfed.mesh.DeadLetter"
@@ -82,7 +82,7 @@ class Context:
 class Service:
     """Base of every participant service.
 
-    A service reads its topics (plus ``registry`` for trust and ``schemas`` for
+    A service reads its topics (plus ``registry`` and ``heartbeats`` for trust and ``schemas`` for
     resolution) from the beginning, verifies every record and hands verified
     events to the handlers registered with ``@handles``. Anything refused goes to
     the dead-letter topic with its reason; the service then goes on.
@@ -117,7 +117,7 @@ class Service:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; returns after a clean shutdown."""
         names = self.ctx.bus.names
-        wanted = dict.fromkeys(("schemas", "registry", *self.topics))
+        wanted = dict.fromkeys(("schemas", *MEMBERSHIP_TOPICS, *self.topics))
         self._reader = self.ctx.bus.reader(names(t) for t in wanted)
         await self._reader.start()
         started = False
@@ -236,7 +236,7 @@ class Service:
             if env.subject != payload["fingerprint"].hex():
                 raise KeyMismatchError(f"schema {payload['fingerprint'].hex()} announced under {env.subject!r}")
             self.schemas.learn(payload["schema_json"], payload["fingerprint"], payload["full_name"])
-        if topic == "registry":
+        if topic in MEMBERSHIP_TOPICS:
             self.trust.apply(env, payload, speaker)
         handler = self._handlers.get(env.payload_type)
         if handler is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from mesh.errors import WrongTopicError
@@ -26,6 +27,9 @@ TOPICS: dict[str, TopicSpec] = {
     spec.name: spec
     for spec in (
         TopicSpec("registry", 3, _KEEP, ("interfed.registry",)),
+        # Presence, not history: compaction keeps each node's latest beat, so reading it from
+        # the beginning costs one record per node however long the federation has run.
+        TopicSpec("heartbeats", 3, {"cleanup.policy": "compact"}, ("interfed.registry.Heartbeat",)),
         TopicSpec("catalog", 3, _KEEP, ("interfed.catalog",)),
         TopicSpec("components", 3, _KEEP, ("interfed.components",)),
         TopicSpec("artifacts", 3, _KEEP, ("interfed.artifacts",)),
@@ -70,12 +74,26 @@ class TopicNames:
         return name
 
 
+#: Topics every service reads, whatever else it reads: who is a member, and with what key.
+MEMBERSHIP_TOPICS = ("registry", "heartbeats")
+
+
+@functools.lru_cache(maxsize=4096)
+def topic_for(payload_type: str) -> str | None:
+    """The one topic a payload type travels on: the topic naming the longest prefix of it."""
+    best: tuple[int, str] | None = None
+    for spec in TOPICS.values():
+        for ns in spec.namespaces:
+            if (payload_type == ns or payload_type.startswith(ns + ".")) and (best is None or len(ns) > best[0]):
+                best = (len(ns), spec.name)
+    return best[1] if best else None
+
+
 def check_payload_topic(payload_type: str, topic: str) -> None:
     """Each payload type belongs to exactly one topic; elsewhere it is WRONG_TOPIC."""
     if payload_type == CHUNK_TYPE:
         return
-    spec = TOPICS[topic]
-    for ns in spec.namespaces:
-        if payload_type == ns or payload_type.startswith(ns + "."):
-            return
-    raise WrongTopicError(f"{payload_type} does not belong on topic {topic}")
+    home = topic_for(payload_type)
+    if home != topic:
+        where = f"it belongs on {home}" if home else "no topic carries it"
+        raise WrongTopicError(f"{payload_type} does not belong on topic {topic}; {where}")

@@ -110,7 +110,7 @@ class RegistryService(Service):
             if not self._announced:
                 await self.announce(entry)
             await self.ctx.publisher.publish(
-                "registry",
+                "heartbeats",
                 HEARTBEAT,
                 {"node_id": self.me, "interval_ms": int(self.heartbeat_interval * 1000)},
                 subject=self.me,

@@ -36,20 +36,27 @@ def beat(
 
 
 async def send_raw(
-    bus: KafkaBus, fed: TestFederation, value: bytes, key: bytes = b"party0", topic: str = "registry"
+    bus: KafkaBus, fed: TestFederation, value: bytes, key: bytes = b"party0", topic: str = "heartbeats"
 ) -> None:
     await bus.send(bus.names(topic), key, value)
 
 
 async def expect_refused_then_good(
-    fed: TestFederation, injector: KafkaBus, original: bytes, reason: str, good_interval: int, *, key: bytes = b"party0"
+    fed: TestFederation,
+    injector: KafkaBus,
+    original: bytes,
+    reason: str,
+    good_interval: int,
+    *,
+    key: bytes = b"party0",
+    topic: str = "heartbeats",
 ) -> None:
     """Inject one bad record, then a good heartbeat; the bad one is dead-lettered, the good one applied."""
     viewer = fed.operator.registry
     before = viewer.counts[f"dead:{reason}"]
-    await send_raw(injector, fed, original, key=key)
+    await send_raw(injector, fed, original, key=key, topic=topic)
     await fed.member("party0").registry.ctx.publisher.publish(
-        "registry", HEARTBEAT, {"node_id": "party0", "interval_ms": good_interval}, subject="party0"
+        "heartbeats", HEARTBEAT, {"node_id": "party0", "interval_ms": good_interval}, subject="party0"
     )
     await eventually(lambda: viewer.counts[f"dead:{reason}"] > before, timeout=30, what=f"{reason} refusal")
     await eventually(
@@ -146,7 +153,7 @@ async def test_non_operator_approval_is_unauthorised(fed: TestFederation, inject
     )
     value = env.encode()
 
-    await expect_refused_then_good(fed, injector, value, "UNAUTHORISED", 1009)
+    await expect_refused_then_good(fed, injector, value, "UNAUTHORISED", 1009, topic="registry")
 
 
 async def test_reused_sequence_number_is_replayed_sequence(fed: TestFederation, injector: KafkaBus) -> None:
@@ -239,7 +246,7 @@ async def test_impostor_join_request_cannot_spend_the_real_nodes_sequence(
         .encode()
     )
 
-    await expect_refused_then_good(fed, injector, value, "INVALID_TRANSITION", 1016)
+    await expect_refused_then_good(fed, injector, value, "INVALID_TRANSITION", 1016, topic="registry")
     assert fed.operator.registry.directory.nodes["party0"].institution == "Institution 0"
 
 
@@ -249,9 +256,9 @@ async def test_event_of_a_type_this_party_does_not_know_is_ignored_not_refused(
     """A newer party's event type on a topic: authentic, so neither applied nor dead-lettered."""
     viewer = fed.operator.registry
     env = dataclasses.replace(beat(fed, "party0", MARK), payload_type="interfed.registry.FutureThing", signature=b"")
-    await send_raw(injector, fed, env.signed(fed.member("party0").home.key()).encode())
+    await send_raw(injector, fed, env.signed(fed.member("party0").home.key()).encode(), topic="registry")
     await fed.member("party0").registry.ctx.publisher.publish(
-        "registry", HEARTBEAT, {"node_id": "party0", "interval_ms": 1017}, subject="party0"
+        "heartbeats", HEARTBEAT, {"node_id": "party0", "interval_ms": 1017}, subject="party0"
     )
     await eventually(lambda: viewer.directory.nodes["party0"].heartbeat_interval == 1017, what="next event applied")
     assert viewer.counts["ignored_unknown_type"] == 1

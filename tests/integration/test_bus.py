@@ -70,7 +70,10 @@ async def test_reader_resolves_a_newer_writer_schema_from_the_schemas_topic(boot
             old_pub.bus, newer, sender=old_pub.sender, key=member.home.key(), sequence=member.home.sequence()
         )
         await pub.publish(
-            "registry", HEARTBEAT, {"node_id": member.node_id, "interval_ms": 4321, "load": 0.5}, subject=member.node_id
+            "heartbeats",
+            HEARTBEAT,
+            {"node_id": member.node_id, "interval_ms": 4321, "load": 0.5},
+            subject=member.node_id,
         )
         viewer = fed.operator.registry
         await eventually(
@@ -87,7 +90,7 @@ async def test_protocol_topics_are_created_with_their_required_configs(bootstrap
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         await admin.start()
         try:
-            wanted = {t: ConfigResource(ConfigResourceType.TOPIC, names(t)) for t in ("registry", "schemas")}
+            wanted = {t: ConfigResource(ConfigResourceType.TOPIC, names(t)) for t in ("registry", "heartbeats", "schemas")}
             responses = await admin.describe_configs(list(wanted.values()))
         finally:
             await admin.close()
@@ -96,6 +99,7 @@ async def test_protocol_topics_are_created_with_their_required_configs(bootstrap
             for resource in response.resources:
                 configs[resource[3]] = {entry[0]: entry[1] for entry in resource[4]}
         assert configs[names("schemas")]["cleanup.policy"] == "compact"
+        assert configs[names("heartbeats")]["cleanup.policy"] == "compact"
         assert configs[names("registry")]["retention.ms"] == "-1"
         assert configs[names("registry")]["max.message.bytes"] == str(fed.settings.max_record_bytes + 512)
 

@@ -63,7 +63,7 @@ async def test_rejected_applicant_gets_no_certificate_and_cannot_speak(bootstrap
         assert op.directory.nodes["party0"].reason == "institution not eligible"
         # A rejected applicant has no certificate, so a heartbeat of its own is refused everywhere.
         await applicant.registry.ctx.publisher.publish(
-            "registry", HEARTBEAT, {"node_id": "party0", "interval_ms": 1}, subject="party0"
+            "heartbeats", HEARTBEAT, {"node_id": "party0", "interval_ms": 1}, subject="party0"
         )
         await eventually(lambda: op.counts["dead:UNKNOWN_SENDER"] >= 1, timeout=20, what="heartbeat refused")
         assert op.directory.nodes["party0"].last_heartbeat is None
@@ -79,7 +79,7 @@ async def test_terminated_contract_refuses_that_nodes_events_everywhere(bootstra
                 what=f"{viewer.node_id} seeing the termination",
             )
         await leaving.registry.ctx.publisher.publish(
-            "registry", HEARTBEAT, {"node_id": leaving.node_id, "interval_ms": 424242}, subject=leaving.node_id
+            "heartbeats", HEARTBEAT, {"node_id": leaving.node_id, "interval_ms": 424242}, subject=leaving.node_id
         )
         await eventually(lambda: staying.registry.counts["dead:REVOKED_SENDER"] >= 1, what="event refused")
         assert staying.registry.directory.nodes[leaving.node_id].heartbeat_interval != 424242
@@ -96,7 +96,7 @@ async def test_revoked_certificate_refuses_that_nodes_events_everywhere(bootstra
         )
         assert good.registry.directory.nodes[bad.node_id].health(now_ms(), 3000) is Health.REVOKED
         await bad.registry.ctx.publisher.publish(
-            "registry", HEARTBEAT, {"node_id": bad.node_id, "interval_ms": 515151}, subject=bad.node_id
+            "heartbeats", HEARTBEAT, {"node_id": bad.node_id, "interval_ms": 515151}, subject=bad.node_id
         )
         await eventually(
             lambda: (
@@ -120,7 +120,7 @@ async def test_silent_node_shows_unreachable_then_healthy_again_when_it_beats(bo
         )
         assert other.registry.directory.nodes[other.node_id].health(now_ms(), window) is Health.HEALTHY
         await quiet.registry.ctx.publisher.publish(
-            "registry", HEARTBEAT, {"node_id": quiet.node_id, "interval_ms": 300}, subject=quiet.node_id
+            "heartbeats", HEARTBEAT, {"node_id": quiet.node_id, "interval_ms": 300}, subject=quiet.node_id
         )
         await eventually(
             lambda: other.registry.directory.nodes[quiet.node_id].health(now_ms(), window) is Health.HEALTHY,

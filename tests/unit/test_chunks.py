@@ -20,9 +20,16 @@ def pieces(whole: bytes, cuts: list[int], digest: bytes | None = None, size: int
     """Chunk records for ``whole`` cut at ``cuts`` (sorted offsets), as a sender would publish them."""
     bounds = [0, *cuts, len(whole)]
     parts = [whole[a:b] for a, b in itertools.pairwise(bounds)]
-    return [{"whole_sha256": digest if digest is not None else hashlib.sha256(whole).digest(), "index": i,
-             "count": len(parts), "whole_size": len(whole) if size is None else size, "data": part}
-            for i, part in enumerate(parts)]
+    return [
+        {
+            "whole_sha256": digest if digest is not None else hashlib.sha256(whole).digest(),
+            "index": i,
+            "count": len(parts),
+            "whole_size": len(whole) if size is None else size,
+            "data": part,
+        }
+        for i, part in enumerate(parts)
+    ]
 
 
 def feed(assembler: ChunkAssembler, chunks: list[dict[str, Any]], sender: str = "node-a") -> list[bytes | None]:
@@ -129,10 +136,18 @@ def test_pieces_overrunning_the_declared_size_are_refused_before_the_last_one() 
         assembler.add("node-a", chunks[1])
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("whole_sha256", b"\x00" * 31), ("whole_sha256", b""), ("index", -1), ("index", 3), ("count", 0),
-    ("whole_size", 0), ("whole_size", -5),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("whole_sha256", b"\x00" * 31),
+        ("whole_sha256", b""),
+        ("index", -1),
+        ("index", 3),
+        ("count", 0),
+        ("whole_size", 0),
+        ("whole_size", -5),
+    ],
+)
 def test_chunk_fields_out_of_range_are_malformed(field: str, value: object) -> None:
     chunk = pieces(WHOLE, [300, 600])[0]
     chunk[field] = value

@@ -32,8 +32,9 @@ longs = st.integers(LONG_MIN, LONG_MAX)
 def _ping(*extra: dict[str, Any]) -> Schema:
     """A test record interfed.test.Ping with node_id and the given extra fields."""
     fields = [{"name": "node_id", "type": "string"}, *extra]
-    return Schema.from_json(json.dumps({"type": "record", "name": "Ping", "namespace": "interfed.test",
-                                        "fields": fields}))
+    return Schema.from_json(
+        json.dumps({"type": "record", "name": "Ping", "namespace": "interfed.test", "fields": fields})
+    )
 
 
 def _colliding_ping(target: bytes) -> Schema:
@@ -71,8 +72,14 @@ PING_V2 = _ping({"name": "zone", "type": "string", "default": "eu-west"})
 PING_V2_NO_DEFAULT = _ping({"name": "zone", "type": "string"})
 
 ANNOUNCED_RECORD = {
-    "node_id": "node-a", "contract_id": "c-1", "name": "Node A", "institution": "Hospital", "platform": "fate",
-    "platform_version": "2.1", "address": "https://a.example", "services": ["registry", "catalog"],
+    "node_id": "node-a",
+    "contract_id": "c-1",
+    "name": "Node A",
+    "institution": "Hospital",
+    "platform": "fate",
+    "platform_version": "2.1",
+    "address": "https://a.example",
+    "services": ["registry", "catalog"],
 }
 CHUNK_RECORD = {"whole_sha256": bytes(32), "index": 0, "count": 1, "whole_size": 5, "data": b"hello"}
 
@@ -80,8 +87,10 @@ CHUNK_RECORD = {"whole_sha256": bytes(32), "index": 0, "count": 1, "whole_size":
 # -- strict decoding -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("full_name", "record"), [(ANNOUNCED, ANNOUNCED_RECORD), (CHUNK, CHUNK_RECORD),
-                                                   (HEARTBEAT, {"node_id": "n", "interval_ms": 2**40})])
+@pytest.mark.parametrize(
+    ("full_name", "record"),
+    [(ANNOUNCED, ANNOUNCED_RECORD), (CHUNK, CHUNK_RECORD), (HEARTBEAT, {"node_id": "n", "interval_ms": 2**40})],
+)
 def test_every_truncation_of_a_payload_is_malformed(full_name: str, record: dict[str, Any]) -> None:
     schema, data = STORE.encode(full_name, record)
     assert decode(data, schema) == record
@@ -219,8 +228,11 @@ def test_unknown_local_schema_name_is_unknown_schema() -> None:
 
 def test_learned_writer_without_a_local_reader_is_unknown_schema() -> None:
     store = SchemaStore([PING_V1])
-    other = Schema.from_json(json.dumps({"type": "record", "name": "Pong", "namespace": "interfed.test",
-                                         "fields": [{"name": "n", "type": "long"}]}))
+    other = Schema.from_json(
+        json.dumps(
+            {"type": "record", "name": "Pong", "namespace": "interfed.test", "fields": [{"name": "n", "type": "long"}]}
+        )
+    )
     store.learn(other.json_text, other.fingerprint, other.full_name)
     with pytest.raises(UnknownSchemaError):
         store.decode("interfed.test.Pong", other.fingerprint, encode(other, {"n": 1}))
@@ -261,8 +273,10 @@ def test_heartbeat_round_trips(node_id: str, interval_ms: int) -> None:
     assert STORE.decode(HEARTBEAT, schema.fingerprint, data) == record
 
 
-@given(strings=st.fixed_dictionaries({k: texts for k in ANNOUNCED_RECORD if k != "services"}),
-       services=st.lists(texts, max_size=20))
+@given(
+    strings=st.fixed_dictionaries({k: texts for k in ANNOUNCED_RECORD if k != "services"}),
+    services=st.lists(texts, max_size=20),
+)
 def test_node_announced_round_trips(strings: dict[str, str], services: list[str]) -> None:
     """Any NodeAnnounced (any texts, any services array, empty included) decodes to exactly what was encoded."""
     record = {**strings, "services": services}
@@ -270,8 +284,13 @@ def test_node_announced_round_trips(strings: dict[str, str], services: list[str]
     assert STORE.decode(ANNOUNCED, schema.fingerprint, data) == record
 
 
-@given(digest=st.binary(), index=st.integers(INT_MIN, INT_MAX), count=st.integers(INT_MIN, INT_MAX),
-       size=longs, data=st.binary())
+@given(
+    digest=st.binary(),
+    index=st.integers(INT_MIN, INT_MAX),
+    count=st.integers(INT_MIN, INT_MAX),
+    size=longs,
+    data=st.binary(),
+)
 def test_chunk_round_trips(digest: bytes, index: int, count: int, size: int, data: bytes) -> None:
     """Any Chunk record (bytes, Avro ints and longs at their limits) decodes to exactly what was encoded."""
     record = {"whole_sha256": digest, "index": index, "count": count, "whole_size": size, "data": data}
@@ -315,8 +334,16 @@ def test_envelope_round_trips(env: Envelope) -> None:
 @pytest.mark.parametrize("issued_at", [LONG_MIN, DATETIME_MIN_MS - 1, DATETIME_MAX_MS + 1, LONG_MAX])
 def test_envelope_issued_at_round_trips_over_the_whole_avro_long_range(issued_at: int) -> None:
     """issued_at is an Avro long: what Envelope.encode writes (and a Java party may sign), Envelope.decode reads."""
-    env = new_envelope(payload_type=HEARTBEAT, payload_fingerprint=bytes(8), payload=b"", sender="node-a",
-                       sequence=1, subject="node-a", event_id=str(uuid.UUID(int=1)), issued_at=issued_at)
+    env = new_envelope(
+        payload_type=HEARTBEAT,
+        payload_fingerprint=bytes(8),
+        payload=b"",
+        sender="node-a",
+        sequence=1,
+        subject="node-a",
+        event_id=str(uuid.UUID(int=1)),
+        issued_at=issued_at,
+    )
     assert Envelope.decode(env.encode()) == env
 
 

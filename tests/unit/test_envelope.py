@@ -23,6 +23,8 @@ KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(1, 33)))
 
 def verifier(key: Ed25519PrivateKey) -> Verifier:
     return Verifier(raw_public_key(key.public_key()))
+
+
 OTHER_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(33, 65)))
 EVENT_ID = "00000000-0000-4000-8000-000000000001"
 
@@ -31,8 +33,14 @@ def _envelope(**overrides: object) -> Envelope:
     """A small unsigned Heartbeat envelope; ``overrides`` replace any field."""
     schema, payload = STORE.encode("interfed.registry.Heartbeat", {"node_id": "n", "interval_ms": 1000})
     fields: dict[str, object] = {
-        "payload_type": schema.full_name, "payload_fingerprint": schema.fingerprint, "payload": payload,
-        "sender": "n", "sequence": 1, "subject": "n", "event_id": EVENT_ID, "issued_at": 1_767_225_600_000,
+        "payload_type": schema.full_name,
+        "payload_fingerprint": schema.fingerprint,
+        "payload": payload,
+        "sender": "n",
+        "sequence": 1,
+        "subject": "n",
+        "event_id": EVENT_ID,
+        "issued_at": 1_767_225_600_000,
     }
     fields.update(overrides)
     return new_envelope(**fields)  # type: ignore[arg-type]
@@ -79,11 +87,20 @@ def test_missing_short_long_or_zero_signature_is_bad_signature(signature: bytes)
         dataclasses.replace(SIGNED, signature=signature).verify(verifier(KEY))
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("event_id", "00000000-0000-4000-8000-000000000002"), ("payload_type", "interfed.registry.NodeAnnounced"),
-    ("payload_fingerprint", bytes(8)), ("sender", "m"), ("sequence", 2), ("issued_at", 1_767_225_600_001),
-    ("subject", "m"), ("correlation_id", "task-1"), ("payload", b"\x02n\x04"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("event_id", "00000000-0000-4000-8000-000000000002"),
+        ("payload_type", "interfed.registry.NodeAnnounced"),
+        ("payload_fingerprint", bytes(8)),
+        ("sender", "m"),
+        ("sequence", 2),
+        ("issued_at", 1_767_225_600_001),
+        ("subject", "m"),
+        ("correlation_id", "task-1"),
+        ("payload", b"\x02n\x04"),
+    ],
+)
 def test_changing_any_signed_field_breaks_the_signature(field: str, value: object) -> None:
     with pytest.raises(BadSignatureError):
         dataclasses.replace(SIGNED, **{field: value}).verify(verifier(KEY))
@@ -91,12 +108,22 @@ def test_changing_any_signed_field_breaks_the_signature(field: str, value: objec
 
 def test_new_envelope_defaults_to_a_fresh_lower_case_uuid_and_the_current_time() -> None:
     before = time.time_ns() // 1_000_000
-    env = new_envelope(payload_type="interfed.registry.Heartbeat", payload_fingerprint=bytes(8), payload=b"",
-                       sender="n", sequence=1, subject="n")
+    env = new_envelope(
+        payload_type="interfed.registry.Heartbeat",
+        payload_fingerprint=bytes(8),
+        payload=b"",
+        sender="n",
+        sequence=1,
+        subject="n",
+    )
     after = time.time_ns() // 1_000_000
     assert str(uuid.UUID(env.event_id)) == env.event_id
-    assert env.event_id != new_envelope(payload_type="x", payload_fingerprint=bytes(8), payload=b"", sender="n",
-                                        sequence=1, subject="n").event_id
+    assert (
+        env.event_id
+        != new_envelope(
+            payload_type="x", payload_fingerprint=bytes(8), payload=b"", sender="n", sequence=1, subject="n"
+        ).event_id
+    )
     assert before <= env.issued_at <= after
     assert env.correlation_id is None
     assert env.signature == b""
@@ -155,7 +182,7 @@ def test_negative_union_branch_index_is_malformed() -> None:
     """
     prefix = SIGNED_BYTES[: -(1 + len(SIGNED.payload) + 2 + 64)]  # up to the correlation_id union index
     assert prefix[-1:] == b"\x00"  # the null branch
-    tampered = prefix[:-1] + b"\x03" + SIGNED_BYTES[len(prefix):]
+    tampered = prefix[:-1] + b"\x03" + SIGNED_BYTES[len(prefix) :]
     with pytest.raises(MalformedEnvelopeError):
         Envelope.decode(tampered)
 
@@ -169,17 +196,25 @@ def test_arbitrary_bytes_are_malformed_envelopes_never_another_error(data: bytes
 @given(position=st.integers(0, len(SIGNED_BYTES)), cut=st.integers(0, 40), insert=st.binary(max_size=40))
 def test_spliced_envelope_bytes_raise_only_envelope_or_signature_errors(position: int, cut: int, insert: bytes) -> None:
     """Bytes near a valid envelope (a slice replaced by other bytes) never raise anything unexpected."""
-    _assert_no_other_valid_envelope(SIGNED_BYTES[:position] + insert + SIGNED_BYTES[position + cut:])
+    _assert_no_other_valid_envelope(SIGNED_BYTES[:position] + insert + SIGNED_BYTES[position + cut :])
 
 
 # -- shape rules Avro cannot express -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("event_id", [
-    "not-a-uuid", "", "00000000-0000-4000-8000-00000000000G", "00000000-0000-4000-8000-00000000000A",
-    "00000000000040008000000000000001", "{00000000-0000-4000-8000-000000000001}",
-    "urn:uuid:00000000-0000-4000-8000-000000000001", " 00000000-0000-4000-8000-000000000001",
-])
+@pytest.mark.parametrize(
+    "event_id",
+    [
+        "not-a-uuid",
+        "",
+        "00000000-0000-4000-8000-00000000000G",
+        "00000000-0000-4000-8000-00000000000A",
+        "00000000000040008000000000000001",
+        "{00000000-0000-4000-8000-000000000001}",
+        "urn:uuid:00000000-0000-4000-8000-000000000001",
+        " 00000000-0000-4000-8000-000000000001",
+    ],
+)
 def test_event_id_that_is_not_a_lower_case_hyphenated_uuid_is_malformed(event_id: str) -> None:
     data = dataclasses.replace(_envelope(), event_id=event_id).signed(KEY).encode()
     with pytest.raises(MalformedEnvelopeError, match="event_id"):

@@ -154,9 +154,16 @@ def test_garbage_certificate_bytes_are_invalid_certificate(der: bytes) -> None:
 
 def test_certificate_without_a_role_is_refused() -> None:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "node-a")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(ROOT.subject)
-            .public_key(NODE_KEY.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now()).not_valid_after(IN_30_DAYS).sign(ROOT_KEY, None))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(ROOT.subject)
+        .public_key(NODE_KEY.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now())
+        .not_valid_after(IN_30_DAYS)
+        .sign(ROOT_KEY, None)
+    )
     with pytest.raises(InvalidCertificateError, match="role"):
         check_certificate(cert, ROOT)
 
@@ -173,9 +180,11 @@ def test_csr_signed_by_another_key_is_refused() -> None:
 
 def test_csr_with_a_non_ed25519_key_is_refused() -> None:
     ec_key = ec.generate_private_key(ec.SECP256R1())
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "node-a")]))
-           .sign(ec_key, hashes.SHA256()))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "node-a")]))
+        .sign(ec_key, hashes.SHA256())
+    )
     with pytest.raises(InvalidCertificateError, match="Ed25519"):
         load_csr(csr.public_bytes(serialization.Encoding.DER))
 
@@ -200,9 +209,11 @@ def test_a_corrupt_csr_is_refused_with_invalid_certificate_error_only() -> None:
 
 
 def test_csr_without_a_common_name_cannot_be_issued() -> None:
-    csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Hospital")]))
-           .sign(NODE_KEY, None))
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Hospital")]))
+        .sign(NODE_KEY, None)
+    )
     with pytest.raises(InvalidCertificateError, match="common name"):
         issue_certificate(ROOT_KEY, ROOT, csr, "node", IN_30_DAYS)
 
@@ -245,7 +256,8 @@ def test_load_private_key_refuses_a_file_others_can_read(tmp_path: Path, mode: i
 def test_load_private_key_refuses_a_non_ed25519_key(tmp_path: Path) -> None:
     path = tmp_path / "ec.key"
     pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     path.write_bytes(pem)
     path.chmod(0o600)
     with pytest.raises(IdentityError, match="Ed25519"):
@@ -256,8 +268,7 @@ def test_load_private_key_refuses_a_non_ed25519_key(tmp_path: Path) -> None:
 
 
 def _operator(node_id: str = "op") -> NodeConfig:
-    return NodeConfig(node_id=node_id, name="Operator", institution="Consortium", platform="interfed",
-                      role="operator")
+    return NodeConfig(node_id=node_id, name="Operator", institution="Consortium", platform="interfed", role="operator")
 
 
 def _member(node_id: str = "node-a") -> NodeConfig:
@@ -267,8 +278,14 @@ def _member(node_id: str = "node-a") -> NodeConfig:
 def test_create_federation_lays_out_the_operator_home(tmp_path: Path) -> None:
     home = create_federation(tmp_path / "op", "example-fed", _operator(), agreement="We agree.\n")
     assert {p.relative_to(home.path).as_posix() for p in home.path.rglob("*")} == {
-        "node.json", "node.key", "node.pem", "root.key", "federation",
-        "federation/root.pem", "federation/agreement.txt", "federation/operator-op.pem",
+        "node.json",
+        "node.key",
+        "node.pem",
+        "root.key",
+        "federation",
+        "federation/root.pem",
+        "federation/agreement.txt",
+        "federation/operator-op.pem",
     }
     assert _mode(home.key_path) == 0o600
     assert _mode(home.root_key_path) == 0o600
@@ -295,8 +312,14 @@ def test_member_home_holds_its_own_key_and_only_public_federation_material(tmp_p
     op = create_federation(tmp_path / "op", "example-fed", _operator())
     home = NodeHome.create(tmp_path / "node-a", _member(), op.federation_path)
     files = {p.relative_to(home.path).as_posix() for p in home.path.rglob("*")}
-    assert files == {"node.json", "node.key", "federation", "federation/root.pem", "federation/agreement.txt",
-                     "federation/operator-op.pem"}
+    assert files == {
+        "node.json",
+        "node.key",
+        "federation",
+        "federation/root.pem",
+        "federation/agreement.txt",
+        "federation/operator-op.pem",
+    }
     assert _mode(home.key_path) == 0o600
     for name in ("root.pem", "agreement.txt", "operator-op.pem"):
         assert (home.federation_path / name).read_bytes() == (op.federation_path / name).read_bytes()
@@ -343,8 +366,9 @@ def test_node_home_create_refuses_an_existing_home_or_a_non_federation(tmp_path:
 def test_node_home_config_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="not a node home"):
         NodeHome(tmp_path).config()
-    (tmp_path / "node.json").write_text(json.dumps({"node_id": "Bad Id!", "name": "x", "institution": "y",
-                                                    "platform": "z"}), encoding="utf-8")
+    (tmp_path / "node.json").write_text(
+        json.dumps({"node_id": "Bad Id!", "name": "x", "institution": "y", "platform": "z"}), encoding="utf-8"
+    )
     with pytest.raises(ConfigurationError, match="node_id"):
         NodeHome(tmp_path).config()
 

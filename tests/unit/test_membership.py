@@ -19,9 +19,18 @@ WINDOW = 30_000
 
 
 def request(node: str = "node-a", contract: str = "c1", expires_at: object = EXPIRES) -> dict[str, Any]:
-    return {"contract_id": contract, "node_id": node, "name": node.upper(), "institution": "Hospital",
-            "platform": "fate", "platform_version": "2.1", "address": "", "description": "d", "csr": b"csr",
-            "expires_at": expires_at}
+    return {
+        "contract_id": contract,
+        "node_id": node,
+        "name": node.upper(),
+        "institution": "Hospital",
+        "platform": "fate",
+        "platform_version": "2.1",
+        "address": "",
+        "description": "d",
+        "csr": b"csr",
+        "expires_at": expires_at,
+    }
 
 
 def approval(node: str = "node-a", contract: str = "c1", expires_at: object = EXPIRES) -> dict[str, Any]:
@@ -37,9 +46,16 @@ def termination(node: str = "node-a", contract: str = "c1") -> dict[str, Any]:
 
 
 def announcement(node: str = "node-a", contract: str = "c1") -> dict[str, Any]:
-    return {"node_id": node, "contract_id": contract, "name": "Node A v2", "institution": "Hospital",
-            "platform": "fate", "platform_version": "2.2", "address": "https://a.example",
-            "services": ["registry", "catalog"]}
+    return {
+        "node_id": node,
+        "contract_id": contract,
+        "name": "Node A v2",
+        "institution": "Hospital",
+        "platform": "fate",
+        "platform_version": "2.2",
+        "address": "https://a.example",
+        "services": ["registry", "catalog"],
+    }
 
 
 def heartbeat(node: str = "node-a") -> dict[str, Any]:
@@ -64,8 +80,9 @@ def in_state(status: ContractStatus, node: str = "node-a", contract: str = "c1")
     return m
 
 
-def refused(m: Membership, apply: Callable[[Membership], object],
-            error: type[Exception] = InvalidTransitionError) -> None:
+def refused(
+    m: Membership, apply: Callable[[Membership], object], error: type[Exception] = InvalidTransitionError
+) -> None:
     """``apply`` raises ``error`` and leaves the membership exactly as it was."""
     before = copy.deepcopy(m.__dict__)
     with pytest.raises(error):
@@ -82,15 +99,22 @@ def test_join_requested_opens_an_applied_contract() -> None:
     assert entry is m.nodes["node-a"]
     assert m.contracts == {"c1": "node-a"}
     assert (entry.contract, entry.contract_id, entry.applied_at, entry.expires_at) == (
-        ContractStatus.APPLIED, "c1", T0, EXPIRES)
+        ContractStatus.APPLIED,
+        "c1",
+        T0,
+        EXPIRES,
+    )
     assert (entry.name, entry.institution, entry.platform, entry.csr) == ("NODE-A", "Hospital", "fate", b"csr")
 
 
 def test_applied_contract_is_approved_with_its_certificate_serial_and_end() -> None:
     m = in_state(ContractStatus.APPLIED)
     entry = m.join_approved(approval(expires_at=EXPIRES - 1000), "abc1")
-    assert (entry.contract, entry.certificate_serial, entry.expires_at) == (ContractStatus.APPROVED, "abc1",
-                                                                           EXPIRES - 1000)
+    assert (entry.contract, entry.certificate_serial, entry.expires_at) == (
+        ContractStatus.APPROVED,
+        "abc1",
+        EXPIRES - 1000,
+    )
 
 
 def test_applied_contract_is_rejected_with_its_reason() -> None:
@@ -174,24 +198,32 @@ def test_heartbeat_unless_approved_is_refused(status: ContractStatus) -> None:
     refused(in_state(status), lambda m: m.heartbeat(heartbeat(), "node-a", T0))
 
 
-@pytest.mark.parametrize("apply", [
-    lambda m: m.join_approved(approval(node="node-b"), "s"),
-    lambda m: m.join_rejected(rejection(node="node-b")),
-    lambda m: m.terminated(termination(node="node-b")),
-    lambda m: m.announced(announcement(node="node-b"), "node-b", T0),
-    lambda m: m.heartbeat(heartbeat(node="node-b"), "node-b", T0),
-    lambda m: m.revoked(revocation(node="node-b")),
-], ids=["approve", "reject", "terminate", "announce", "heartbeat", "revoke"])
+@pytest.mark.parametrize(
+    "apply",
+    [
+        lambda m: m.join_approved(approval(node="node-b"), "s"),
+        lambda m: m.join_rejected(rejection(node="node-b")),
+        lambda m: m.terminated(termination(node="node-b")),
+        lambda m: m.announced(announcement(node="node-b"), "node-b", T0),
+        lambda m: m.heartbeat(heartbeat(node="node-b"), "node-b", T0),
+        lambda m: m.revoked(revocation(node="node-b")),
+    ],
+    ids=["approve", "reject", "terminate", "announce", "heartbeat", "revoke"],
+)
 def test_events_about_an_unknown_node_are_refused(apply: Callable[[Membership], object]) -> None:
     refused(in_state(ContractStatus.APPROVED), apply)
 
 
-@pytest.mark.parametrize("apply", [
-    lambda m: m.join_approved(approval(contract="c9"), "s"),
-    lambda m: m.join_rejected(rejection(contract="c9")),
-    lambda m: m.terminated(termination(contract="c9")),
-    lambda m: m.announced(announcement(contract="c9"), "node-a", T0),
-], ids=["approve", "reject", "terminate", "announce"])
+@pytest.mark.parametrize(
+    "apply",
+    [
+        lambda m: m.join_approved(approval(contract="c9"), "s"),
+        lambda m: m.join_rejected(rejection(contract="c9")),
+        lambda m: m.terminated(termination(contract="c9")),
+        lambda m: m.announced(announcement(contract="c9"), "node-a", T0),
+    ],
+    ids=["approve", "reject", "terminate", "announce"],
+)
 def test_events_naming_another_contract_than_the_nodes_are_refused(apply: Callable[[Membership], object]) -> None:
     m = in_state(ContractStatus.APPLIED)
     m.join_requested(request(node="node-b", contract="c9"), T0)  # c9 exists, but is node-b's
@@ -284,8 +316,9 @@ def test_health_revoked_once_the_certificate_is_revoked() -> None:
     assert _health(m.nodes["node-a"], EXPIRES + 1) is Health.REVOKED
 
 
-@pytest.mark.parametrize(("status", "health"), [(ContractStatus.REJECTED, Health.REJECTED),
-                                                (ContractStatus.TERMINATED, Health.TERMINATED)])
+@pytest.mark.parametrize(
+    ("status", "health"), [(ContractStatus.REJECTED, Health.REJECTED), (ContractStatus.TERMINATED, Health.TERMINATED)]
+)
 def test_health_of_an_ended_contract_is_its_end(status: ContractStatus, health: Health) -> None:
     assert _health(in_state(status).nodes["node-a"], T0) is health
     assert _health(in_state(status).nodes["node-a"], EXPIRES + 1) is health
@@ -301,10 +334,15 @@ def test_health_terminated_wins_over_revoked() -> None:
 # -- any sequence of events ------------------------------------------------------------------
 
 NODES, CONTRACTS = ("node-a", "node-b"), ("c1", "c2", "c3")
-events = st.lists(st.tuples(
-    st.sampled_from(["request", "approve", "reject", "terminate", "announce", "heartbeat", "revoke"]),
-    st.sampled_from(NODES), st.sampled_from(CONTRACTS), st.sampled_from(NODES),
-), max_size=30)
+events = st.lists(
+    st.tuples(
+        st.sampled_from(["request", "approve", "reject", "terminate", "announce", "heartbeat", "revoke"]),
+        st.sampled_from(NODES),
+        st.sampled_from(CONTRACTS),
+        st.sampled_from(NODES),
+    ),
+    max_size=30,
+)
 
 
 def _apply(m: Membership, event: tuple[str, str, str, str], at: int) -> None:
@@ -328,7 +366,8 @@ def _apply(m: Membership, event: tuple[str, str, str, str], at: int) -> None:
 
 @given(events)
 def test_any_event_sequence_keeps_membership_consistent_and_refusals_change_nothing(
-        sequence: list[tuple[str, str, str, str]]) -> None:
+    sequence: list[tuple[str, str, str, str]],
+) -> None:
     m = Membership()
     for at, event in enumerate(sequence, start=T0):
         before = copy.deepcopy(m.__dict__)

@@ -46,8 +46,11 @@ class Fed:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.op = create_federation(root / "op", "example-fed", NodeConfig(
-            node_id="op", name="Operator", institution="Consortium", platform="interfed", role="operator"))
+        self.op = create_federation(
+            root / "op",
+            "example-fed",
+            NodeConfig(node_id="op", name="Operator", institution="Consortium", platform="interfed", role="operator"),
+        )
         self.fed = self.op.federation()
         self.root_key = load_private_key(self.op.root_key_path)
         self.trust = TrustStore(self.fed)
@@ -58,13 +61,26 @@ class Fed:
     def key(self, sender: str) -> Ed25519PrivateKey:
         return self.op.key() if sender == "op" else self.homes[sender].key()
 
-    def event(self, sender: str, kind: str, record: dict[str, Any], *, issued_at: int | None = None,
-              key: Ed25519PrivateKey | None = None) -> tuple[Envelope, dict[str, Any]]:
+    def event(
+        self,
+        sender: str,
+        kind: str,
+        record: dict[str, Any],
+        *,
+        issued_at: int | None = None,
+        key: Ed25519PrivateKey | None = None,
+    ) -> tuple[Envelope, dict[str, Any]]:
         """A signed envelope as a receiver sees it (through the wire), and its decoded payload."""
         schema, data = STORE.encode(R + kind, record)
-        env = new_envelope(payload_type=schema.full_name, payload_fingerprint=schema.fingerprint, payload=data,
-                           sender=sender, sequence=next(self._sequence), subject=record.get("node_id", sender),
-                           issued_at=now_ms() if issued_at is None else issued_at)
+        env = new_envelope(
+            payload_type=schema.full_name,
+            payload_fingerprint=schema.fingerprint,
+            payload=data,
+            sender=sender,
+            sequence=next(self._sequence),
+            subject=record.get("node_id", sender),
+            issued_at=now_ms() if issued_at is None else issued_at,
+        )
         env = Envelope.decode(env.signed(key or self.key(sender)).encode())
         return env, STORE.decode(env.payload_type, env.payload_fingerprint, env.payload)
 
@@ -82,22 +98,43 @@ class Fed:
             config = NodeConfig(node_id=node_id, name=node_id, institution="Example Hospital", platform="fate")
             self.homes[node_id] = NodeHome.create(self.root / node_id, config, self.op.federation_path)
         self.contracts[node_id] = str(uuid.uuid4())
-        record = {"contract_id": self.contracts[node_id], "node_id": node_id, "name": node_id,
-                  "institution": "Example Hospital", "platform": "fate", "platform_version": "2.1",
-                  "address": "", "description": "", "csr": self.homes[node_id].csr_der(),
-                  "agreement_sha256": self.fed.agreement_sha256, "expires_at": now_ms() + 30 * DAY_MS}
+        record = {
+            "contract_id": self.contracts[node_id],
+            "node_id": node_id,
+            "name": node_id,
+            "institution": "Example Hospital",
+            "platform": "fate",
+            "platform_version": "2.1",
+            "address": "",
+            "description": "",
+            "csr": self.homes[node_id].csr_der(),
+            "agreement_sha256": self.fed.agreement_sha256,
+            "expires_at": now_ms() + 30 * DAY_MS,
+        }
         key = overrides.pop("key", None)
         return self.event(node_id, "JoinRequested", {**record, **overrides}, key=key)
 
-    def approval(self, node_id: str, *, by: str = "op", csr: bytes | None = None,
-                 root: tuple[Ed25519PrivateKey, Any] | None = None) -> tuple[Envelope, dict[str, Any]]:
+    def approval(
+        self,
+        node_id: str,
+        *,
+        by: str = "op",
+        csr: bytes | None = None,
+        root: tuple[Ed25519PrivateKey, Any] | None = None,
+    ) -> tuple[Envelope, dict[str, Any]]:
         root_key, root_cert = root or (self.root_key, self.fed.root)
         csr_obj = load_csr(csr or self.homes[node_id].csr_der())
         cert = issue_certificate(root_key, root_cert, csr_obj, "node", dt.datetime.now(dt.UTC) + dt.timedelta(days=30))
-        return self.event(by, "JoinApproved", {
-            "contract_id": self.contracts[node_id], "node_id": node_id,
-            "certificate": cert.public_bytes(serialization.Encoding.DER),
-            "expires_at": int(cert.not_valid_after_utc.timestamp() * 1000)})
+        return self.event(
+            by,
+            "JoinApproved",
+            {
+                "contract_id": self.contracts[node_id],
+                "node_id": node_id,
+                "certificate": cert.public_bytes(serialization.Encoding.DER),
+                "expires_at": int(cert.not_valid_after_utc.timestamp() * 1000),
+            },
+        )
 
     def admit(self, node_id: str) -> None:
         """Join request and its approval, both received."""
@@ -156,7 +193,8 @@ def test_join_request_is_verified_with_the_key_in_its_csr(fed: Fed) -> None:
     assert applicant.node_id == "node-a"
     assert applicant.role == "applicant"
     assert applicant.public_key == fed.homes["node-a"].key().public_key().public_bytes(
-        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     fed.trust.apply(env, payload, applicant)
     assert fed.trust.members.nodes["node-a"].contract is ContractStatus.APPLIED
 
@@ -198,7 +236,7 @@ def test_join_request_with_a_corrupt_csr_is_refused_with_a_rejection_reason(fed:
     csr = fed.join_request("node-a")[1]["csr"]
     others = []
     for position in range(len(csr)):
-        env, payload = fed.join_request("node-a", csr=csr[:position] + bytes([csr[position] ^ 1]) + csr[position + 1:])
+        env, payload = fed.join_request("node-a", csr=csr[:position] + bytes([csr[position] ^ 1]) + csr[position + 1 :])
         try:
             fed.trust.verify_applicant(env, payload)
         except RejectedEventError:
@@ -215,11 +253,24 @@ def test_join_request_under_an_operators_id_is_refused(fed: Fed) -> None:
     trust store with a node certificate for the stranger's key.
     """
     key = generate_key()
-    env, payload = fed.event("op", "JoinRequested", {
-        "contract_id": str(uuid.uuid4()), "node_id": "op", "name": "op", "institution": "Consortium",
-        "platform": "fate", "platform_version": "1", "address": "", "description": "",
-        "csr": make_csr(key, "op", "Consortium").public_bytes(serialization.Encoding.DER),
-        "agreement_sha256": fed.fed.agreement_sha256, "expires_at": now_ms() + DAY_MS}, key=key)
+    env, payload = fed.event(
+        "op",
+        "JoinRequested",
+        {
+            "contract_id": str(uuid.uuid4()),
+            "node_id": "op",
+            "name": "op",
+            "institution": "Consortium",
+            "platform": "fate",
+            "platform_version": "1",
+            "address": "",
+            "description": "",
+            "csr": make_csr(key, "op", "Consortium").public_bytes(serialization.Encoding.DER),
+            "agreement_sha256": fed.fed.agreement_sha256,
+            "expires_at": now_ms() + DAY_MS,
+        },
+        key=key,
+    )
     with pytest.raises(RejectedEventError):
         fed.receive(env, payload)
     assert "op" not in fed.trust.members.nodes
@@ -278,8 +329,13 @@ def test_join_approved_without_a_pending_request_is_an_invalid_transition(fed: F
 def test_events_issued_after_certificate_revoked_are_refused(fed: Fed) -> None:
     fed.admit("node-a")
     cut = now_ms()
-    fed.receive(*fed.event("op", "CertificateRevoked", {
-        "node_id": "node-a", "serial": fed.serial("node-a"), "reason": "key lost", "revoked_at": cut}))
+    fed.receive(
+        *fed.event(
+            "op",
+            "CertificateRevoked",
+            {"node_id": "node-a", "serial": fed.serial("node-a"), "reason": "key lost", "revoked_at": cut},
+        )
+    )
     with pytest.raises(RevokedSenderError, match="key lost"):
         fed.trust.verify(fed.heartbeat("node-a", issued_at=cut)[0])
     with pytest.raises(RevokedSenderError):
@@ -292,8 +348,13 @@ def test_the_earliest_revocation_cut_wins(fed: Fed) -> None:
     fed.admit("node-a")
     cut, serial = now_ms(), fed.serial("node-a")
     for revoked_at in (cut - 10_000, cut):
-        fed.receive(*fed.event("op", "CertificateRevoked", {
-            "node_id": "node-a", "serial": serial, "reason": "stolen", "revoked_at": revoked_at}))
+        fed.receive(
+            *fed.event(
+                "op",
+                "CertificateRevoked",
+                {"node_id": "node-a", "serial": serial, "reason": "stolen", "revoked_at": revoked_at},
+            )
+        )
     with pytest.raises(RevokedSenderError):
         fed.trust.verify(fed.heartbeat("node-a", issued_at=cut - 5_000)[0])
 
@@ -301,8 +362,11 @@ def test_the_earliest_revocation_cut_wins(fed: Fed) -> None:
 def test_certificate_revoked_by_a_node_is_unauthorised(fed: Fed) -> None:
     fed.admit("node-a")
     fed.admit("node-b")
-    env, payload = fed.event("node-a", "CertificateRevoked", {
-        "node_id": "node-b", "serial": fed.serial("node-b"), "reason": "spite", "revoked_at": now_ms()})
+    env, payload = fed.event(
+        "node-a",
+        "CertificateRevoked",
+        {"node_id": "node-b", "serial": fed.serial("node-b"), "reason": "spite", "revoked_at": now_ms()},
+    )
     with pytest.raises(UnauthorisedError):
         fed.receive(env, payload)
     fed.trust.verify(fed.heartbeat("node-b")[0])
@@ -312,8 +376,9 @@ def test_certificate_revoked_by_a_node_is_unauthorised(fed: Fed) -> None:
 def test_events_issued_after_contract_terminated_are_refused(fed: Fed, by: str) -> None:
     """By the operator or by the node itself, a termination revokes the node's certificate from then on."""
     fed.admit("node-a")
-    env, payload = fed.event(by, "ContractTerminated", {
-        "contract_id": fed.contracts["node-a"], "node_id": "node-a", "reason": "leaving"})
+    env, payload = fed.event(
+        by, "ContractTerminated", {"contract_id": fed.contracts["node-a"], "node_id": "node-a", "reason": "leaving"}
+    )
     fed.receive(env, payload)
     assert fed.trust.members.nodes["node-a"].contract is ContractStatus.TERMINATED
     with pytest.raises(RevokedSenderError, match="terminated"):
@@ -325,8 +390,9 @@ def test_events_issued_after_contract_terminated_are_refused(fed: Fed, by: str) 
 def test_contract_terminated_by_another_node_is_unauthorised(fed: Fed) -> None:
     fed.admit("node-a")
     fed.admit("node-b")
-    env, payload = fed.event("node-b", "ContractTerminated", {
-        "contract_id": fed.contracts["node-a"], "node_id": "node-a", "reason": "spite"})
+    env, payload = fed.event(
+        "node-b", "ContractTerminated", {"contract_id": fed.contracts["node-a"], "node_id": "node-a", "reason": "spite"}
+    )
     with pytest.raises(UnauthorisedError):
         fed.receive(env, payload)
     assert fed.trust.members.nodes["node-a"].contract is ContractStatus.APPROVED
@@ -354,8 +420,16 @@ KEY_A, KEY_B = b"\x0a" * 32, b"\x0b" * 32
 
 
 def _env(sequence: int, sender: str = "node-a", event_id: str | None = None) -> Envelope:
-    return new_envelope(payload_type=R + "Heartbeat", payload_fingerprint=bytes(8), payload=b"", sender=sender,
-                        sequence=sequence, subject=sender, event_id=event_id or str(uuid.uuid4()), issued_at=0)
+    return new_envelope(
+        payload_type=R + "Heartbeat",
+        payload_fingerprint=bytes(8),
+        payload=b"",
+        sender=sender,
+        sequence=sequence,
+        subject=sender,
+        event_id=event_id or str(uuid.uuid4()),
+        issued_at=0,
+    )
 
 
 def _seen(guard: ReplayGuard, env: Envelope, key: bytes = KEY_A, topic: str = "t", partition: int = 0) -> bool:
@@ -407,9 +481,15 @@ def test_replay_guard_forgets_nothing_inside_the_window_as_it_slides() -> None:
     assert guard.check(_env(13), KEY_A, "t", 0)
 
 
-@pytest.mark.parametrize(("sender", "key", "topic", "partition"), [
-    ("node-b", KEY_A, "t", 0), ("node-a", KEY_B, "t", 0), ("node-a", KEY_A, "u", 0), ("node-a", KEY_A, "t", 1),
-])
+@pytest.mark.parametrize(
+    ("sender", "key", "topic", "partition"),
+    [
+        ("node-b", KEY_A, "t", 0),
+        ("node-a", KEY_B, "t", 0),
+        ("node-a", KEY_A, "u", 0),
+        ("node-a", KEY_A, "t", 1),
+    ],
+)
 def test_replay_scopes_are_independent(sender: str, key: bytes, topic: str, partition: int) -> None:
     """Per (sender, signing key, topic, partition): a sequence used in one scope is free in every other."""
     guard = ReplayGuard(window=4)
@@ -419,8 +499,7 @@ def test_replay_scopes_are_independent(sender: str, key: bytes, topic: str, part
     assert _seen(guard, _env(100, sender=sender), key, topic, partition)
 
 
-def test_join_approved_whose_expiry_is_not_its_certificates_is_refused_and_changes_nothing(
-        fed: Fed) -> None:
+def test_join_approved_whose_expiry_is_not_its_certificates_is_refused_and_changes_nothing(fed: Fed) -> None:
     fed.receive(*fed.join_request("node-a"))
     env, payload = fed.approval("node-a")
     payload = {**payload, "expires_at": payload["expires_at"] + 1}

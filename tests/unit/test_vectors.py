@@ -70,8 +70,10 @@ def canonical_form(schema: Any, namespace: str | None = None) -> str:
     name = _full_name(schema["name"], schema.get("namespace", namespace))
     inner = name.rpartition(".")[0] or None
     if kind == "record":
-        fields = ",".join('{"name":' + json.dumps(f["name"]) + ',"type":' + canonical_form(f["type"], inner) + "}"
-                          for f in schema["fields"])
+        fields = ",".join(
+            '{"name":' + json.dumps(f["name"]) + ',"type":' + canonical_form(f["type"], inner) + "}"
+            for f in schema["fields"]
+        )
         return '{"name":' + json.dumps(name) + ',"type":"record","fields":[' + fields + "]}"
     if kind == "fixed":
         return '{"name":' + json.dumps(name) + ',"type":"fixed","size":' + str(schema["size"]) + "}"
@@ -103,18 +105,20 @@ def _string(s: str) -> bytes:
 
 def envelope_avro(fields: dict[str, Any], signature: bytes) -> bytes:
     correlation = b"\x00" if fields["correlation_id"] is None else b"\x02" + _string(fields["correlation_id"])
-    return b"".join([
-        _string(fields["event_id"]),
-        _string(fields["payload_type"]),
-        bytes.fromhex(fields["payload_fingerprint_hex"]),
-        _string(fields["sender"]),
-        _long(fields["sequence"]),
-        _long(fields["issued_at"]),
-        _string(fields["subject"]),
-        correlation,
-        _bytes(bytes.fromhex(fields["payload_hex"])),
-        _bytes(signature),
-    ])
+    return b"".join(
+        [
+            _string(fields["event_id"]),
+            _string(fields["payload_type"]),
+            bytes.fromhex(fields["payload_fingerprint_hex"]),
+            _string(fields["sender"]),
+            _long(fields["sequence"]),
+            _long(fields["issued_at"]),
+            _string(fields["subject"]),
+            correlation,
+            _bytes(bytes.fromhex(fields["payload_hex"])),
+            _bytes(signature),
+        ]
+    )
 
 
 def payload_record(case: dict[str, Any]) -> dict[str, Any]:
@@ -157,8 +161,9 @@ def test_schema_fingerprint_recomputed_from_its_file(entry: dict[str, Any]) -> N
     assert entry["full_name"] == _full_name(raw["name"], raw.get("namespace"))
     assert entry["canonical_form"] == canonical_form(raw)
     assert entry["fingerprint_hex"] == crc64_avro(entry["canonical_form"].encode("utf-8")).hex()
-    assert int(entry["fingerprint_int64"]) == int.from_bytes(bytes.fromhex(entry["fingerprint_hex"]), "little",
-                                                             signed=True)
+    assert int(entry["fingerprint_int64"]) == int.from_bytes(
+        bytes.fromhex(entry["fingerprint_hex"]), "little", signed=True
+    )
     assert STORE.by_name(entry["full_name"]).fingerprint.hex() == entry["fingerprint_hex"]
 
 
@@ -223,7 +228,7 @@ def test_vector_encoded_is_hand_encoded_signed_envelope(case: dict[str, Any]) ->
     """encoded = signing bytes without the tag and the empty signature, then the 64-byte signature."""
     signature = bytes.fromhex(case["signature_hex"])
     assert case["encoded_hex"] == envelope_avro(case["envelope"], signature).hex()
-    unsigned = bytes.fromhex(case["signing_bytes_hex"])[len(SIGNING_TAG):]
+    unsigned = bytes.fromhex(case["signing_bytes_hex"])[len(SIGNING_TAG) :]
     assert unsigned.endswith(b"\x00")
     assert case["encoded_hex"] == (unsigned[:-1] + b"\x80\x01" + signature).hex()
 
@@ -253,9 +258,14 @@ def test_vector_project_code_builds_the_same_signed_envelope(case: dict[str, Any
     key = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(ENVELOPES["key"]["private_seed_hex"]))
     fields = case["envelope"]
     env = new_envelope(
-        payload_type=fields["payload_type"], payload_fingerprint=bytes.fromhex(fields["payload_fingerprint_hex"]),
-        payload=bytes.fromhex(fields["payload_hex"]), sender=fields["sender"], sequence=fields["sequence"],
-        subject=fields["subject"], correlation_id=fields["correlation_id"], event_id=fields["event_id"],
+        payload_type=fields["payload_type"],
+        payload_fingerprint=bytes.fromhex(fields["payload_fingerprint_hex"]),
+        payload=bytes.fromhex(fields["payload_hex"]),
+        sender=fields["sender"],
+        sequence=fields["sequence"],
+        subject=fields["subject"],
+        correlation_id=fields["correlation_id"],
+        event_id=fields["event_id"],
         issued_at=fields["issued_at"],
     ).signed(key)
     assert env.encode().hex() == case["encoded_hex"]
@@ -263,8 +273,14 @@ def test_vector_project_code_builds_the_same_signed_envelope(case: dict[str, Any
 
 def test_generate_check_finds_the_vector_files_up_to_date(tmp_path: Path) -> None:
     """generate.py --check (run from another directory) writes nothing and exits 0."""
-    result = subprocess.run([sys.executable, str(VECTORS / "generate.py"), "--check"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, str(VECTORS / "generate.py"), "--check"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -278,8 +294,14 @@ def test_generate_check_fails_and_writes_nothing_when_a_vector_file_is_stale(tmp
     shutil.copy(VECTORS / "envelopes.json", vectors / "envelopes.json")
     stale = (VECTORS / "fingerprints.json").read_text(encoding="utf-8").replace("8a8f25cce724dd63", "8a8f25cce724dd64")
     (vectors / "fingerprints.json").write_text(stale, encoding="utf-8")
-    result = subprocess.run([sys.executable, str(vectors / "generate.py"), "--check"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, str(vectors / "generate.py"), "--check"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode != 0
     assert "fingerprints.json" in result.stderr
     assert "envelopes.json" not in result.stderr

@@ -59,8 +59,7 @@ def fingerprint_vectors() -> dict[str, Any]:
         computed = _crc64_avro_hex(canonical)
         if computed != vector["fingerprint_hex"]:
             raise SystemExit(f"fastavro gives {computed} for the Avro spec vector {vector['schema']}")
-        spec.append({**vector, "canonical_form": canonical,
-                     "fingerprint_int64": _int64(bytes.fromhex(computed))})
+        spec.append({**vector, "canonical_form": canonical, "fingerprint_int64": _int64(bytes.fromhex(computed))})
     schemas = []
     for path in sorted(SCHEMAS.rglob("*.avsc")):
         raw = json.loads(path.read_text(encoding="utf-8"))
@@ -68,13 +67,15 @@ def fingerprint_vectors() -> dict[str, Any]:
         fingerprint = fingerprint_of(raw)
         if fingerprint.hex() != _crc64_avro_hex(canonical):
             raise SystemExit(f"mesh.codec.fingerprint_of disagrees with fastavro for {path}")
-        schemas.append({
-            "path": path.relative_to(REPO).as_posix(),
-            "full_name": f"{raw['namespace']}.{raw['name']}",
-            "canonical_form": canonical,
-            "fingerprint_hex": fingerprint.hex(),
-            "fingerprint_int64": _int64(fingerprint),
-        })
+        schemas.append(
+            {
+                "path": path.relative_to(REPO).as_posix(),
+                "full_name": f"{raw['namespace']}.{raw['name']}",
+                "canonical_form": canonical,
+                "fingerprint_hex": fingerprint.hex(),
+                "fingerprint_int64": _int64(fingerprint),
+            }
+        )
     return {
         "description": (
             "Avro schema fingerprints: CRC-64-AVRO (the Rabin fingerprint of the Avro specification) of the "
@@ -101,21 +102,38 @@ def _cases(key: Ed25519PrivateKey) -> list[dict[str, Any]]:
             "payload_type": "interfed.registry.Heartbeat",
             "payload": {"node_id": "node-a", "interval_ms": 10_000},
             "bytes_fields": (),
-            "envelope": {"event_id": "00000000-0000-4000-8000-000000000001", "sender": "node-a", "sequence": 1,
-                         "issued_at": ISSUED_AT, "subject": "node-a", "correlation_id": None},
+            "envelope": {
+                "event_id": "00000000-0000-4000-8000-000000000001",
+                "sender": "node-a",
+                "sequence": 1,
+                "issued_at": ISSUED_AT,
+                "subject": "node-a",
+                "correlation_id": None,
+            },
         },
         {
             "name": "node_announced",
             "description": "registry NodeAnnounced with a services array and a correlation id (the string branch)",
             "payload_type": "interfed.registry.NodeAnnounced",
-            "payload": {"node_id": "node-a", "contract_id": "7d1e6f2a-4b3c-4d5e-8f90-a1b2c3d4e5f6",
-                        "name": "Node A", "institution": "Example Hospital", "platform": "fate",
-                        "platform_version": "2.1.0", "address": "https://node-a.example.org",
-                        "services": ["registry", "catalog", "accel"]},
+            "payload": {
+                "node_id": "node-a",
+                "contract_id": "7d1e6f2a-4b3c-4d5e-8f90-a1b2c3d4e5f6",
+                "name": "Node A",
+                "institution": "Example Hospital",
+                "platform": "fate",
+                "platform_version": "2.1.0",
+                "address": "https://node-a.example.org",
+                "services": ["registry", "catalog", "accel"],
+            },
             "bytes_fields": (),
-            "envelope": {"event_id": "00000000-0000-4000-8000-000000000002", "sender": "node-a", "sequence": 2,
-                         "issued_at": ISSUED_AT + 1_500, "subject": "node-a",
-                         "correlation_id": "task-0001"},
+            "envelope": {
+                "event_id": "00000000-0000-4000-8000-000000000002",
+                "sender": "node-a",
+                "sequence": 2,
+                "issued_at": ISSUED_AT + 1_500,
+                "subject": "node-a",
+                "correlation_id": "task-0001",
+            },
         },
         {
             "name": "join_requested",
@@ -124,15 +142,28 @@ def _cases(key: Ed25519PrivateKey) -> list[dict[str, Any]]:
                 "key); csr is the DER PKCS#10 request, deterministic because Ed25519 signatures are"
             ),
             "payload_type": "interfed.registry.JoinRequested",
-            "payload": {"contract_id": "7d1e6f2a-4b3c-4d5e-8f90-a1b2c3d4e5f6", "node_id": "node-a",
-                        "name": "Node A", "institution": "Example Hospital", "platform": "fate",
-                        "platform_version": "2.1.0", "address": "https://node-a.example.org",
-                        "description": "vector case", "csr": csr_der,
-                        "agreement_sha256": bytes(range(0xA0, 0xC0)), "expires_at": EXPIRES_AT},
+            "payload": {
+                "contract_id": "7d1e6f2a-4b3c-4d5e-8f90-a1b2c3d4e5f6",
+                "node_id": "node-a",
+                "name": "Node A",
+                "institution": "Example Hospital",
+                "platform": "fate",
+                "platform_version": "2.1.0",
+                "address": "https://node-a.example.org",
+                "description": "vector case",
+                "csr": csr_der,
+                "agreement_sha256": bytes(range(0xA0, 0xC0)),
+                "expires_at": EXPIRES_AT,
+            },
             "bytes_fields": ("csr", "agreement_sha256"),
-            "envelope": {"event_id": "00000000-0000-4000-8000-000000000003", "sender": "node-a",
-                         "sequence": 9_007_199_254_740_993, "issued_at": ISSUED_AT + 60_000,
-                         "subject": "node-a", "correlation_id": None},
+            "envelope": {
+                "event_id": "00000000-0000-4000-8000-000000000003",
+                "sender": "node-a",
+                "sequence": 9_007_199_254_740_993,
+                "issued_at": ISSUED_AT + 60_000,
+                "subject": "node-a",
+                "correlation_id": None,
+            },
         },
     ]
 
@@ -144,23 +175,30 @@ def envelope_vectors() -> dict[str, Any]:
     for case in _cases(key):
         schema, payload_bytes = store.encode(case["payload_type"], case["payload"])
         fields = case["envelope"]
-        unsigned = new_envelope(payload_type=case["payload_type"], payload_fingerprint=schema.fingerprint,
-                                payload=payload_bytes, **fields)
+        unsigned = new_envelope(
+            payload_type=case["payload_type"], payload_fingerprint=schema.fingerprint, payload=payload_bytes, **fields
+        )
         env = unsigned.signed(key)
-        cases.append({
-            "name": case["name"],
-            "description": case["description"],
-            "payload_type": case["payload_type"],
-            "payload_fingerprint_hex": schema.fingerprint.hex(),
-            "payload": _hex_fields(case["payload"], case["bytes_fields"]),
-            "payload_hex_fields": list(case["bytes_fields"]),
-            "payload_avro_hex": payload_bytes.hex(),
-            "envelope": {**fields, "payload_type": case["payload_type"],
-                         "payload_fingerprint_hex": schema.fingerprint.hex(), "payload_hex": payload_bytes.hex()},
-            "signing_bytes_hex": env.signing_bytes().hex(),
-            "signature_hex": env.signature.hex(),
-            "encoded_hex": env.encode().hex(),
-        })
+        cases.append(
+            {
+                "name": case["name"],
+                "description": case["description"],
+                "payload_type": case["payload_type"],
+                "payload_fingerprint_hex": schema.fingerprint.hex(),
+                "payload": _hex_fields(case["payload"], case["bytes_fields"]),
+                "payload_hex_fields": list(case["bytes_fields"]),
+                "payload_avro_hex": payload_bytes.hex(),
+                "envelope": {
+                    **fields,
+                    "payload_type": case["payload_type"],
+                    "payload_fingerprint_hex": schema.fingerprint.hex(),
+                    "payload_hex": payload_bytes.hex(),
+                },
+                "signing_bytes_hex": env.signing_bytes().hex(),
+                "signature_hex": env.signature.hex(),
+                "encoded_hex": env.encode().hex(),
+            }
+        )
     return {
         "description": (
             "Signed Envelope vectors. signing_bytes = signing tag || Avro binary of the Envelope with an empty "
@@ -170,10 +208,15 @@ def envelope_vectors() -> dict[str, Any]:
             "is milliseconds since the Unix epoch (UTC)."
         ),
         "signing_tag_hex": SIGNING_TAG.hex(),
-        "envelope_schema": {"full_name": ENVELOPE_TYPE,
-                            "fingerprint_hex": store.by_name(ENVELOPE_TYPE).fingerprint.hex()},
-        "key": {"algorithm": "Ed25519", "private_seed_hex": SEED.hex(),
-                "public_key_hex": raw_public_key(key.public_key()).hex()},
+        "envelope_schema": {
+            "full_name": ENVELOPE_TYPE,
+            "fingerprint_hex": store.by_name(ENVELOPE_TYPE).fingerprint.hex(),
+        },
+        "key": {
+            "algorithm": "Ed25519",
+            "private_seed_hex": SEED.hex(),
+            "public_key_hex": raw_public_key(key.public_key()).hex(),
+        },
         "cases": cases,
     }
 
@@ -201,8 +244,11 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path.relative_to(REPO)}")
     if stale:
-        print(f"out of date: {', '.join(stale)}; a vector change is a protocol change. "
-              f"If it is intended, run: python tests/vectors/generate.py", file=sys.stderr)
+        print(
+            f"out of date: {', '.join(stale)}; a vector change is a protocol change. "
+            f"If it is intended, run: python tests/vectors/generate.py",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
