@@ -18,11 +18,11 @@ from mesh.errors import ConfigurationError, IncompatibleSchemaError, MalformedPa
 Record = dict[str, Any]
 
 
-def _without_logical_types(schema: Any) -> Any:
+def strip_logical_types(schema: Any) -> Any:
     if isinstance(schema, dict):
-        return {k: _without_logical_types(v) for k, v in schema.items() if k != "logicalType"}
+        return {k: strip_logical_types(v) for k, v in schema.items() if k != "logicalType"}
     if isinstance(schema, list):
-        return [_without_logical_types(v) for v in schema]
+        return [strip_logical_types(v) for v in schema]
     return schema
 
 
@@ -56,7 +56,7 @@ class Schema:
         # Logical types document meaning for other languages; here timestamps stay plain
         # longs, so any long a party may write also reads back (fastavro would make them
         # datetimes, which end at year 9999). Canonical form and fingerprint drop them anyway.
-        parsed = cast(dict[str, Any], fastavro.parse_schema(_without_logical_types(raw), named_schemas={}))
+        parsed = cast(dict[str, Any], fastavro.parse_schema(strip_logical_types(raw), named_schemas={}))
         return cls(full_name=str(parsed["name"]), fingerprint=fingerprint_of(raw), json_text=json_text, parsed=parsed)
 
 

@@ -90,7 +90,9 @@ async def test_protocol_topics_are_created_with_their_required_configs(bootstrap
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         await admin.start()
         try:
-            wanted = {t: ConfigResource(ConfigResourceType.TOPIC, names(t)) for t in ("registry", "heartbeats", "schemas")}
+            wanted = {
+                t: ConfigResource(ConfigResourceType.TOPIC, names(t)) for t in ("registry", "heartbeats", "schemas")
+            }
             responses = await admin.describe_configs(list(wanted.values()))
         finally:
             await admin.close()
