@@ -15,7 +15,7 @@ import fastavro
 import pytest
 from fastavro.utils import generate_many
 
-from mesh.codec import strip_logical_types, schema_dir
+from mesh.codec import schema_dir, strip_logical_types
 
 RELEASED = Path(__file__).resolve().parents[1] / "vectors" / "released"
 
