@@ -244,8 +244,11 @@ class Service:
         self.counts["applied"] += 1
 
     async def dead_letter(self, record: Record, reason: str, detail: str) -> None:
-        """Publish a refused record with its reason, and log it. Read-only services only log."""
-        self.counts[f"dead:{reason}"] += 1
+        """Publish a refused record with its reason, and log it. Read-only services only log.
+
+        The ``dead:<reason>`` count moves only once the letter is on the broker (or, for a
+        service that only logs, once it is logged), so a count seen is a letter readable.
+        """
         self.log.warning(
             "event_refused",
             reason=reason,
@@ -259,6 +262,7 @@ class Service:
             or self.ctx.bus.names.protocol_name(record.topic) == "deadletter"
             or self.trust.certificate(self.ctx.config.node_id) is None  # nobody could verify our letter
         ):
+            self.counts[f"dead:{reason}"] += 1
             return
         keep = self.ctx.bus.max_record_bytes // 2
         letter = {
@@ -276,3 +280,4 @@ class Service:
         }
         subject = (record.key or b"").decode("utf-8", "replace")[:256] or "unkeyed"
         await self.ctx.publisher.publish("deadletter", DEAD_LETTER, letter, subject=subject)
+        self.counts[f"dead:{reason}"] += 1

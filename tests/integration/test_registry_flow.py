@@ -60,7 +60,10 @@ async def test_rejected_applicant_gets_no_certificate_and_cannot_speak(bootstrap
             what="rejection seen by the applicant",
         )
         assert not applicant.home.cert_path.exists()
-        assert op.directory.nodes["party0"].reason == "institution not eligible"
+        await eventually(
+            lambda: op.directory.nodes["party0"].reason == "institution not eligible",
+            what="rejection applied by the operator's own service",
+        )
         # A rejected applicant has no certificate, so a heartbeat of its own is refused everywhere.
         await applicant.registry.ctx.publisher.publish(
             "heartbeats", HEARTBEAT, {"node_id": "party0", "interval_ms": 1}, subject="party0"
