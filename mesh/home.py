@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,6 +26,7 @@ from mesh.identity import (
     load_private_key,
     make_csr,
     make_root,
+    raw_public_key,
     save_private_key,
 )
 
@@ -155,8 +157,6 @@ class NodeHome:
         if not self.cert_path.is_file():
             return None
         cert = check_certificate(load_cert_pem(self.cert_path), self.federation().root)
-        from mesh.identity import raw_public_key
-
         if cert.public_key != raw_public_key(self.key().public_key()):
             raise IdentityError(f"{self.cert_path} does not certify this node's key")
         return cert
@@ -183,8 +183,6 @@ class NodeHome:
         return home
 
     def csr_der(self) -> bytes:
-        from cryptography.hazmat.primitives import serialization
-
         cfg = self.config()
         return make_csr(self.key(), cfg.node_id, cfg.institution).public_bytes(serialization.Encoding.DER)
 
@@ -209,8 +207,6 @@ def create_federation(path: Path, name: str, operator: NodeConfig, agreement: st
     (fed / "agreement.txt").write_text(agreement, encoding="utf-8")
     save_private_key(generate_key(), home.key_path)
     home.config_path.write_text(operator.model_dump_json(indent=2), encoding="utf-8")
-    from cryptography.hazmat.primitives import serialization
-
     csr = x509.load_der_x509_csr(home.csr_der())
     cert = issue_certificate(root_key, root, csr, "operator", root.not_valid_after_utc)
     home.store_certificate(cert)

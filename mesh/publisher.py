@@ -8,6 +8,7 @@ from typing import Any
 from mesh.bus import Bus
 from mesh.codec import Record, SchemaStore
 from mesh.envelope import Envelope, new_envelope
+from mesh.errors import PayloadTooLargeError
 from mesh.home import SequenceCounter
 from mesh.signing import Signer
 from mesh.topics import CHUNK_TYPE, check_payload_topic
@@ -82,8 +83,6 @@ class Publisher:
             await self.bus.send(kafka_topic, key, value)
             return
         if len(value) > self.max_event_bytes:
-            from mesh.errors import PayloadTooLargeError
-
             raise PayloadTooLargeError(f"{env.payload_type} event of {len(value)} bytes exceeds {self.max_event_bytes}")
         await self._announce_schema(CHUNK_TYPE)
         digest = hashlib.sha256(value).digest()

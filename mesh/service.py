@@ -136,6 +136,9 @@ class Service:
                         started = True
                         await self.on_start()
                         tasks = [asyncio.create_task(t) for t in self.background()]
+                for task in tasks:
+                    if task.done() and not task.cancelled() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]  # a dead background task fails the service
                 if stop.is_set():
                     break
         finally:

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any, ClassVar
 
+from aiokafka.errors import KafkaError
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -107,14 +108,18 @@ class RegistryService(Service):
                 self._announced = False
                 await asyncio.sleep(0.2)
                 continue
-            if not self._announced:
-                await self.announce(entry)
-            await self.ctx.publisher.publish(
-                "heartbeats",
-                HEARTBEAT,
-                {"node_id": self.me, "interval_ms": int(self.heartbeat_interval * 1000)},
-                subject=self.me,
-            )
+            try:
+                if not self._announced:
+                    await self.announce(entry)
+                await self.ctx.publisher.publish(
+                    "heartbeats",
+                    HEARTBEAT,
+                    {"node_id": self.me, "interval_ms": int(self.heartbeat_interval * 1000)},
+                    subject=self.me,
+                )
+            except (KafkaError, TimeoutError) as exc:
+                # The broker may come back; others see this node UNREACHABLE meanwhile, which is the truth.
+                self.log.warning("heartbeat_failed", error=f"{type(exc).__name__}: {exc}")
             await asyncio.sleep(self.heartbeat_interval)
 
     async def announce(self, entry: NodeEntry) -> None:
