@@ -83,11 +83,6 @@ class ChunkAssembler:
         if whole is not None:
             self._held -= len(whole)
 
-    def release_all(self) -> None:
-        """Forget every whole handed out: called once the record that completed them is settled."""
-        self._held -= sum(len(w) for w in self._done.values())
-        self._done.clear()
-
     def _drop(self, key: tuple[str, bytes]) -> None:
         asm = self._open.pop(key, None)
         if asm is not None:

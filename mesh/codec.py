@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -12,10 +13,40 @@ from typing import Any, cast
 import fastavro
 from fastavro.schema import fingerprint as avro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
+from fastavro.validation import validate
 
 from mesh.errors import ConfigurationError, IncompatibleSchemaError, MalformedPayloadError, UnknownSchemaError
 
 Record = dict[str, Any]
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_names(schema: Any) -> None:
+    """What the Avro spec requires and fastavro does not check: legal names, fields present and unique."""
+    if isinstance(schema, list):
+        for branch in schema:
+            _check_names(branch)
+        return
+    if not isinstance(schema, dict):
+        return
+    kind = schema.get("type")
+    if kind in ("record", "error", "enum", "fixed"):
+        full = f"{schema.get('namespace') or ''}.{schema.get('name', '')}".strip(".")
+        if not all(_NAME.fullmatch(part) for part in full.split(".")):
+            raise ValueError(f"illegal Avro name {schema.get('name')!r}")
+    if kind in ("record", "error"):
+        fields = schema.get("fields")
+        names = [f.get("name") for f in fields if isinstance(f, dict)] if isinstance(fields, list) else []
+        legal = all(isinstance(n, str) and _NAME.fullmatch(n) for n in names)
+        if not isinstance(fields, list) or len(names) != len(fields) or len(set(names)) != len(names) or not legal:
+            raise ValueError(f"record {schema.get('name')!r} needs a fields list of uniquely, legally named fields")
+        children = [f.get("type") for f in fields]
+    else:
+        children = [schema.get("items"), schema.get("values"), kind if isinstance(kind, (dict, list)) else None]
+    for child in children:
+        _check_names(child)
 
 
 def strip_logical_types(schema: Any) -> Any:
@@ -53,6 +84,7 @@ class Schema:
         raw = json.loads(json_text)
         if not isinstance(raw, dict) or raw.get("type") != "record":
             raise ValueError("a protocol schema must be one Avro record")
+        _check_names(raw)
         # Logical types document meaning for other languages; here timestamps stay plain
         # longs, so any long a party may write also reads back (fastavro would make them
         # datetimes, which end at year 9999). Canonical form and fingerprint drop them anyway.
@@ -157,15 +189,14 @@ class SchemaStore:
         reader = self._by_name.get(full_name)
         if reader is None:
             raise UnknownSchemaError(f"this party has no reader schema for {full_name}")
-        if reader is not writer:
-            return decode(data, writer, reader)
+        # One payload, one encoding, judged under the writer's own schema whatever the reader:
+        # fastavro accepts non-minimal varints, ints beyond 32 bits and negative union indexes
+        # that a Java or Go reader refuses; validating and re-encoding tells.
         record = decode(data, writer)
-        # One payload, one encoding: fastavro accepts non-minimal varints and out-of-range ints
-        # that a Java or Go reader refuses; re-encoding tells.
         try:
-            canonical = encode(writer, record) == data
+            canonical = validate(record, writer.parsed, raise_errors=False) and encode(writer, record) == data
         except (ValueError, TypeError, OverflowError):
             canonical = False
         if not canonical:
-            raise MalformedPayloadError(f"{full_name}: not the canonical Avro encoding of its fields")
-        return record
+            raise MalformedPayloadError(f"{full_name}: not the canonical Avro encoding of valid values")
+        return record if reader is writer else decode(data, writer, reader)

@@ -103,6 +103,7 @@ class Service:
         self.counts: Counter[str] = Counter()
         self.caught_up = asyncio.Event()
         self._first_failure: dict[tuple[str, int, int], float] = {}
+        self._completed: list[tuple[str, bytes]] = []  # wholes the record being processed assembled
         self._handlers: dict[str, Handler] = {}
         for _, method in inspect.getmembers(self, inspect.ismethod):
             for payload_type in getattr(method, "__interfed_handles__", ()):
@@ -172,6 +173,7 @@ class Service:
             if exc.retriable and not self._give_up(spot):
                 self.counts["retried"] += 1
                 self._reader.retry_later(record, self.retry_delay)
+                self._completed.clear()  # keep what this record assembled: its last chunk comes again
                 return
             if not exc.dead_letter:
                 raise
@@ -181,7 +183,9 @@ class Service:
             await self.dead_letter(record, HandlerFailedError.reason, f"{type(exc).__name__}: {exc}")
         for env, key in verified:
             self.replay.record(env, key, record.topic, record.partition)
-        self.chunks.release_all()
+        for sender, digest in self._completed:
+            self.chunks.release(sender, digest)
+        self._completed.clear()
         self._first_failure.pop(spot, None)
 
     def _give_up(self, spot: tuple[str, int, int]) -> bool:
@@ -228,6 +232,7 @@ class Service:
         if env.payload_type == CHUNK_TYPE:
             whole = self.chunks.add(env.sender, payload)
             if whole is not None:
+                self._completed.append((env.sender, payload["whole_sha256"]))
                 await self._apply_value(record, whole, verified, chunked_by=env.sender)
             return
         await self._dispatch(record, env, payload, speaker)
@@ -263,7 +268,7 @@ class Service:
         if (
             self.readonly
             or self.ctx.bus.names.protocol_name(record.topic) == "deadletter"
-            or self.trust.certificate(self.ctx.config.node_id) is None  # nobody could verify our letter
+            or not self.trust.can_sign(self.ctx.config.node_id)  # nobody could verify our letter
         ):
             self.counts[f"dead:{reason}"] += 1
             return

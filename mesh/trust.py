@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,15 @@ class TrustStore:
 
     def certificate(self, node_id: str) -> NodeCertificate | None:
         return self._certs.get(node_id)
+
+    def can_sign(self, node_id: str, at_ms: int | None = None) -> bool:
+        """Whether what ``node_id`` signs now (or at ``at_ms``) would be accepted: known, unrevoked, valid."""
+        cert = self._certs.get(node_id)
+        if cert is None:
+            return False
+        when = at_ms if at_ms is not None else time.time_ns() // 1_000_000
+        revoked = self._revoked.get(cert.serial)
+        return cert.valid_at(when) and (revoked is None or when < revoked[0])
 
     def revocation(self, cert: NodeCertificate) -> tuple[int, str] | None:
         """When (ms) and why a certificate was revoked, if it was."""

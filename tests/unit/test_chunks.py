@@ -201,3 +201,13 @@ def test_any_bytes_cut_into_any_pieces_reassemble_exactly(whole: bytes, data: st
     results = feed(ChunkAssembler(), chunks)
     assert results[:-1] == [None] * (len(chunks) - 1)
     assert results[-1] == whole
+
+
+def test_a_whole_kept_for_a_retry_survives_other_wholes_being_released() -> None:
+    """The service releases only what a settled record assembled; a paused one's whole stays for its retry."""
+    assembler = ChunkAssembler()
+    first, second = pieces(WHOLE, [10]), pieces(bytes(reversed(WHOLE)), [10])
+    feed(assembler, first)  # completed, its record then retried later
+    feed(assembler, second)
+    assembler.release("node-a", hashlib.sha256(bytes(reversed(WHOLE))).digest())
+    assert assembler.add("node-a", first[-1]) == WHOLE

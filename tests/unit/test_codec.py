@@ -354,3 +354,30 @@ def test_payload_with_a_non_minimal_varint_is_malformed_not_accepted() -> None:
     assert data == bytes.fromhex("02610a")
     with pytest.raises(MalformedPayloadError, match="canonical"):
         store.decode("interfed.registry.Heartbeat", schema.fingerprint, bytes.fromhex("02618a00"))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '{"type": "record", "name": "a-b", "fields": []}',
+        '{"type": "record", "name": "T", "fields": [{"name": "x", "type": "int"}, {"name": "x", "type": "int"}]}',
+        '{"type": "record", "name": "T"}',
+        '{"type": "record", "name": "T", "fields": [{"name": "1x", "type": "int"}]}',
+    ],
+)
+def test_a_schema_the_avro_spec_forbids_is_refused(bad: str) -> None:
+    """Java's Schema.Parser refuses these; so must we, or the two would learn different schemas."""
+    with pytest.raises(ValueError, match=r"name|field"):
+        Schema.from_json(bad)
+
+
+def test_an_int_beyond_32_bits_is_malformed_not_accepted() -> None:
+    store = SchemaStore.load()
+    schema, data = store.encode(
+        "interfed.mesh.Chunk", {"whole_sha256": bytes(32), "index": 0, "count": 1, "whole_size": 1, "data": b"x"}
+    )
+    # index as a 2**40 varint: 0x80 0x80 0x80 0x80 0x80 0x40 (zig-zag 2**41)
+    tampered = data[:33] + bytes.fromhex("808080808040") + data[34:]
+    assert data[33] == 0
+    with pytest.raises(MalformedPayloadError, match="canonical"):
+        store.decode("interfed.mesh.Chunk", schema.fingerprint, tampered)
