@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -115,6 +116,15 @@ def decode(data: bytes, writer: Schema, reader: Schema | None = None) -> Record:
     return record
 
 
+@functools.lru_cache(maxsize=8)
+def _schemas_in(folder: Path) -> tuple[Schema, ...]:
+    """The schemas of a folder, parsed once per process: every service and publisher starts from them."""
+    files = sorted(folder.rglob("*.avsc"))
+    if not files:
+        raise ConfigurationError(f"no Avro schemas under {folder}; set INTERFED_SCHEMAS to the schemas/ folder")
+    return tuple(Schema.from_json(path.read_text(encoding="utf-8")) for path in files)
+
+
 class SchemaStore:
     """The schemas this party writes with (readers, by name) and every writer schema it knows (by fingerprint)."""
 
@@ -130,11 +140,7 @@ class SchemaStore:
     @classmethod
     def load(cls, root: Path | None = None) -> SchemaStore:
         """Load every ``*.avsc`` under ``root`` (default: the protocol's schemas)."""
-        folder = root or schema_dir()
-        files = sorted(folder.rglob("*.avsc"))
-        if not files:
-            raise ConfigurationError(f"no Avro schemas under {folder}; set INTERFED_SCHEMAS to the schemas/ folder")
-        return cls([Schema.from_json(path.read_text(encoding="utf-8")) for path in files])
+        return cls(list(_schemas_in(root or schema_dir())))
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._by_name.values())

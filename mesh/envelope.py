@@ -6,7 +6,6 @@ import dataclasses
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from mesh.codec import Schema, decode, encode, schema_dir
 from mesh.errors import BadSignatureError, MalformedEnvelopeError, MalformedPayloadError
@@ -158,7 +157,3 @@ def new_envelope(
         correlation_id=correlation_id,
         payload=payload,
     )
-
-
-def envelope_schema_path() -> Path:
-    return schema_dir() / "mesh" / "Envelope.avsc"

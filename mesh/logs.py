@@ -9,6 +9,8 @@ from typing import TextIO
 
 import structlog
 
+from mesh.settings import load_settings
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
@@ -18,8 +20,13 @@ class _Sink:
     file: TextIO | None = None
 
 
-def configure(path: Path | None = None, level: str = "info", to_stderr: bool = False) -> None:
-    """Send JSON logs to ``path`` (appending), or to stderr, or nowhere but warnings when neither is given."""
+def configure(path: Path | None = None, level: str | None = None, to_stderr: bool = False) -> None:
+    """Send JSON logs to ``path`` (appending), or to stderr, or nowhere when neither is given.
+
+    ``level`` defaults to ``INTERFED_LOG_LEVEL`` (info).
+    """
+    if level is None:
+        level = load_settings().log_level
     if _Sink.file is not None and _Sink.file not in (sys.stderr, sys.stdout):
         _Sink.file.close()
     if to_stderr:

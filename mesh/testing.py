@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -164,10 +163,6 @@ async def join_all(fed: TestFederation) -> None:
             return op.directory.nodes[node_id].last_heartbeat is not None
 
         await eventually(heard, what=f"heartbeat of {m.node_id}")
-
-
-def broker_choice() -> str:
-    return os.environ.get(BROKER_ENV, "kafka")
 
 
 TestFederation.__test__ = False  # type: ignore[attr-defined]  # not a pytest class

@@ -82,10 +82,6 @@ class TrustStore:
         revoked = self._revoked.get(cert.serial)
         return cert.valid_at(when) and (revoked is None or when < revoked[0])
 
-    def revocation(self, cert: NodeCertificate) -> tuple[int, str] | None:
-        """When (ms) and why a certificate was revoked, if it was."""
-        return self._revoked.get(cert.serial)
-
     def _public_key(self, raw: bytes) -> Verifier:
         key = self._keys.get(raw)
         if key is None:
