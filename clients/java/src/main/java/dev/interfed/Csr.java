@@ -1,0 +1,79 @@
+package dev.interfed;
+
+import java.security.PrivateKey;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/** DER PKCS#10 certification requests with Ed25519 (protocol.md §5.4), built and checked by hand. */
+public final class Csr {
+    public final byte[] publicKey;
+    public final List<String> commonNames;
+
+    private Csr(byte[] publicKey, List<String> cns) {
+        this.publicKey = publicKey;
+        this.commonNames = cns;
+    }
+
+    /** Builds a CSR with subject CN=nodeId, O=institution (O left out if empty), no attributes. */
+    public static byte[] build(PrivateKey key, byte[] publicKey, String nodeId, String institution) throws Exception {
+        List<byte[]> rdns = new ArrayList<>();
+        rdns.add(Der.tlv(0x31, Der.seq(Der.oidBytes(Der.OID_CN), Der.utf8(nodeId))));
+        if (institution != null && !institution.isEmpty()) {
+            rdns.add(Der.tlv(0x31, Der.seq(Der.oidBytes(Der.OID_O), Der.utf8(institution))));
+        }
+        byte[] subject = Der.seq(rdns.toArray(new byte[0][]));
+        byte[] spki = Der.seq(Der.ALG_ED25519, Der.tlv(0x03, concat(new byte[] {0}, publicKey)));
+        byte[] info = Der.seq(Der.tlv(0x02, new byte[] {0}), subject, spki, Der.tlv(0xa0));
+        byte[] sig = Ed25519.sign(key, info);
+        return Der.seq(info, Der.ALG_ED25519, Der.tlv(0x03, concat(new byte[] {0}, sig)));
+    }
+
+    static byte[] concat(byte[] a, byte[] b) {
+        byte[] out = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+
+    /**
+     * §5.4 items 1-2: parses as DER PKCS#10 with an Ed25519 key, and its self-signature verifies
+     * (S &lt; L, no small-order checks). Any failure is INVALID_CERTIFICATE.
+     */
+    public static Csr parseAndVerify(byte[] der) throws ProtocolException {
+        try {
+            Der.Tlv top = Der.expect(Der.parseExactly(der), 0x30);
+            List<Der.Tlv> parts = top.children();
+            if (parts.size() != 3) throw new Der.DerException("CSR must have 3 parts");
+            Der.Tlv info = Der.expect(parts.get(0), 0x30);
+            Der.Tlv alg = Der.expect(parts.get(1), 0x30);
+            Der.Tlv sigBits = Der.expect(parts.get(2), 0x03);
+            List<Der.Tlv> ic = info.children();
+            if (ic.size() < 3) throw new Der.DerException("bad CertificationRequestInfo");
+            Der.expect(ic.get(0), 0x02);
+            List<List<String[]>> subject = Der.name(ic.get(1));
+            Der.Tlv spki = Der.expect(ic.get(2), 0x30);
+            List<Der.Tlv> sc = spki.children();
+            if (sc.size() != 2) throw new Der.DerException("bad SubjectPublicKeyInfo");
+            List<Der.Tlv> algc = Der.expect(sc.get(0), 0x30).children();
+            if (algc.isEmpty() || !Der.oid(algc.get(0)).equals(Der.OID_ED25519)) {
+                throw new ProtocolException("INVALID_CERTIFICATE", "CSR public key is not Ed25519");
+            }
+            byte[] pkBits = Der.expect(sc.get(1), 0x03).content();
+            if (pkBits.length != 33 || pkBits[0] != 0) throw new ProtocolException("INVALID_CERTIFICATE", "bad Ed25519 key in CSR");
+            byte[] pk = Arrays.copyOfRange(pkBits, 1, 33);
+            List<Der.Tlv> ac = alg.children();
+            if (ac.isEmpty() || !Der.oid(ac.get(0)).equals(Der.OID_ED25519)) {
+                throw new ProtocolException("INVALID_CERTIFICATE", "CSR is not Ed25519-signed");
+            }
+            byte[] sb = sigBits.content();
+            if (sb.length != 65 || sb[0] != 0) throw new ProtocolException("INVALID_CERTIFICATE", "bad CSR signature");
+            byte[] sig = Arrays.copyOfRange(sb, 1, 65);
+            if (!Ed25519.verifyOpenssl(pk, info.encoded(), sig)) {
+                throw new ProtocolException("INVALID_CERTIFICATE", "CSR self-signature does not verify");
+            }
+            return new Csr(pk, Der.values(subject, Der.OID_CN));
+        } catch (Der.DerException e) {
+            throw new ProtocolException("INVALID_CERTIFICATE", "CSR does not parse: " + e.getMessage());
+        }
+    }
+}
