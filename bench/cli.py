@@ -98,3 +98,41 @@ def bench_bus(
             ratio = f"{value / aim[1]:.2f}x" if aim[0] == ">=" else f"{aim[1] / value:.2f}x"
         table.add_row(key, str(value), f"{aim[0]} {aim[1]:g}" if aim else "", ratio)
     out.print(table)
+
+
+@app.command("paillier")
+def bench_paillier(
+    key_bits: Annotated[int, typer.Option("--key-bits", min=512, help="Paillier modulus size")] = 2048,
+    json_file: Annotated[Path | None, typer.Option("--json", help="also write the figures to this JSON file")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="shorter vectors and timings (under a minute)")] = False,
+) -> None:
+    """Paillier ops/s on one core, ours against phe (with gmpy2), each figure against the issue's target."""
+    from bench.paillier import TARGETS, run_paillier_bench
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=Console(stderr=True), transient=True
+    ) as progress:
+        task = progress.add_task(f"Paillier, {key_bits}-bit key: generating keys", total=len(TARGETS))
+        rows, meta = run_paillier_bench(
+            key_bits, quick, lambda figure: progress.update(task, advance=1, description=f"done: {figure}")
+        )
+    table = Table(title=f"Paillier on one core, {key_bits}-bit key, ours vs phe (gmpy2: {meta['phe_uses_gmpy2']})")
+    table.add_column("figure")
+    for column in ("ours ops/s", "phe ops/s", "ratio", "target"):
+        table.add_column(column, justify="right")
+    table.add_column("reached")
+    table.add_column("vs phe tuned", justify="right")
+    for row in rows:
+        table.add_row(
+            row.figure,
+            f"{row.ours_per_second:,.0f}",
+            f"{row.phe_per_second:,.0f}",
+            f"{row.ratio:,.1f}x",
+            f">= {row.target_ratio:g}x",
+            "[green]✓ reached[/]" if row.reached else "[red]✗ not reached[/]",
+            "" if row.tuned_ratio is None else f"{row.tuned_ratio:,.2f}x ({row.phe_tuned_per_second:,.0f}/s)",
+        )
+    out.print(table)
+    out.print(", ".join(f"{key}={value}" for key, value in meta.items()))
+    if json_file is not None:
+        json_file.write_text(json.dumps({"figures": [row.as_dict() for row in rows], **meta}, indent=2) + "\n")

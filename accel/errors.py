@@ -1,0 +1,62 @@
+"""Errors of the Paillier library, each carrying its reason code and its policy (see ``mesh.errors``)."""
+
+from __future__ import annotations
+
+from mesh.errors import MeshError
+
+
+class AccelError(MeshError):
+    """Base of every ``accel`` error.
+
+    A request that cannot be computed correctly is about that one request, so by default
+    it is dead-lettered and the accelerator goes on with the next one.
+    """
+
+    reason = "ACCEL_ERROR"
+    dead_letter = True
+
+
+class PaillierOverflowError(AccelError, OverflowError):
+    """The result would leave the signed plaintext range (|m| <= n//3 - 1): it would decrypt wrong."""
+
+    reason = "PAILLIER_OVERFLOW"
+
+
+class ExponentMismatchError(AccelError, ValueError):
+    """Two encrypted vectors with different fixed-point exponents were combined; align one first."""
+
+    reason = "EXPONENT_MISMATCH"
+
+
+class PackingBudgetError(AccelError, OverflowError):
+    """A packed operation would exceed the declared number of additions (the slots' headroom)."""
+
+    reason = "PACKING_BUDGET"
+
+
+class PaillierKeyMismatchError(AccelError, ValueError):
+    """Ciphertexts under different public keys were combined, or decrypted with the wrong key."""
+
+    reason = "PAILLIER_KEY_MISMATCH"
+
+
+class ShapeMismatchError(AccelError, ValueError):
+    """Operand lengths or matrix shapes do not fit."""
+
+    reason = "SHAPE_MISMATCH"
+
+
+class MalformedCiphertextError(AccelError, ValueError):
+    """Serialised key or ciphertext bytes that do not parse, or values outside their group."""
+
+    reason = "MALFORMED_CIPHERTEXT"
+
+
+class MissingPrivateKeyError(AccelError):
+    """Decryption or key-owner encryption asked of a backend built without the private key.
+
+    A configuration error, not a bad request: the service should stop, not dead-letter.
+    """
+
+    reason = "NO_PRIVATE_KEY"
+    dead_letter = False
