@@ -62,6 +62,10 @@ class PrivateKey:
             raise PaillierKeyMismatchError("p * q is not n")
         if self.p == self.q:
             raise ValueError("p and q must differ")
+        if self.p > self.q:  # one order, so one key has one value (phe keeps p < q too)
+            p, q = self.q, self.p
+            object.__setattr__(self, "p", p)
+            object.__setattr__(self, "q", q)
 
     def __repr__(self) -> str:
         # Never print the factors (logs, tracebacks).

@@ -9,6 +9,7 @@ from mesh.bus import Bus
 from mesh.codec import Record, SchemaStore
 from mesh.envelope import Envelope, new_envelope
 from mesh.errors import PayloadTooLargeError
+from mesh.evidence import EVIDENCE_RECORDED, evidence_of
 from mesh.home import SequenceCounter
 from mesh.signing import Signer
 from mesh.topics import CHUNK_TYPE, check_payload_topic
@@ -65,13 +66,27 @@ class Publisher:
         ).signed(self._key)
 
     async def publish(
-        self, topic: str, payload_type: str, record: dict[str, Any], subject: str, correlation_id: str | None = None
+        self,
+        topic: str,
+        payload_type: str,
+        record: dict[str, Any],
+        subject: str,
+        correlation_id: str | None = None,
+        *,
+        evidence: str | None = None,
     ) -> Envelope:
-        """Sign and send one event on protocol topic ``topic``, keyed by ``subject``."""
+        """Sign and send one event on protocol topic ``topic``, keyed by ``subject``.
+
+        With ``evidence`` (an action such as ``catalog.grant``), the event is a governance or
+        computation step: once it is on the broker, its EvidenceRecorded follows on ``evidence``.
+        """
         check_payload_topic(payload_type, topic)
         await self._announce_schema(payload_type)
         env = self.envelope(payload_type, record, subject, correlation_id)
         await self.send_envelope(topic, env)
+        if evidence is not None:
+            proof = evidence_of(evidence, topic, env)
+            await self.publish("evidence", EVIDENCE_RECORDED, proof, subject, correlation_id)
         return env
 
     async def send_envelope(self, topic: str, env: Envelope) -> None:
