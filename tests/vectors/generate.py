@@ -26,11 +26,15 @@ from mesh.codec import SchemaStore, fingerprint_of
 from mesh.envelope import ENVELOPE_TYPE, SIGNING_TAG, new_envelope
 from mesh.identity import make_csr, raw_public_key
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from identity_cases import identity_vectors
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 SCHEMAS = REPO / "schemas"
 FINGERPRINTS = HERE / "fingerprints.json"
 ENVELOPES = HERE / "envelopes.json"
+IDENTITY = HERE / "identity.json"
 
 #: 32 bytes 0x01..0x20: the Ed25519 private key seed (RFC 8032 "secret key") every case signs with.
 SEED = bytes(range(1, 33))
@@ -226,7 +230,11 @@ def render(data: dict[str, Any]) -> str:
 
 
 def outputs() -> dict[Path, str]:
-    return {FINGERPRINTS: render(fingerprint_vectors()), ENVELOPES: render(envelope_vectors())}
+    return {
+        FINGERPRINTS: render(fingerprint_vectors()),
+        ENVELOPES: render(envelope_vectors()),
+        IDENTITY: render(identity_vectors()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
