@@ -274,7 +274,8 @@ public final class Receiver {
         } catch (Exception e) {
             throw new ProtocolException("MALFORMED_PAYLOAD", "schema_json is not a valid Avro schema: " + e.getMessage());
         }
-        if (s.getType() != Schema.Type.RECORD) throw new ProtocolException("MALFORMED_PAYLOAD", "schema_json is not a record");
+        // Avro's Java parser gives an "error" the type RECORD; the protocol wants a record (§2.5)
+        if (s.getType() != Schema.Type.RECORD || s.isError()) throw new ProtocolException("MALFORMED_PAYLOAD", "schema_json is not a record");
         String canonical = SchemaNormalization.toParsingForm(s);
         if (!Arrays.equals(Schemas.fingerprintOfCanonical(canonical), fingerprint)) {
             throw new ProtocolException("INCOMPATIBLE_SCHEMA", "fingerprint does not match schema_json");
