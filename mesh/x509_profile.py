@@ -29,6 +29,9 @@ _GENERALIZED = re.compile(rb"\d{14}Z")
 
 Tlv = tuple[int, bytes, bytes]  # tag, content, whole encoding
 
+#: The field prime of edwards25519.
+P = 2**255 - 19
+
 
 def _bad(why: str) -> InvalidCertificateError:
     return InvalidCertificateError(f"not the protocol's X.509 profile: {why}")
@@ -142,6 +145,18 @@ def _check_serial(content: bytes) -> None:
         raise _bad("the serial must be a minimal INTEGER")
 
 
+def _check_key(spki: bytes, what: str) -> None:
+    """Exactly an Ed25519 SubjectPublicKeyInfo whose key is a canonical encoding (y < p).
+
+    OpenSSL reads y modulo p, so it verifies under a non-canonical encoding of a
+    small-order point; the JDK refuses to decode it. Refusing it here gives one verdict.
+    """
+    if len(spki) != 44 or spki[:12] != ED25519_SPKI_PREFIX:
+        raise _bad(f"{what} must be exactly an Ed25519 SubjectPublicKeyInfo")
+    if int.from_bytes(spki[12:], "little") & ((1 << 255) - 1) >= P:
+        raise _bad(f"{what} is not a canonical Ed25519 encoding (y >= p)")
+
+
 def check_certificate_der(der: bytes) -> None:
     """Raise InvalidCertificateError unless ``der`` is exactly one certificate of the §5.6 profile."""
     outer = _children(_only(der, 0x30))
@@ -162,8 +177,7 @@ def check_certificate_der(der: bytes) -> None:
         raise _bad("validity must be SEQUENCE { notBefore, notAfter }")
     for tag, value, _ in validity:
         _check_time(tag, value)
-    if tbs[6][2][: len(ED25519_SPKI_PREFIX)] != ED25519_SPKI_PREFIX or len(tbs[6][2]) != 44:
-        raise _bad("the subject key must be exactly an Ed25519 SubjectPublicKeyInfo")
+    _check_key(tbs[6][2], "the subject key")
     rest = tbs[7:]
     if len(rest) > 1 or (rest and rest[0][0] != 0xA3):
         raise _bad("only extensions may follow the subject key (no unique identifiers)")
@@ -182,5 +196,4 @@ def check_csr_der(der: bytes) -> None:
     if len(info) != 4 or info[0][2] != CSR_V1 or info[1][0] != 0x30 or info[3][2] != b"\xa0\x00":
         raise _bad("CertificationRequestInfo must be { version 0, subject, key, empty attributes [0] }")
     _check_name(info[1][1])
-    if info[2][2][: len(ED25519_SPKI_PREFIX)] != ED25519_SPKI_PREFIX or len(info[2][2]) != 44:
-        raise _bad("the CSR key must be exactly an Ed25519 SubjectPublicKeyInfo")
+    _check_key(info[2][2], "the CSR key")

@@ -285,6 +285,16 @@ def _certificates() -> list[tuple[str, str, bytes]]:
     ]
 
 
+IDENTITY = bytes([1]) + bytes(31)
+IDENTITY_P_PLUS_1 = bytes.fromhex("ee" + "ff" * 30 + "7f")
+
+
+def _identity_csr(key: bytes) -> bytes:
+    """A CSR for the neutral point: R = the neutral point, S = 0 satisfies [S]B - [k]A = R for any k."""
+    info = seq(integer(0), name(rdn(CN, "node-a")), seq(ALG, tlv(0x03, b"\x00" + key)), b"\xa0\x00")
+    return seq(info, ALG, tlv(0x03, b"\x00" + IDENTITY + bytes(32)))
+
+
 def _csrs() -> list[tuple[str, str, bytes]]:
     reference = make_csr(NODE_KEY, "node-a", "Example Hospital").public_bytes(serialization.Encoding.DER)
     return [
@@ -314,6 +324,12 @@ def _csrs() -> list[tuple[str, str, bytes]]:
             csr(subject=name(rdn(CN, "node-a".encode("utf-16-be"), 0x1E))),
         ),
         ("cn_invalid_utf8", "UTF8String must be valid UTF-8", csr(subject=name(rdn(CN, b"node-\xff")))),
+        (
+            "key_small_order",
+            "a canonical small-order key passes items 1-2 (the envelope is then BAD_SIGNATURE)",
+            _identity_csr(IDENTITY),
+        ),
+        ("key_not_canonical", "the same point encoded with y = p + 1: refused", _identity_csr(IDENTITY_P_PLUS_1)),
     ]
 
 
@@ -339,11 +355,8 @@ def _verdict_csr(der: bytes) -> dict[str, Any]:
     except InvalidCertificateError:
         return {"verdict": "reject"}
     names = [str(a.value) for a in request.subject if a.oid.dotted_string == CN]
-    return {
-        "verdict": "accept",
-        "common_names": names,
-        "public_key_hex": raw_public_key(request.public_key()).hex(),  # type: ignore[arg-type]
-    }
+    key = raw_public_key(request.public_key())  # type: ignore[arg-type]
+    return {"verdict": "accept", "common_names": names, "public_key_hex": key.hex()}
 
 
 def identity_vectors() -> dict[str, Any]:

@@ -73,6 +73,8 @@ public final class Cert {
                 throw new ProtocolException("INVALID_CERTIFICATE", "subject public key is not exactly an Ed25519 SubjectPublicKeyInfo");
             }
             byte[] pk = Arrays.copyOfRange(spki, 12, 44);
+            // OpenSSL reads y mod p, the JDK refuses y >= p: one verdict only if such keys are refused here (§5.6)
+            if (!Ed25519.isCanonicalPoint(pk)) throw new ProtocolException("INVALID_CERTIFICATE", "public key is not a canonical Ed25519 encoding (y >= p)");
             if (t.size() > 8 || (t.size() == 8 && t.get(7).tag != 0xa3)) {
                 throw new Der.DerException("only [3] extensions may follow the subject key (no unique identifiers)");
             }

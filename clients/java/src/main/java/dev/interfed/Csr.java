@@ -64,6 +64,8 @@ public final class Csr {
                 throw new ProtocolException("INVALID_CERTIFICATE", "CSR public key is not exactly an Ed25519 SubjectPublicKeyInfo");
             }
             byte[] pk = Arrays.copyOfRange(spki, 12, 44);
+            // OpenSSL reads y mod p, the JDK refuses y >= p: one verdict only if such keys are refused here (§5.6)
+            if (!Ed25519.isCanonicalPoint(pk)) throw new ProtocolException("INVALID_CERTIFICATE", "public key is not a canonical Ed25519 encoding (y >= p)");
             byte[] sig = Arrays.copyOfRange(sb, 3, 67);
             if (!Ed25519.verifyOpenssl(pk, info.encoded(), sig)) {
                 throw new ProtocolException("INVALID_CERTIFICATE", "CSR self-signature does not verify");
