@@ -38,9 +38,12 @@ public final class Membership {
         return c != null ? c : nodeCerts.get(sender);
     }
 
+    /**
+     * §9.3: a node id held by any certificate of the federation folder (as the reference counts
+     * them, whatever the certificate's OU) cannot be applied for.
+     */
     public boolean isOperatorId(String nodeId) {
-        Cert c = federation.operators.get(nodeId);
-        return c != null && "operator".equals(c.role);
+        return federation.operators.containsKey(nodeId);
     }
 
     void revoke(String serial, long from) {
