@@ -193,9 +193,12 @@ public final class Membership {
     /** Whether this party's own certificate is known, unrevoked and unexpired in its own trust view (§7). */
     public boolean ownCertificateUsable(String nodeId, long now) {
         Cert c = certificateFor(nodeId);
-        if (c == null) return false;
-        Long rev = revokedFrom.get(c.serialHex);
-        if (rev != null && now >= rev) return false;
-        return now <= c.notAfterMs;
+        return c != null && usableAt(c, revokedFrom.get(c.serialHex), now);
+    }
+
+    /** §7: notBefore <= now <= notAfter, and now before any revocation of the serial (as the reference's can_sign). */
+    static boolean usableAt(Cert c, Long revokedFrom, long now) {
+        if (revokedFrom != null && now >= revokedFrom) return false;
+        return c.notBeforeMs <= now && now <= c.notAfterMs;
     }
 }

@@ -53,4 +53,21 @@ class IdentityTest {
         assertTrue(wrong.isEmpty(), String.join("\n", wrong));
         assertTrue(accepted >= 5 && refused >= 30, "identity.json holds both kinds of case");
     }
+
+    @Test
+    void ownCertificateIsUsableOnlyWithinItsValidityAndBeforeRevocation() throws Exception {
+        JsonNode v = VectorsTest.load("identity.json");
+        Cert root = Cert.parse(Hex.decode(v.get("root_der_hex").asText()));
+        Cert c = null;
+        for (JsonNode x : v.get("cases")) {
+            if (x.get("name").asText().equals("accepted")) c = Cert.accept(Hex.decode(x.get("der_hex").asText()), root);
+        }
+        assertNotNull(c);
+        assertFalse(Membership.usableAt(c, null, c.notBeforeMs - 1)); // before notBefore (no skew here, §7)
+        assertTrue(Membership.usableAt(c, null, c.notBeforeMs));
+        assertTrue(Membership.usableAt(c, null, c.notAfterMs));
+        assertFalse(Membership.usableAt(c, null, c.notAfterMs + 1));
+        assertTrue(Membership.usableAt(c, c.notBeforeMs + 10, c.notBeforeMs + 9));
+        assertFalse(Membership.usableAt(c, c.notBeforeMs + 10, c.notBeforeMs + 10));
+    }
 }
