@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
-import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -16,38 +14,10 @@ from fastavro.schema import fingerprint as avro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import validate
 
+from mesh.avro_rules import check_schema, loads
 from mesh.errors import ConfigurationError, IncompatibleSchemaError, MalformedPayloadError, UnknownSchemaError
 
 Record = dict[str, Any]
-
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _check_names(schema: Any) -> None:
-    """What the Avro spec requires and fastavro does not check: legal names, fields present and unique."""
-    if isinstance(schema, list):
-        for branch in schema:
-            _check_names(branch)
-        return
-    if not isinstance(schema, dict):
-        return
-    kind = schema.get("type")
-    if kind in ("record", "error", "enum", "fixed"):
-        full = f"{schema.get('namespace') or ''}.{schema.get('name', '')}".strip(".")
-        if not all(_NAME.fullmatch(part) for part in full.split(".")):
-            raise ValueError(f"illegal Avro name {schema.get('name')!r}")
-    if kind in ("record", "error"):
-        fields = schema.get("fields")
-        names = [f.get("name") for f in fields if isinstance(f, dict)] if isinstance(fields, list) else []
-        legal = all(isinstance(n, str) and _NAME.fullmatch(n) for n in names)
-        if not isinstance(fields, list) or len(names) != len(fields) or len(set(names)) != len(names) or not legal:
-            raise ValueError(f"record {schema.get('name')!r} needs a fields list of uniquely, legally named fields")
-        children = [f.get("type") for f in fields]
-    else:
-        children = [schema.get("items"), schema.get("values"), kind if isinstance(kind, (dict, list)) else None]
-    for child in children:
-        _check_names(child)
 
 
 def strip_logical_types(schema: Any) -> Any:
@@ -82,15 +52,20 @@ class Schema:
 
     @classmethod
     def from_json(cls, json_text: str) -> Schema:
-        raw = json.loads(json_text)
+        raw = loads(json_text)
         if not isinstance(raw, dict) or raw.get("type") != "record":
             raise ValueError("a protocol schema must be one Avro record")
-        _check_names(raw)
+        check_schema(raw)
         # Logical types document meaning for other languages; here timestamps stay plain
         # longs, so any long a party may write also reads back (fastavro would make them
         # datetimes, which end at year 9999). Canonical form and fingerprint drop them anyway.
         parsed = cast(dict[str, Any], fastavro.parse_schema(strip_logical_types(raw), named_schemas={}))
-        return cls(full_name=str(parsed["name"]), fingerprint=fingerprint_of(raw), json_text=json_text, parsed=parsed)
+        return cls(
+            full_name=str(parsed["name"]),
+            fingerprint=fingerprint_of(strip_logical_types(raw)),
+            json_text=json_text,
+            parsed=parsed,
+        )
 
 
 def encode(schema: Schema, record: Record) -> bytes:
@@ -175,9 +150,9 @@ class SchemaStore:
                 f"{schema.full_name} {schema.fingerprint.hex()}"
             )
         known = self._by_fingerprint.get(fingerprint)
-        if known is not None and to_parsing_canonical_form(json.loads(known.json_text)) != to_parsing_canonical_form(
-            json.loads(json_text)
-        ):
+        if known is not None and to_parsing_canonical_form(
+            strip_logical_types(loads(known.json_text))
+        ) != to_parsing_canonical_form(strip_logical_types(loads(json_text))):
             raise IncompatibleSchemaError(f"fingerprint {fingerprint.hex()} already names another schema")
         return self._by_fingerprint.setdefault(fingerprint, schema)
 

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.x509.oid import NameOID
 
 from mesh.errors import IdentityError, InvalidCertificateError
+from mesh.x509_profile import check_certificate_der, check_csr_der
 
 Role = Literal["node", "operator"]
 ROLES: tuple[Role, ...] = ("node", "operator")
@@ -99,6 +100,7 @@ def make_csr(key: Ed25519PrivateKey, node_id: str, institution: str) -> x509.Cer
 def load_csr(der: bytes) -> x509.CertificateSigningRequest:
     """Parse a DER CSR and check it is an Ed25519 request signed by its own key."""
     # cryptography parses lazily and raises several types for damaged input; all mean one thing here.
+    check_csr_der(der)
     try:
         csr = x509.load_der_x509_csr(der)
         key_ok = isinstance(csr.public_key(), Ed25519PublicKey)
@@ -176,38 +178,10 @@ def check_certificate(cert: x509.Certificate, root: x509.Certificate) -> NodeCer
         raise InvalidCertificateError(f"certificate does not parse: {type(exc).__name__}: {exc}") from None
 
 
-#: DER AlgorithmIdentifier of Ed25519 (RFC 8410): SEQUENCE { OID 1.3.101.112 }, no parameters.
-ED25519_ALGORITHM = bytes.fromhex("300506032b6570")
-
-
-def _der_length(data: bytes, at: int) -> tuple[int, int]:
-    """Length of the DER element whose length octets start at ``at``; and where its content starts."""
-    first = data[at]
-    if first < 0x80:
-        return first, at + 1
-    n = first & 0x7F
-    return int.from_bytes(data[at + 1 : at + 1 + n], "big"), at + 1 + n
-
-
-def _signed_algorithm(tbs: bytes) -> bytes:
-    """The signature AlgorithmIdentifier inside TBSCertificate (after version and serial)."""
-    _, at = _der_length(tbs, 1)  # into the TBSCertificate SEQUENCE
-    for _ in range(2):  # skip [0] version and serialNumber
-        length, content = _der_length(tbs, at + 1)
-        at = content + length
-    length, content = _der_length(tbs, at + 1)
-    return tbs[at : content + length]
-
-
 def _check_certificate(cert: x509.Certificate, root: x509.Certificate) -> NodeCertificate:
-    # RFC 5280 4.1.1.2: the outer algorithm must be the signed one; otherwise one certificate
-    # has several DER encodings (and digests) that all check.
-    der = cert.public_bytes(serialization.Encoding.DER)
-    tbs = cert.tbs_certificate_bytes
-    # After the TBSCertificate: the algorithm, then BIT STRING { 0 unused bits, 64-byte signature }, nothing more.
-    tail = der[der.index(tbs) + len(tbs) :]
-    if tail != ED25519_ALGORITHM + b"\x03\x41\x00" + cert.signature or _signed_algorithm(tbs) != ED25519_ALGORITHM:
-        raise InvalidCertificateError("certificate is not exactly an Ed25519-signed certificate (RFC 8410)")
+    # One narrow profile, checked on the bytes: what cryptography lets through (unused key bits,
+    # negative serials, unique identifiers, ...) another library would refuse, or the reverse.
+    check_certificate_der(cert.public_bytes(serialization.Encoding.DER))
     if cert.issuer != root.subject:
         raise InvalidCertificateError("certificate is not issued by this federation's root")
     root_key = root.public_key()

@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 
 from mesh.codec import Schema, SchemaStore, decode, encode
 from mesh.envelope import SIGNING_TAG, Envelope, new_envelope
-from mesh.errors import ConfigurationError, IncompatibleSchemaError, MalformedPayloadError, UnknownSchemaError
+from mesh.errors import (
+    ConfigurationError,
+    IncompatibleSchemaError,
+    MalformedPayloadError,
+    MeshError,
+    UnknownSchemaError,
+)
 
 STORE = SchemaStore.load()
 HEARTBEAT = "interfed.registry.Heartbeat"
@@ -381,3 +387,21 @@ def test_an_int_beyond_32_bits_is_malformed_not_accepted() -> None:
     assert data[33] == 0
     with pytest.raises(MalformedPayloadError, match="canonical"):
         store.decode("interfed.mesh.Chunk", schema.fingerprint, tampered)
+
+
+_LEARNING = json.loads(
+    (Path(__file__).resolve().parents[1] / "vectors" / "schema_learning.json").read_text(encoding="utf-8")
+)
+
+
+@pytest.mark.parametrize("case", _LEARNING["cases"], ids=lambda c: c["name"])
+def test_published_schemas_are_learned_as_the_avro_spec_says(case: dict[str, str]) -> None:
+    # fastavro alone learns NaN defaults, doubled union branches, negative fixed sizes, ...; Java's Avro refuses them
+    store = SchemaStore([])
+    fingerprint = bytes.fromhex(case.get("fingerprint_hex", "00" * 8))
+    if case["verdict"] == "learn":
+        assert store.learn(case["schema_json"], fingerprint, "x.y.A").fingerprint == fingerprint
+    else:
+        with pytest.raises(MeshError) as refused:
+            store.learn(case["schema_json"], fingerprint, "x.y.A")
+        assert refused.value.reason == case["verdict"]

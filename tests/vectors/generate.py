@@ -26,11 +26,18 @@ from mesh.codec import SchemaStore, fingerprint_of
 from mesh.envelope import ENVELOPE_TYPE, SIGNING_TAG, new_envelope
 from mesh.identity import make_csr, raw_public_key
 
+# the case builders live beside this script, which is run as a file, not imported as a package
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from identity_cases import identity_vectors
+from schema_cases import schema_learning_vectors
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 SCHEMAS = REPO / "schemas"
 FINGERPRINTS = HERE / "fingerprints.json"
 ENVELOPES = HERE / "envelopes.json"
+IDENTITY = HERE / "identity.json"
+SCHEMA_LEARNING = HERE / "schema_learning.json"
 
 #: 32 bytes 0x01..0x20: the Ed25519 private key seed (RFC 8032 "secret key") every case signs with.
 SEED = bytes(range(1, 33))
@@ -226,7 +233,12 @@ def render(data: dict[str, Any]) -> str:
 
 
 def outputs() -> dict[Path, str]:
-    return {FINGERPRINTS: render(fingerprint_vectors()), ENVELOPES: render(envelope_vectors())}
+    return {
+        FINGERPRINTS: render(fingerprint_vectors()),
+        ENVELOPES: render(envelope_vectors()),
+        IDENTITY: render(identity_vectors()),
+        SCHEMA_LEARNING: render(schema_learning_vectors()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

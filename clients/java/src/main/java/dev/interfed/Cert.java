@@ -1,6 +1,5 @@
 package dev.interfed;
 
-import java.math.BigInteger;
 import java.time.LocalDateTime;
 import java.time.ZoneOffset;
 import java.util.Arrays;
@@ -37,7 +36,13 @@ public final class Cert {
         this.role = ous.isEmpty() ? null : ous.get(0);
     }
 
-    /** §5.2 steps 1-2 (structure), without the issuer check. */
+    static final byte[] V3 = Hex.decode("a003020102");
+
+    /**
+     * §5.2 steps 1-2 and the §5.6 profile (structure), without the issuer and signature checks.
+     * The JDK's CertificateFactory is not used: it accepts BER leniencies, v1 and v2 certificates
+     * and other key encodings that the protocol refuses.
+     */
     public static Cert parse(byte[] der) throws ProtocolException {
         try {
             Der.Tlv top = Der.expect(Der.parseExactly(der), 0x30);
@@ -53,8 +58,8 @@ public final class Cert {
                 throw new ProtocolException("INVALID_CERTIFICATE", "certificate signature is not 03 41 00 || 64 bytes");
             }
             List<Der.Tlv> t = tbs.children();
-            if (t.size() < 7 || t.get(0).tag != 0xa0) throw new Der.DerException("TBSCertificate needs an explicit [0] version");
-            Der.Tlv serial = Der.expect(t.get(1), 0x02);
+            if (t.size() < 7 || !Arrays.equals(t.get(0).encoded(), V3)) throw new Der.DerException("TBSCertificate must start with version v3 (a0 03 02 01 02)");
+            String serialHex = Der.positiveInteger(t.get(1), 20).toString(16);
             if (!Arrays.equals(t.get(2).encoded(), Der.ALG_ED25519)) {
                 throw new ProtocolException("INVALID_CERTIFICATE", "TBSCertificate signature field is not Ed25519");
             }
@@ -63,31 +68,52 @@ public final class Cert {
             if (validity.size() != 2) throw new Der.DerException("bad Validity");
             long nb = time(validity.get(0)), na = time(validity.get(1));
             List<List<String[]>> subject = Der.name(t.get(5));
-            List<Der.Tlv> spki = Der.expect(t.get(6), 0x30).children();
-            if (spki.size() != 2) throw new Der.DerException("bad SubjectPublicKeyInfo");
-            List<Der.Tlv> alg = Der.expect(spki.get(0), 0x30).children();
-            boolean ed = !alg.isEmpty() && Der.oid(alg.get(0)).equals(Der.OID_ED25519) && alg.size() == 1;
-            byte[] bits = Der.expect(spki.get(1), 0x03).content();
-            byte[] pk = bits.length >= 1 ? Arrays.copyOfRange(bits, 1, bits.length) : new byte[0];
-            if (ed && (bits.length != 33 || bits[0] != 0)) ed = false;
-            String serialHex = new BigInteger(serial.content()).toString(16);
-            return new Cert(der, serialHex, issuer, subject, nb, na, pk, ed, tbs.encoded(), Arrays.copyOfRange(sb, 3, 67));
+            byte[] spki = t.get(6).encoded();
+            if (spki.length != 44 || !Arrays.equals(Arrays.copyOf(spki, 12), Der.SPKI_ED25519_PREFIX)) {
+                throw new ProtocolException("INVALID_CERTIFICATE", "subject public key is not exactly an Ed25519 SubjectPublicKeyInfo");
+            }
+            byte[] pk = Arrays.copyOfRange(spki, 12, 44);
+            // OpenSSL reads y mod p, the JDK refuses y >= p: one verdict only if such keys are refused here (§5.6)
+            if (!Ed25519.isCanonicalPoint(pk)) throw new ProtocolException("INVALID_CERTIFICATE", "public key is not a canonical Ed25519 encoding (y >= p)");
+            if (t.size() > 8 || (t.size() == 8 && t.get(7).tag != 0xa3)) {
+                throw new Der.DerException("only [3] extensions may follow the subject key (no unique identifiers)");
+            }
+            if (t.size() == 8) extensions(t.get(7));
+            return new Cert(der, serialHex, issuer, subject, nb, na, pk, true, tbs.encoded(), Arrays.copyOfRange(sb, 3, 67));
         } catch (Der.DerException | RuntimeException e) {
             throw new ProtocolException("INVALID_CERTIFICATE", "certificate does not parse: " + e.getMessage());
         }
     }
 
+    /** [3] { SEQUENCE SIZE (1..) OF Extension }: shape only, each OID once; values are not interpreted. */
+    static void extensions(Der.Tlv explicit) throws Der.DerException {
+        List<Der.Tlv> wrapped = explicit.children();
+        if (wrapped.size() != 1) throw new Der.DerException("[3] must hold one SEQUENCE of extensions");
+        List<Der.Tlv> exts = Der.expect(wrapped.get(0), 0x30).children();
+        if (exts.isEmpty()) throw new Der.DerException("empty extensions");
+        java.util.Set<String> seen = new java.util.HashSet<>();
+        for (Der.Tlv ext : exts) {
+            List<Der.Tlv> p = Der.expect(ext, 0x30).children();
+            if (p.size() < 2 || p.size() > 3 || p.get(p.size() - 1).tag != 0x04) throw new Der.DerException("bad Extension");
+            if (p.size() == 3 && !Arrays.equals(p.get(1).encoded(), new byte[] {0x01, 0x01, (byte) 0xff})) {
+                throw new Der.DerException("critical must be omitted or DER TRUE (01 01 ff)");
+            }
+            if (!seen.add(Der.oid(p.get(0)))) throw new Der.DerException("an extension appears twice");
+        }
+    }
+
     static long time(Der.Tlv t) throws Der.DerException {
-        String s = new String(t.content(), java.nio.charset.StandardCharsets.US_ASCII);
+        String s = new String(t.content(), java.nio.charset.StandardCharsets.ISO_8859_1);
         int year, i;
         if (t.tag == 0x17) { // UTCTime YYMMDDHHMMSSZ
-            if (s.length() != 13 || !s.endsWith("Z")) throw new Der.DerException("bad UTCTime");
+            if (!s.matches("[0-9]{12}Z")) throw new Der.DerException("bad UTCTime");
             int yy = Integer.parseInt(s.substring(0, 2));
             year = yy < 50 ? 2000 + yy : 1900 + yy;
             i = 2;
-        } else if (t.tag == 0x18) { // GeneralizedTime YYYYMMDDHHMMSSZ
-            if (s.length() != 15 || !s.endsWith("Z")) throw new Der.DerException("bad GeneralizedTime");
+        } else if (t.tag == 0x18) { // GeneralizedTime YYYYMMDDHHMMSSZ, only from 2050 on (RFC 5280 4.1.2.5)
+            if (!s.matches("[0-9]{14}Z")) throw new Der.DerException("bad GeneralizedTime");
             year = Integer.parseInt(s.substring(0, 4));
+            if (year < 2050) throw new Der.DerException("GeneralizedTime before 2050");
             i = 4;
         } else {
             throw new Der.DerException("bad time type");

@@ -45,34 +45,33 @@ public final class Csr {
             List<Der.Tlv> parts = top.children();
             if (parts.size() != 3) throw new Der.DerException("CSR must have 3 parts");
             Der.Tlv info = Der.expect(parts.get(0), 0x30);
-            Der.Tlv alg = Der.expect(parts.get(1), 0x30);
-            Der.Tlv sigBits = Der.expect(parts.get(2), 0x03);
+            if (!Arrays.equals(parts.get(1).encoded(), Der.ALG_ED25519)) {
+                throw new ProtocolException("INVALID_CERTIFICATE", "CSR is not exactly Ed25519-signed");
+            }
+            byte[] sb = parts.get(2).encoded();
+            if (sb.length != 67 || sb[0] != 0x03 || sb[1] != 0x41 || sb[2] != 0) {
+                throw new ProtocolException("INVALID_CERTIFICATE", "CSR signature is not 03 41 00 || 64 bytes");
+            }
             List<Der.Tlv> ic = info.children();
-            if (ic.size() < 3) throw new Der.DerException("bad CertificationRequestInfo");
-            Der.expect(ic.get(0), 0x02);
+            // §5.4: { version 0, subject, Ed25519 key, empty attributes [0] }, nothing else
+            if (ic.size() != 4 || !Arrays.equals(ic.get(0).encoded(), new byte[] {0x02, 0x01, 0x00})
+                    || !Arrays.equals(ic.get(3).encoded(), new byte[] {(byte) 0xa0, 0x00})) {
+                throw new Der.DerException("CertificationRequestInfo must be { version 0, subject, key, empty attributes }");
+            }
             List<List<String[]>> subject = Der.name(ic.get(1));
-            Der.Tlv spki = Der.expect(ic.get(2), 0x30);
-            List<Der.Tlv> sc = spki.children();
-            if (sc.size() != 2) throw new Der.DerException("bad SubjectPublicKeyInfo");
-            List<Der.Tlv> algc = Der.expect(sc.get(0), 0x30).children();
-            if (algc.isEmpty() || !Der.oid(algc.get(0)).equals(Der.OID_ED25519)) {
-                throw new ProtocolException("INVALID_CERTIFICATE", "CSR public key is not Ed25519");
+            byte[] spki = ic.get(2).encoded();
+            if (spki.length != 44 || !Arrays.equals(Arrays.copyOf(spki, 12), Der.SPKI_ED25519_PREFIX)) {
+                throw new ProtocolException("INVALID_CERTIFICATE", "CSR public key is not exactly an Ed25519 SubjectPublicKeyInfo");
             }
-            byte[] pkBits = Der.expect(sc.get(1), 0x03).content();
-            if (pkBits.length != 33 || pkBits[0] != 0) throw new ProtocolException("INVALID_CERTIFICATE", "bad Ed25519 key in CSR");
-            byte[] pk = Arrays.copyOfRange(pkBits, 1, 33);
-            List<Der.Tlv> ac = alg.children();
-            if (ac.isEmpty() || !Der.oid(ac.get(0)).equals(Der.OID_ED25519)) {
-                throw new ProtocolException("INVALID_CERTIFICATE", "CSR is not Ed25519-signed");
-            }
-            byte[] sb = sigBits.content();
-            if (sb.length != 65 || sb[0] != 0) throw new ProtocolException("INVALID_CERTIFICATE", "bad CSR signature");
-            byte[] sig = Arrays.copyOfRange(sb, 1, 65);
+            byte[] pk = Arrays.copyOfRange(spki, 12, 44);
+            // OpenSSL reads y mod p, the JDK refuses y >= p: one verdict only if such keys are refused here (§5.6)
+            if (!Ed25519.isCanonicalPoint(pk)) throw new ProtocolException("INVALID_CERTIFICATE", "public key is not a canonical Ed25519 encoding (y >= p)");
+            byte[] sig = Arrays.copyOfRange(sb, 3, 67);
             if (!Ed25519.verifyOpenssl(pk, info.encoded(), sig)) {
                 throw new ProtocolException("INVALID_CERTIFICATE", "CSR self-signature does not verify");
             }
             return new Csr(pk, Der.values(subject, Der.OID_CN));
-        } catch (Der.DerException e) {
+        } catch (Der.DerException | RuntimeException e) {
             throw new ProtocolException("INVALID_CERTIFICATE", "CSR does not parse: " + e.getMessage());
         }
     }

@@ -89,13 +89,16 @@ public final class Der {
     public static String oid(Tlv t) throws DerException {
         expect(t, 0x06);
         byte[] c = t.content();
-        if (c.length == 0) throw new DerException("empty OID");
+        if (c.length == 0 || (c[c.length - 1] & 0x80) != 0) throw new DerException("malformed OID");
         StringBuilder sb = new StringBuilder();
         long v = 0;
-        boolean first = true;
+        boolean first = true, startOfArc = true;
         for (byte x : c) {
+            // DER: a subidentifier never starts with 0x80 (that would be a leading zero septet)
+            if (startOfArc && (x & 0xff) == 0x80) throw new DerException("non-minimal OID");
             v = (v << 7) | (x & 0x7f);
-            if ((x & 0x80) == 0) {
+            startOfArc = (x & 0x80) == 0;
+            if (startOfArc) {
                 if (first) {
                     long a = Math.min(v / 40, 2);
                     sb.append(a).append('.').append(v - 40 * a);
@@ -109,23 +112,41 @@ public final class Der {
         return sb.toString();
     }
 
-    /** Decodes a directory string (UTF8String, PrintableString, IA5String, T61, BMP, Universal). */
+    private static final java.util.regex.Pattern PRINTABLE = java.util.regex.Pattern.compile("[A-Za-z0-9 '()+,\\-./:=?]*");
+
+    /**
+     * A name attribute value (protocol.md §5.6): a UTF8String holding valid UTF-8, or a
+     * PrintableString within its character set. Every other string type is refused, so that every
+     * implementation reads the same text from the same bytes.
+     */
     public static String string(Tlv t) throws DerException {
         byte[] c = t.content();
         switch (t.tag) {
             case 0x0c:
-                return new String(c, StandardCharsets.UTF_8);
-            case 0x13: case 0x16: case 0x1a:
-                return new String(c, StandardCharsets.US_ASCII);
-            case 0x14:
-                return new String(c, StandardCharsets.ISO_8859_1);
-            case 0x1e:
-                return new String(c, StandardCharsets.UTF_16BE);
-            case 0x1c:
-                return new String(c, java.nio.charset.Charset.forName("UTF-32BE"));
+                try {
+                    return AvroCodec.strictUtf8(c, c.length);
+                } catch (java.io.IOException e) {
+                    throw new DerException("invalid UTF-8 in a UTF8String");
+                }
+            case 0x13: {
+                String s = new String(c, StandardCharsets.ISO_8859_1);
+                if (!PRINTABLE.matcher(s).matches()) throw new DerException("character outside PrintableString");
+                return s;
+            }
             default:
-                throw new DerException(String.format("unsupported string type %02x", t.tag));
+                throw new DerException(String.format("name values must be UTF8String or PrintableString, not tag %02x", t.tag));
         }
+    }
+
+    /** A DER INTEGER's content that is minimal, positive and at most maxOctets long. */
+    public static java.math.BigInteger positiveInteger(Tlv t, int maxOctets) throws DerException {
+        expect(t, 0x02);
+        byte[] c = t.content();
+        if (c.length == 0 || c.length > maxOctets) throw new DerException("INTEGER of " + c.length + " octets");
+        if (c.length > 1 && c[0] == 0 && (c[1] & 0x80) == 0) throw new DerException("non-minimal INTEGER");
+        java.math.BigInteger v = new java.math.BigInteger(c);
+        if (v.signum() <= 0) throw new DerException("INTEGER must be positive");
+        return v;
     }
 
     /** A Name as a list of RDNs, each a list of {oid, value}. */
@@ -135,6 +156,7 @@ public final class Der {
         for (Tlv set : t.children()) {
             expect(set, 0x31);
             List<String[]> rdn = new ArrayList<>();
+            if (set.children().size() != 1) throw new DerException("an RDN must hold exactly one attribute");
             for (Tlv atv : set.children()) {
                 expect(atv, 0x30);
                 List<Tlv> kv = atv.children();
@@ -220,6 +242,8 @@ public final class Der {
     public static final String OID_O = "2.5.4.10";
     public static final String OID_OU = "2.5.4.11";
     public static final String OID_ED25519 = "1.3.101.112";
+    /** SubjectPublicKeyInfo of an Ed25519 key up to its 32 key bytes (RFC 8410, 0 unused bits). */
+    public static final byte[] SPKI_ED25519_PREFIX = Hex.decode("302a300506032b6570032100");
     /** AlgorithmIdentifier Ed25519, no parameters (RFC 8410). */
     public static final byte[] ALG_ED25519 = Hex.decode("300506032b6570");
 }

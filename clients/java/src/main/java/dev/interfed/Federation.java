@@ -21,13 +21,16 @@ public final class Federation {
         if (!root.ed25519Key) throw new IOException("root key is not Ed25519");
         try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, "operator-*.pem")) {
             for (Path p : ds) {
+                // As the reference does (§5.3): role taken from the OU, file name not compared, and a
+                // certificate that fails §5.2 makes the folder unusable (not skipped: that would leave
+                // this party with fewer operators than the others).
+                Cert c;
                 try {
-                    Cert c = Cert.accept(Cert.pemToDer(Files.readString(p)), root);
-                    // As the reference does (§5.3): role taken from the OU, file name not compared.
-                    operators.put(c.commonName, c);
+                    c = Cert.accept(Cert.pemToDer(Files.readString(p)), root);
                 } catch (ProtocolException e) {
-                    System.err.println("warning: " + p + " refused: " + e.getMessage());
+                    throw new IOException(p + " is not a certificate of this federation: " + e.getMessage());
                 }
+                operators.put(c.commonName, c);
             }
         }
         Path agreement = dir.resolve("agreement.txt");

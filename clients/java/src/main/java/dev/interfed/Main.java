@@ -7,7 +7,6 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.InputStream;
 import java.io.PrintStream;
 import java.nio.ByteBuffer;
-import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -357,26 +356,17 @@ public final class Main {
         return 0;
     }
 
+    /** §7: the key as UTF-8 with replacements, cut to 256 code points; "unkeyed" without a key. */
     static String deadLetterSubject(byte[] key) {
         if (key == null || key.length == 0) return "unkeyed";
-        String s;
-        try {
-            s = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPLACE)
-                    .onUnmappableCharacter(CodingErrorAction.REPLACE).decode(ByteBuffer.wrap(key)).toString();
-        } catch (java.nio.charset.CharacterCodingException e) {
-            s = "unkeyed";
-        }
-        int cps = s.codePointCount(0, s.length());
-        if (cps > 256) s = s.substring(0, s.offsetByCodePoints(0, 256));
-        return s;
+        return Text.firstCodePoints(Text.decodeUtf8Replacing(key), 256);
     }
 
     static GenericRecord deadLetter(Mesh mesh, Receiver.Outcome o, ConsumerRecord<byte[], byte[]> r) throws Exception {
         byte[] v = r.value() == null ? new byte[0] : r.value();
         int half = mesh.maxRecordBytes / 2;
         GenericRecord d = Payloads.record(Schemas.DEAD_LETTER);
-        String detail = o.detail == null ? "" : o.detail;
-        if (detail.length() > 2000) detail = detail.substring(0, 2000);
+        String detail = Text.firstCodePoints(o.detail == null ? "" : o.detail, 2000);
         d.put("reason", o.reason);
         d.put("detail", detail);
         d.put("service", "registry");

@@ -38,9 +38,12 @@ public final class Membership {
         return c != null ? c : nodeCerts.get(sender);
     }
 
+    /**
+     * §9.3: a node id held by any certificate of the federation folder (as the reference counts
+     * them, whatever the certificate's OU) cannot be applied for.
+     */
     public boolean isOperatorId(String nodeId) {
-        Cert c = federation.operators.get(nodeId);
-        return c != null && "operator".equals(c.role);
+        return federation.operators.containsKey(nodeId);
     }
 
     void revoke(String serial, long from) {
@@ -190,9 +193,12 @@ public final class Membership {
     /** Whether this party's own certificate is known, unrevoked and unexpired in its own trust view (§7). */
     public boolean ownCertificateUsable(String nodeId, long now) {
         Cert c = certificateFor(nodeId);
-        if (c == null) return false;
-        Long rev = revokedFrom.get(c.serialHex);
-        if (rev != null && now >= rev) return false;
-        return now <= c.notAfterMs;
+        return c != null && usableAt(c, revokedFrom.get(c.serialHex), now);
+    }
+
+    /** §7: notBefore <= now <= notAfter, and now before any revocation of the serial (as the reference's can_sign). */
+    static boolean usableAt(Cert c, Long revokedFrom, long now) {
+        if (revokedFrom != null && now >= revokedFrom) return false;
+        return c.notBeforeMs <= now && now <= c.notAfterMs;
     }
 }

@@ -160,6 +160,10 @@ public final class Mesh implements AutoCloseable {
         }
 
         public synchronized Envelope build(GenericRecord payload, String subject) throws Exception {
+            return build(payload, subject, null);
+        }
+
+        public synchronized Envelope build(GenericRecord payload, String subject, String correlationId) throws Exception {
             Envelope e = new Envelope();
             e.eventId = UUID.randomUUID().toString();
             e.payloadType = payload.getSchema().getFullName();
@@ -168,7 +172,7 @@ public final class Mesh implements AutoCloseable {
             e.sequence = seq.next();
             e.issuedAt = System.currentTimeMillis();
             e.subject = subject;
-            e.correlationId = null;
+            e.correlationId = correlationId;
             e.payload = Payloads.encode(payload);
             e.sign(key);
             return e;
@@ -205,24 +209,31 @@ public final class Mesh implements AutoCloseable {
                 mesh.sendRecord(topic, k, v);
                 return;
             }
+            List<Envelope> pieces = chunks(e); // checks the event may be chunked before anything is sent
+            announce(Schemas.CHUNK);
+            for (Envelope ce : pieces) mesh.sendRecord(topic, k, ce.encode());
+        }
+
+        /** §8.1: the signed Chunk envelopes of an envelope too large for one record (the caller announces Chunk). */
+        public synchronized List<Envelope> chunks(Envelope e) throws Exception {
+            byte[] v = e.encode(), k = e.subject.getBytes(StandardCharsets.UTF_8);
             if (e.payloadType.equals(Schemas.JOIN_REQUESTED) || e.payloadType.equals(Schemas.SCHEMA_PUBLISHED)) {
                 throw new IllegalStateException(e.payloadType + " must fit in one record");
             }
             if (v.length > MAX_EVENT_BYTES) throw new IllegalStateException("event too large to send: " + v.length + " bytes");
-            announce(Schemas.CHUNK);
             byte[] sha = MessageDigest.getInstance("SHA-256").digest(v);
-            GenericRecord probe = chunk(sha, 0, 1, v.length, new byte[0]);
-            Envelope pe = build(probe, e.subject); // measure F (spends one sequence number: allowed, §4.3)
+            // F: a real chunk envelope with this subject and correlation id and empty data
+            // (it spends one sequence number: allowed, §4.3)
+            Envelope pe = build(chunk(sha, 0, 1, v.length, new byte[0]), e.subject, e.correlationId);
             int f = pe.encode().length;
             int piece = mesh.maxRecordBytes - k.length - f - 32;
             int count = (v.length + piece - 1) / piece;
+            List<Envelope> out = new ArrayList<>();
             for (int i = 0; i < count; i++) {
                 int from = i * piece, to = Math.min(v.length, from + piece);
-                Envelope ce = build(chunk(sha, i, count, v.length, java.util.Arrays.copyOfRange(v, from, to)), e.subject);
-                ce.correlationId = e.correlationId;
-                if (e.correlationId != null) ce.sign(key);
-                mesh.sendRecord(topic, k, ce.encode());
+                out.add(build(chunk(sha, i, count, v.length, java.util.Arrays.copyOfRange(v, from, to)), e.subject, e.correlationId));
             }
+            return out;
         }
 
         static GenericRecord chunk(byte[] sha, int index, int count, long wholeSize, byte[] data) {

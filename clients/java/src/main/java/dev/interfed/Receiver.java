@@ -70,9 +70,33 @@ public final class Receiver {
         return topic;
     }
 
+    /**
+     * One replay window (§6.3). Recorded sequences are forgotten in the order they were recorded,
+     * as the reference does (§11 item 3): an out-of-order sequence recorded after the floor passed
+     * it is still remembered, so a duplicate of it is skipped, not refused.
+     */
     static final class Window {
         long high;
-        final TreeMap<Long, String> ids = new TreeMap<>();
+        final java.util.LinkedHashMap<Long, String> ids = new java.util.LinkedHashMap<>();
+
+        /** True if new, false if a duplicate of a recorded event; REPLAYED_SEQUENCE otherwise. */
+        boolean check(long sequence, String eventId) throws ProtocolException {
+            String prev = ids.get(sequence);
+            if (prev != null && prev.equals(eventId)) return false;
+            if (prev != null) throw new ProtocolException("REPLAYED_SEQUENCE", "sequence " + sequence + " was used by event " + prev);
+            if (sequence <= high - WINDOW) throw new ProtocolException("REPLAYED_SEQUENCE", "sequence " + sequence + " is below the window (high " + high + ")");
+            return true;
+        }
+
+        void record(long sequence, String eventId) {
+            ids.put(sequence, eventId);
+            if (sequence > high) high = sequence;
+            long floor = high - WINDOW;
+            for (Iterator<Map.Entry<Long, String>> it = ids.entrySet().iterator(); it.hasNext(); ) {
+                if (it.next().getKey() > floor) break;
+                it.remove();
+            }
+        }
     }
 
     static final class Collection {
@@ -213,12 +237,7 @@ public final class Receiver {
         // 7. replay window
         String scope = env.sender + "|" + Hex.encode(signingKey) + "|" + ctx.topic + "|" + ctx.partition;
         Window w = windows.get(scope);
-        if (w != null) {
-            String prev = w.ids.get(env.sequence);
-            if (prev != null && prev.equals(env.eventId)) return Fate.SKIPPED;
-            if (prev != null) throw new ProtocolException("REPLAYED_SEQUENCE", "sequence " + env.sequence + " was used by event " + prev);
-            if (env.sequence <= w.high - WINDOW) throw new ProtocolException("REPLAYED_SEQUENCE", "sequence " + env.sequence + " is below the window (high " + w.high + ")");
-        }
+        if (w != null && !w.check(env.sequence, env.eventId)) return Fate.SKIPPED;
         ctx.toRecord.add(new Object[] {scope, env.sequence, env.eventId});
         // 8a. unknown type
         if (!Schemas.builtIn().containsKey(env.payloadType)) return Fate.IGNORED;
@@ -274,7 +293,8 @@ public final class Receiver {
         } catch (Exception e) {
             throw new ProtocolException("MALFORMED_PAYLOAD", "schema_json is not a valid Avro schema: " + e.getMessage());
         }
-        if (s.getType() != Schema.Type.RECORD) throw new ProtocolException("MALFORMED_PAYLOAD", "schema_json is not a record");
+        // Avro's Java parser gives an "error" the type RECORD; the protocol wants a record (§2.5)
+        if (s.getType() != Schema.Type.RECORD || s.isError()) throw new ProtocolException("MALFORMED_PAYLOAD", "schema_json is not a record");
         String canonical = SchemaNormalization.toParsingForm(s);
         if (!Arrays.equals(Schemas.fingerprintOfCanonical(canonical), fingerprint)) {
             throw new ProtocolException("INCOMPATIBLE_SCHEMA", "fingerprint does not match schema_json");
@@ -356,10 +376,6 @@ public final class Receiver {
     }
 
     private void record(String scope, long seq, String eventId) {
-        Window w = windows.computeIfAbsent(scope, s -> new Window());
-        w.ids.put(seq, eventId);
-        if (seq > w.high) w.high = seq;
-        long floor = w.high - WINDOW;
-        while (!w.ids.isEmpty() && w.ids.firstKey() <= floor) w.ids.pollFirstEntry();
+        windows.computeIfAbsent(scope, s -> new Window()).record(seq, eventId);
     }
 }

@@ -51,9 +51,16 @@ public final class SequenceCounter {
             ByteBuffer buf = ByteBuffer.allocate(64);
             while (ch.read(buf) > 0 && buf.hasRemaining()) { /* read all */ }
             String s = new String(buf.array(), 0, buf.position(), StandardCharsets.US_ASCII).trim();
-            long cur = s.isEmpty() ? 0 : Long.parseLong(s);
+            long cur;
+            try {
+                cur = s.isEmpty() ? 0 : Long.parseLong(s);
+            } catch (NumberFormatException e) {
+                throw new IOException(path + " is not a sequence counter (" + s.length() + " characters); refusing to guess a number");
+            }
             long v = Math.addExact(cur, by);
-            ch.truncate(0);
+            // Overwrite the 21 bytes in place, never truncate first: a process killed between a
+            // truncate and the write would leave an empty file, which reads as 0, and the next
+            // open would issue numbers again (§4.3).
             ch.write(ByteBuffer.wrap(format(v).getBytes(StandardCharsets.US_ASCII)), 0);
             if (forceSync || v % SKIP == 0) ch.force(true);
             return v;
