@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mesh.bus import Record
-from mesh.errors import BadSignatureError
+from mesh.errors import BadSignatureError, RevokedSenderError
 from mesh.evidence import EVIDENCE_RECORDED, GOVERNED
 from mesh.service import Context, Event, Service
 from mesh.topics import topic_for
@@ -28,6 +28,7 @@ INCONSISTENT_HEADS = "INCONSISTENT_HEADS"
 COSIGNATURE_MISMATCH = "COSIGNATURE_MISMATCH"
 TRUNCATED = "TRUNCATED"
 NO_TREE_HEAD = "NO_TREE_HEAD"
+REVOKED_SENDER = RevokedSenderError.reason
 
 
 def governed_topics() -> tuple[str, ...]:
@@ -87,6 +88,7 @@ class Auditor(Service):
         self.evidence: list[Evidence] = []
         self.logs: dict[str, LogHeads] = {}
         self.violations: list[Violation] = []
+        self.after_revocation: list[Violation] = []  # refused alike by everyone; reported, not a violation
         self.records = 0
         self.trusted = trusted or []
         for payload_type in GOVERNED:
@@ -109,10 +111,18 @@ class Auditor(Service):
         await super().process(record)
 
     async def dead_letter(self, record: Record, reason: str, detail: str) -> None:
-        """A record the pipeline refused: on an audited topic that is a violation under the pipeline's reason."""
+        """A record the pipeline refused: on an audited topic that is a violation under the pipeline's reason.
+
+        Except REVOKED_SENDER: a party that signs before it has read its own revocation or termination is
+        refused by every receiver alike, so every honest log leaves it out and nothing was falsified.
+        """
         await super().dead_letter(record, reason, detail)
         topic = self.ctx.bus.names.protocol_name(record.topic)
-        if topic in self.topics:
+        if topic not in self.topics:
+            return
+        if reason == REVOKED_SENDER:
+            self.after_revocation.append(Violation(reason, detail, topic, record.offset))
+        else:
             self.violations.append(Violation(reason, detail, topic, record.offset))
 
     # -- handlers ----------------------------------------------------------------------
@@ -256,6 +266,7 @@ class Auditor(Service):
             },
             "violations_by_reason": dict(sorted(reasons.items())),
             "violations": [v.to_json() for v in self.violations],
+            "refused_after_revocation": [v.to_json() for v in self.after_revocation],
         }
 
     def final_head(self) -> TreeHead | None:

@@ -48,9 +48,18 @@ class EvidenceService(Service):
     topics: ClassVar[tuple[str, ...]] = ("evidence",)
 
     def __init__(
-        self, ctx: Context, *, readonly: bool = False, head_interval: float = 5.0, persist: bool = True
+        self,
+        ctx: Context,
+        *,
+        readonly: bool = False,
+        head_interval: float = 5.0,
+        persist: bool = True,
+        keep: bool = True,
     ) -> None:
+        """``persist``: keep the log in the node home; ``keep``: once caught up, sign heads, countersign and
+        record receipts on its own (off for a one-off session that only answers one request)."""
         super().__init__(ctx, readonly=readonly)
+        self.keeps = keep and not readonly
         self.me = ctx.config.node_id
         self.head_interval = head_interval
         self.log_state = EvidenceLog(ctx.home.state_path / LOG_FILE if persist and not readonly else None)
@@ -130,7 +139,7 @@ class EvidenceService(Service):
     # -- own work once caught up ---------------------------------------------------------
 
     def background(self) -> list[Coroutine[Any, Any, None]]:
-        return [] if self.readonly else [self._keep()]
+        return [self._keep()] if self.keeps else []
 
     async def _keep(self) -> None:
         """Record receipts, countersign what agrees, and sign a head whenever the log grew."""
