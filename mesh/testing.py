@@ -21,6 +21,8 @@ from mesh.home import NodeConfig, NodeHome, create_federation
 from mesh.node import connect, open_context, run_services, until_caught_up
 from mesh.settings import MeshSettings, load_settings
 from mesh.topics import TOPICS, TopicNames
+from services.evidence.cli import replay
+from services.evidence.heads import TreeHead
 from services.evidence.service import EvidenceService
 from services.registry.service import RegistryService
 
@@ -281,3 +283,27 @@ async def copy_topics(
                     await producer.send_and_wait(bus.names(topic), value=r.value, key=r.key, partition=r.partition)
         finally:
             await producer.stop()
+
+
+@dataclass
+class AuditedHistory:
+    """One genuine federation run, audited: its topics, an auditor's home, a member's home, the final head."""
+
+    bootstrap: str
+    settings: MeshSettings
+    auditor: NodeHome
+    member: NodeHome
+    final: TreeHead
+
+
+async def audited_history(root: Path, bootstrap: str, n: int = 2) -> AuditedHistory:
+    """Run a federation of ``n`` with evidence until the logs agree, audit it, and stop it (its topics stay)."""
+    async with federation(root, bootstrap, n=n, evidence=0.3) as fed:
+        await eventually(lambda: evidence_settled(fed), 60, "the evidence logs agreeing")
+        home = auditor_home(root, fed)
+        auditor = await replay(home, fed.settings, bootstrap)
+        report = auditor.report()
+        final = auditor.final_head()
+        if not report["passed"] or final is None:
+            raise AssertionError(f"the genuine history fails its audit: {report['violations']}")
+        return AuditedHistory(bootstrap, fed.settings, home, fed.members[0].home, final)

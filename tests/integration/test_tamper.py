@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,42 +22,15 @@ from mesh.codec import SchemaStore
 from mesh.envelope import Envelope, new_envelope
 from mesh.evidence import EVIDENCE_RECORDED
 from mesh.home import NodeHome
-from mesh.settings import MeshSettings
 from mesh.signing import NodeSigner
-from mesh.testing import auditor_home, copy_topics, eventually, evidence_settled, federation, fresh_settings
+from mesh.testing import AuditedHistory as History
+from mesh.testing import copy_topics, fresh_settings
 from services.evidence.cli import replay
 from services.evidence.heads import TREE_HEAD, TreeHead
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
 Edit = Callable[[list[Record]], list[Record]]
-
-
-@dataclass
-class History:
-    """One genuine run: its topics' prefix, the homes, and the final signed head its audit printed."""
-
-    bootstrap: str
-    settings: MeshSettings
-    auditor: NodeHome
-    party0: NodeHome
-    final: TreeHead
-
-
-async def _make_history(bootstrap: str, root: Path) -> History:
-    async with federation(root, bootstrap, n=2, evidence=0.3) as fed:
-        await eventually(lambda: evidence_settled(fed), 60, "logs agreeing")
-        home = auditor_home(root, fed)
-        auditor = await replay(home, fed.settings, bootstrap)
-        assert auditor.report()["passed"]
-        final = auditor.final_head()
-        assert final is not None
-        return History(bootstrap, fed.settings, home, fed.members[0].home, final)
-
-
-@pytest.fixture(scope="module")
-def history(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> History:
-    return asyncio.run(_make_history(bootstrap, tmp_path_factory.mktemp("tamper")))
 
 
 def kind(record: Record) -> str:
@@ -156,7 +128,7 @@ async def test_a_record_forged_under_a_members_name_is_a_bad_signature(history: 
     def insert(records: list[Record]) -> list[Record]:
         i = positions(records, EVIDENCE_RECORDED)[0]
         genuine = SchemaStore.load().decode(EVIDENCE_RECORDED, *_fp_payload(records[i]))
-        fake = forged(history.party0, EVIDENCE_RECORDED, {**genuine, "action": "registry.revoke"}, "party0", stranger)
+        fake = forged(history.member, EVIDENCE_RECORDED, {**genuine, "action": "registry.revoke"}, "party0", stranger)
         return [*records[: i + 1], fake, *records[i + 1 :]]
 
     report = await audit_copy(history, insert)
@@ -164,7 +136,7 @@ async def test_a_record_forged_under_a_members_name_is_a_bad_signature(history: 
 
 
 async def test_evidence_of_an_event_that_never_happened_is_dangling(history: History) -> None:
-    key = NodeSigner(history.party0.key())
+    key = NodeSigner(history.member.key())
     claim = {
         "action": "registry.announce",
         "subject": "party0",
@@ -177,21 +149,21 @@ async def test_evidence_of_an_event_that_never_happened_is_dangling(history: His
 
     def insert(records: list[Record]) -> list[Record]:
         i = positions(records, EVIDENCE_RECORDED)[0]
-        return [*records[: i + 1], forged(history.party0, EVIDENCE_RECORDED, claim, "party0", key), *records[i + 1 :]]
+        return [*records[: i + 1], forged(history.member, EVIDENCE_RECORDED, claim, "party0", key), *records[i + 1 :]]
 
     report = await audit_copy(history, insert)
     assert {"DANGLING_EVIDENCE", "HEAD_MISMATCH"} <= reasons(report)
 
 
 async def test_two_heads_of_one_size_by_one_log_are_a_split_view(history: History) -> None:
-    key = NodeSigner(history.party0.key())
+    key = NodeSigner(history.member.key())
 
     def fork(records: list[Record]) -> list[Record]:
         heads = [i for i in positions(records, TREE_HEAD) if Envelope.decode(records[i].value).sender == "party0"]
         i = heads[-1]
         genuine = TreeHead.from_payload(SchemaStore.load().decode(TREE_HEAD, *_fp_payload(records[i])))
         other = TreeHead("party0", genuine.tree_size, bytes(32), genuine.timestamp + 1).signed(key)
-        return [*records[: i + 1], forged(history.party0, TREE_HEAD, other.payload(), "party0", key), *records[i + 1 :]]
+        return [*records[: i + 1], forged(history.member, TREE_HEAD, other.payload(), "party0", key), *records[i + 1 :]]
 
     report = await audit_copy(history, fork)
     assert {"SPLIT_VIEW", "HEAD_MISMATCH"} <= reasons(report)
