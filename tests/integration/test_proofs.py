@@ -1,6 +1,6 @@
 """``interfed audit prove`` and ``consistency`` print JSON proofs that a dozen lines of plain Python verify offline.
 
-The verifier below is the snippet of docs/audit.md, written only against hashlib and PyNaCl,
+The verifier below is the algorithm of docs/audit.md's snippet, written only against hashlib and PyNaCl,
 so it checks the proofs as another party would, not through the code that made them.
 """
 
@@ -79,9 +79,11 @@ def verify_consistency_proof(p: dict[str, Any]) -> bool:
     m, n = old["tree_size"], new["tree_size"]
     old_root, new_root = bytes.fromhex(old["root_hash"]), bytes.fromhex(new["root_hash"])
     proof = [bytes.fromhex(x) for x in p["consistency_proof"]]
+    if m == 0:
+        return not proof and old_root == hashlib.sha256(b"").digest()
     if m == n:
         return old_root == new_root and not proof
-    if m == 0 or not proof or m > n:
+    if not proof or m > n:
         return False
     path = [old_root, *proof] if m & (m - 1) == 0 else proof
     fn, sn = m - 1, n - 1
