@@ -44,11 +44,12 @@ async def test_registry_steps_are_evidenced_logs_agree_and_the_audit_passes(boot
         # others that can; the terminated party signs nothing after its termination.
         logs = report["logs"]
         active = {"operator", "party0"}
-        assert set(logs) == active | {"party1"}
+        assert active <= set(logs) <= active | {"party1"}  # party1 may be terminated before its first head
         for log_id in active:
             assert logs[log_id]["latest"]["tree_size"] == size
             assert set(logs[log_id]["cosigned_by"]) == active - {log_id}
-        assert logs["party1"]["latest"]["tree_size"] < size
+        if "party1" in logs:
+            assert logs["party1"]["latest"]["tree_size"] < size
         final = auditor.final_head()
         assert final is not None
         assert final.tree_size == size
