@@ -129,7 +129,9 @@ async def test_every_evidenced_event_has_an_inclusion_proof_that_verifies_offlin
         assert verify_inclusion_proof(proof)
         # The same proof for another index, size or root is refused.
         assert not verify_inclusion_proof({**proof, "leaf_index": proof["leaf_index"] ^ 1})
-        assert not verify_inclusion_proof({**proof, "leaf": proof["leaf"][:-2] + "00"})
+        leaf = bytes.fromhex(proof["leaf"])
+        altered = leaf[:-1] + bytes([leaf[-1] ^ 1])  # another last byte, whatever it was
+        assert not verify_inclusion_proof({**proof, "leaf": altered.hex()})
 
 
 async def test_the_consistency_proof_between_a_logs_first_and_last_heads_verifies_offline(
