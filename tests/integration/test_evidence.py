@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +98,31 @@ async def test_a_head_contradicting_the_log_is_reported_as_a_split_view(bootstra
         reasons = auditor.report()["violations_by_reason"]
         assert reasons.get("SPLIT_VIEW") == 1
         assert reasons.get("HEAD_MISMATCH") == 1
+
+
+async def test_a_head_on_demand_from_the_command_line_is_accepted_by_every_party(
+    bootstrap: str, home_root: Path
+) -> None:
+    async with federation(home_root, bootstrap, n=1, evidence=0.3) as fed:
+        await eventually(lambda: evidence_settled(fed), 60, "logs agreeing")
+        member = fed.members[0]
+        assert fed.operator.evidence is not None
+        before = fed.operator.evidence.latest_head[member.node_id]
+        env = {**os.environ, "INTERFED_TOPIC_PREFIX": fed.settings.topic_prefix, "COLUMNS": "200"}
+        argv = [sys.executable, "-m", "mesh", "evidence", "head", "--home", str(member.home.path)]
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [*argv, "--bootstrap", bootstrap],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert f"tree head published: size {before.tree_size}, root {before.root_hash.hex()}" in proc.stdout
+        op = fed.operator.evidence
+        await eventually(
+            lambda: op.latest_head[member.node_id].timestamp > before.timestamp, 30, "the operator reading it"
+        )
+        assert not op.split_views

@@ -170,7 +170,7 @@ async def test_two_heads_of_one_size_by_one_log_are_a_split_view(history: Histor
 
 
 def _cli(history: History, prefix: str, report: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "INTERFED_TOPIC_PREFIX": prefix}
+    env = {**os.environ, "INTERFED_TOPIC_PREFIX": prefix, "COLUMNS": "200"}
     argv = ["audit", "--home", str(history.auditor.path), "--bootstrap", history.bootstrap, "--report", str(report)]
     return subprocess.run(
         [sys.executable, "-m", "mesh", *argv], env=env, capture_output=True, text=True, timeout=120, check=False
