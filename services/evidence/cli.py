@@ -27,7 +27,10 @@ from services.registry.cli import BootstrapOpt, HomeOpt, _open_home, _settings
 out = Console(highlight=False)
 
 audit_app = typer.Typer(
-    help="Replay the evidence log and the governed topics read-only and check them; prove inclusion and consistency.",
+    help=(
+        "Replay the evidence log and the governed topics read-only and check everything; exits 6 naming any "
+        "violation. Subcommands print inclusion and consistency proofs."
+    ),
     invoke_without_command=True,
 )
 evidence_app = typer.Typer(help="This node's evidence log.", no_args_is_help=True)
@@ -141,7 +144,10 @@ def audit(
     bootstrap: BootstrapOpt = None,
     report: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
     trusted_head: Annotated[
-        list[Path] | None, typer.Option(help="a tree head JSON known good earlier (e.g. a past audit's); repeatable")
+        list[Path] | None,
+        typer.Option(
+            metavar="FILE", help="a tree head JSON known good earlier (a past audit's final_head); repeatable"
+        ),
     ] = None,
 ) -> None:
     """Audit the federation; exits 6 naming the violations if any check fails."""
