@@ -194,7 +194,9 @@ async def test_java_node_joins_and_is_healthy_everywhere(java: JavaClient, boots
                 injected = await asyncio.to_thread(java.run, "inject", "--home", str(home), *wire, "--kind", kind)
                 bad_id = json.loads(injected.stdout)["event_ids"][-1]
                 await eventually(
-                    lambda r=reason, b=before: all(m.registry.counts[f"dead:{r}"] > b[m.node_id] for m in fed.everyone),
+                    lambda r=reason, b=before: all(
+                        m.registry.counts[f"dead:{r}"] > b[m.node_id] for m in fed.everyone
+                    ),
                     timeout=30,
                     what=f"{reason} refusal by every Python party",
                 )
