@@ -100,6 +100,68 @@ def bench_bus(
     out.print(table)
 
 
+@app.command("evidence")
+def bench_evidence(
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap", envvar="INTERFED_BOOTSTRAP", help="broker for the replay (default: start the embedded one)"
+        ),
+    ] = None,
+    leaves: Annotated[int, typer.Option(min=1000, help="leaves of the log the proofs are measured at")] = 1_000_000,
+    events: Annotated[int, typer.Option(min=100, help="evidenced events the auditor replays")] = 5_000,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+) -> None:
+    """Evidence log appends/s, inclusion proofs at 10^6 leaves, and the auditor's replay rate per core."""
+    from bench.evidence import AIMS, run_evidence_bench
+
+    settings = load_settings(bootstrap=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.")
+    with contextlib.ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-")))
+        logs.configure(path=root / "bench.jsonl")
+        address = settings.bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
+        progress = stack.enter_context(
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+        )
+        tasks = {
+            "append": progress.add_task(f"append {leaves:,} leaves", total=1.0),
+            "proofs": progress.add_task(f"inclusion and consistency proofs at {leaves:,} leaves", total=1.0),
+            "publish": progress.add_task(f"publish {events:,} evidenced events", total=1.0),
+            "replay": progress.add_task("audit: replay and check everything", total=1.0),
+        }
+        result = run_evidence_bench(
+            root,
+            settings,
+            address,
+            leaves,
+            events,
+            lambda name, done: progress.update(tasks[name], completed=min(done, 1.0)),
+        )
+    figures: dict[str, object] = dict(result.as_dict())
+    figures["broker"] = "external " + address if settings.bootstrap else "embedded tansu"
+    if as_json:
+        print(json.dumps(figures, indent=2))
+        return
+    table = Table(title="evidence benchmark: Merkle log, proofs, audit replay (one process)")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("aim")
+    table.add_column("ratio to aim", justify="right")
+    for key, value in figures.items():
+        aim = AIMS.get(key)
+        ratio = ""
+        if aim and isinstance(value, float):
+            ratio = f"{value / aim[1]:.2f}x" if aim[0] == ">=" else f"{aim[1] / value:.2f}x"
+        table.add_row(key, str(value), f"{aim[0]} {aim[1]:g}" if aim else "", ratio)
+    out.print(table)
+
+
 @app.command("paillier")
 def bench_paillier(
     key_bits: Annotated[int, typer.Option("--key-bits", min=512, help="Paillier modulus size")] = 2048,

@@ -158,6 +158,13 @@ class Reader:
     async def stop(self) -> None:
         await self._consumer.stop()
 
+    async def held(self) -> int:
+        """How many records the assigned partitions hold now (for the progress of a replay)."""
+        parts = list(self._consumer.assignment())
+        ends = await self._consumer.end_offsets(parts)
+        starts = await self._consumer.beginning_offsets(parts)
+        return sum(ends[p] - starts[p] for p in parts)
+
     def retry_later(self, record: Record, delay: float) -> None:
         """Rewind a partition to ``record`` and pause it for ``delay`` seconds (keeps order)."""
         tp = TopicPartition(record.topic, record.partition)

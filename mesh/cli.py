@@ -20,6 +20,7 @@ EXIT_USAGE = 2
 EXIT_CONFIG = 3
 EXIT_BROKER = 4
 EXIT_REFUSED = 5
+EXIT_AUDIT_FAILED = 6
 EXIT_INTERRUPTED = 130
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -45,6 +46,7 @@ def _register() -> None:
     from bench.cli import app as bench_app
     from mesh.brokers.cli import app as broker_app
     from services.demo import demo
+    from services.evidence.cli import audit_app, evidence_app
     from services.registry.cli import federation_app, node_app, registry_app
 
     app.add_typer(federation_app, name="federation")
@@ -52,6 +54,8 @@ def _register() -> None:
     app.add_typer(registry_app, name="registry")
     app.add_typer(broker_app, name="broker")
     app.add_typer(bench_app, name="bench")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(evidence_app, name="evidence")
     app.command("demo")(demo)
 
 

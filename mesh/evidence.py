@@ -9,6 +9,18 @@ from mesh.envelope import Envelope
 
 EVIDENCE_RECORDED = "interfed.evidence.EvidenceRecorded"
 
+#: Every governance payload type, with the evidence action that must accompany each of its events
+#: (docs/protocol.md §13.6). The auditor checks completeness from this table alone, so a new governed
+#: step is one entry here and ``evidence=`` on its publish. Kept sorted, one entry a line.
+GOVERNED: dict[str, str] = {
+    "interfed.registry.CertificateRevoked": "registry.revoke",
+    "interfed.registry.ContractTerminated": "registry.terminate",
+    "interfed.registry.JoinApproved": "registry.approve",
+    "interfed.registry.JoinRejected": "registry.reject",
+    "interfed.registry.JoinRequested": "registry.apply",
+    "interfed.registry.NodeAnnounced": "registry.announce",
+}
+
 
 def evidence_of(action: str, topic: str, env: Envelope) -> dict[str, Any]:
     """The EvidenceRecorded payload for event ``env`` (as sent on protocol topic ``topic``) taken as ``action``."""

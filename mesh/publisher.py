@@ -52,6 +52,11 @@ class Publisher:
         self._announced: set[bytes] = set()
         self.max_event_bytes = max_event_bytes
 
+    @property
+    def signer(self) -> Signer:
+        """The sender's key, for the few things signed outside an envelope (evidence tree heads)."""
+        return self._key
+
     def envelope(self, payload_type: str, record: Record, subject: str, correlation_id: str | None = None) -> Envelope:
         """A signed envelope for ``record``, taking the next sequence number."""
         schema, payload = self.schemas.encode(payload_type, record)

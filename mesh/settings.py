@@ -19,6 +19,7 @@ class MeshSettings(BaseSettings):
     max_event_bytes: int = Field(64 * 1024 * 1024, ge=16_384, description="largest event after reassembly")
     heartbeat_interval: float = Field(10.0, gt=0, description="seconds between a node's heartbeats")
     unreachable_after: float = Field(30.0, gt=0, description="silence after which a node shows UNREACHABLE")
+    head_interval: float = Field(5.0, gt=0, description="seconds between checks for a grown evidence log to sign")
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
 
 

@@ -11,14 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 from mesh.brokers import Broker, broker_from_name
-from mesh.bus import KafkaBus
+from mesh.bus import KafkaBus, Record
 from mesh.codec import SchemaStore
 from mesh.envelope import Envelope
 from mesh.home import NodeConfig, NodeHome, create_federation
-from mesh.node import connect, open_context, until_caught_up
+from mesh.node import connect, open_context, run_services, until_caught_up
 from mesh.settings import MeshSettings, load_settings
-from mesh.topics import TopicNames
+from mesh.topics import TOPICS, TopicNames
+from services.evidence.cli import replay
+from services.evidence.heads import TreeHead
+from services.evidence.service import EvidenceService
 from services.registry.service import RegistryService
 
 #: ``INTERFED_TEST_BROKER``: "kafka", "tansu", or a bootstrap address of a broker you run yourself.
@@ -51,13 +56,21 @@ async def eventually(predicate: Callable[[], object], timeout: float = 20.0, wha
 
 @dataclass
 class Member:
-    """One party of a test federation: its home, its connection and its running registry."""
+    """One party of a test federation: its home, its connection, its running registry and evidence services."""
 
     home: NodeHome
     bus: KafkaBus
     registry: RegistryService
+    evidence: EvidenceService | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+
+    @property
+    def services(self) -> list[RegistryService | EvidenceService]:
+        return [self.registry] if self.evidence is None else [self.registry, self.evidence]
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(run_services(self.services, self.stop), name=self.home.path.name)
 
     @property
     def node_id(self) -> str:
@@ -118,8 +131,11 @@ async def federation(
     settings: MeshSettings | None = None,
     join: bool = True,
     name: str = "test",
+    evidence: float | None = None,
 ) -> AsyncIterator[TestFederation]:
     """A running federation of ``n`` parties plus its operator; with ``join``, all approved and beating.
+
+    With ``evidence`` (a head interval in seconds), every party also runs its evidence service.
 
     Each party has its own home, its own broker connection and its own services,
     as separate processes would; they share nothing but the broker.
@@ -135,12 +151,15 @@ async def federation(
                 heartbeat_interval=settings.heartbeat_interval,
                 unreachable_after=settings.unreachable_after,
             )
-            members.append(Member(home, bus, svc))
+            witness = None
+            if evidence is not None:
+                witness = EvidenceService(svc.ctx, head_interval=evidence)  # one node: one publisher
+            members.append(Member(home, bus, svc, witness))
         fed = TestFederation(members[0], members[1:], settings, bootstrap)
         for m in members:
-            m.task = asyncio.create_task(m.registry.run(m.stop), name=m.home.path.name)
+            await m.start()
         try:
-            await until_caught_up([m.registry for m in members])
+            await until_caught_up([s for m in members for s in m.services])
             if join:
                 await join_all(fed)
             yield fed
@@ -196,3 +215,95 @@ async def dead_letters(fed: TestFederation, reason: str | None = None) -> list[d
     """The DeadLetter payloads on the federation's dead-letter topic, optionally of one reason."""
     letters = [p for _, p in await read_topic(fed.bootstrap, fed.settings, "deadletter")]
     return [p for p in letters if reason is None or p["reason"] == reason]
+
+
+def evidence_settled(fed: TestFederation) -> bool:
+    """Every party's evidence log holds the same leaves, and has seen the head of that size of every
+    party that can still sign (a terminated or revoked party's last head stays where it was)."""
+    witnesses = [m.evidence for m in fed.everyone if m.evidence is not None]
+    if not witnesses:
+        return False
+    size = witnesses[0].size
+    root = witnesses[0].log_state.tree.root()
+    signers = [w.me for w in witnesses if w.trust.can_sign(w.me)]
+    return all(
+        w.size == size
+        and w.log_state.tree.root() == root
+        and all((head := w.latest_head.get(other)) is not None and head.tree_size == size for other in signers)
+        for w in witnesses
+    )
+
+
+def auditor_home(root: Path, fed: TestFederation, node_id: str = "auditor") -> NodeHome:
+    """A home for a read-only auditor: the federation folder and a key, never a certificate."""
+    cfg = NodeConfig(node_id=node_id, name="Auditor", institution="Audit office", platform="interfed")
+    return NodeHome.create(root / node_id, cfg, fed.operator.home.federation_path)
+
+
+async def read_records(bootstrap: str, settings: MeshSettings, topic: str, idle: float = 0.5) -> list[Record]:
+    """Every raw record of a protocol topic, in partition order (for copying and tampering)."""
+    bus = KafkaBus(bootstrap, TopicNames(settings.topic_prefix), settings.max_record_bytes)
+    reader = bus.reader([bus.names(topic)])
+    await reader.start()
+    found: list[Record] = []
+    quiet_since = time.monotonic()
+    try:
+        async for batch in reader.batches(timeout_ms=100):
+            found += batch
+            if batch:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since > idle:
+                break
+    finally:
+        await reader.stop()
+    return sorted(found, key=lambda r: (r.partition, r.offset))
+
+
+async def copy_topics(
+    bootstrap: str,
+    source: MeshSettings,
+    target: MeshSettings,
+    edit: dict[str, Callable[[list[Record]], list[Record]]] | None = None,
+) -> None:
+    """Copy every protocol topic of ``source``'s prefix to ``target``'s, partition for partition.
+
+    Kafka records cannot be edited in place, so a tampered history is a copy: ``edit`` maps a
+    protocol topic to a function that gets its records in order and returns what the copy holds.
+    """
+    edit = edit or {}
+    async with connect(target, bootstrap) as bus:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=2 * bus.max_record_bytes)
+        await producer.start()
+        try:
+            for topic in TOPICS:
+                records = await read_records(bootstrap, source, topic, idle=0.3)
+                if topic in edit:
+                    records = edit[topic](records)
+                for r in records:
+                    await producer.send_and_wait(bus.names(topic), value=r.value, key=r.key, partition=r.partition)
+        finally:
+            await producer.stop()
+
+
+@dataclass
+class AuditedHistory:
+    """One genuine federation run, audited: its topics, an auditor's home, a member's home, the final head."""
+
+    bootstrap: str
+    settings: MeshSettings
+    auditor: NodeHome
+    member: NodeHome
+    final: TreeHead
+
+
+async def audited_history(root: Path, bootstrap: str, n: int = 2) -> AuditedHistory:
+    """Run a federation of ``n`` with evidence until the logs agree, audit it, and stop it (its topics stay)."""
+    async with federation(root, bootstrap, n=n, evidence=0.3) as fed:
+        await eventually(lambda: evidence_settled(fed), 60, "the evidence logs agreeing")
+        home = auditor_home(root, fed)
+        auditor = await replay(home, fed.settings, bootstrap)
+        report = auditor.report()
+        final = auditor.final_head()
+        if not report["passed"] or final is None:
+            raise AssertionError(f"the genuine history fails its audit: {report['violations']}")
+        return AuditedHistory(bootstrap, fed.settings, home, fed.members[0].home, final)

@@ -44,7 +44,9 @@ TOPICS: dict[str, TopicSpec] = {
         TopicSpec(
             "accel.replies", 6, {"cleanup.policy": "delete", "retention.ms": THIRTY_DAYS_MS}, ("interfed.accel.reply",)
         ),
-        TopicSpec("evidence", 3, _KEEP, ("interfed.evidence",)),
+        # One partition: one total order of evidence, so every honest party's log is the same
+        # leaves in the same order, and a tree head always follows the leaves it covers.
+        TopicSpec("evidence", 1, _KEEP, ("interfed.evidence",)),
         TopicSpec("schemas", 1, {"cleanup.policy": "compact"}, ("interfed.mesh.SchemaPublished",)),
         TopicSpec(
             "deadletter", 3, {"cleanup.policy": "delete", "retention.ms": THIRTY_DAYS_MS}, ("interfed.mesh.DeadLetter",)

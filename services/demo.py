@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ from mesh import logs
 from mesh.brokers import TansuBroker
 from mesh.home import NodeConfig
 from mesh.settings import load_settings
-from mesh.testing import TestFederation, eventually, federation
+from mesh.testing import TestFederation, auditor_home, eventually, evidence_settled, federation
+from services.evidence.cli import print_summary, replay
 from services.registry.cli import directory_rows, print_directory
 from services.registry.service import RegistryService
 
@@ -109,6 +111,23 @@ async def walk(fed: TestFederation) -> None:
         print_directory(rows, f"node directory as {viewer.node_id} sees it")
 
 
+async def audit(fed: TestFederation, root: Path) -> None:
+    """The evidence logs agree; an auditor with no certificate replays everything and finds nothing wrong."""
+    with step("every party's evidence log agrees, its head countersigned by the others"):
+        await eventually(partial(evidence_settled, fed), 60, "the evidence logs agreeing")
+    with step("an auditor replays the evidence and governed topics read-only and checks everything"):
+        auditor = await replay(auditor_home(root, fed), fed.settings, fed.bootstrap)
+        report = auditor.report()
+        final = auditor.final_head()
+        report["final_head"] = final.to_json() if final else None
+        (root / "audit.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        if not report["passed"] or final is None:
+            raise AssertionError(f"audit failed: {report['violations_by_reason']}")
+    print_summary(report, out)
+    out.print("final signed tree head (verify offline as docs/audit.md shows):")
+    out.print_json(json.dumps(final.to_json()))
+
+
 def _heard(viewer: RegistryService, node_id: str) -> bool:
     entry = viewer.directory.nodes.get(node_id)
     return entry is not None and entry.last_heartbeat is not None
@@ -140,13 +159,18 @@ def demo(
             async with contextlib.AsyncExitStack() as stack:
                 with step("create the federation and three parties (keys, homes); every party catches up"):
                     fed = await stack.enter_async_context(
-                        federation(root, address, PARTIES, settings=settings, join=False, name="demo-federation")
+                        federation(
+                            root, address, PARTIES, settings=settings, join=False, name="demo-federation", evidence=0.5
+                        )
                     )
                 await walk(fed)
+                await audit(fed, root)
 
         try:
             asyncio.run(go())
         except StepFailedError as exc:
             out.print(f"[red]demo failed[/]: {exc}; logs: {root / 'demo.jsonl'}")
             raise typer.Exit(1) from None
-    out.print("[green]demo complete[/]: three parties joined, approved, announced and healthy")
+    out.print(
+        "[green]demo complete[/]: three parties joined, approved, announced and healthy; every step evidenced, audited"
+    )

@@ -22,7 +22,9 @@ from mesh.errors import ConfigurationError
 from mesh.home import NODE_ID_HINT, NodeConfig, NodeHome, create_federation
 from mesh.membership import Membership
 from mesh.node import connect, open_context, run_services, running, stop_on_signals
+from mesh.service import Service
 from mesh.settings import MeshSettings, load_settings
+from services.evidence.service import EvidenceService
 from services.registry.service import RegistryService
 
 out = Console(highlight=False)
@@ -140,10 +142,11 @@ def node_up(
         stop_on_signals(stop)
         async with connect(settings, address) as bus:
             ctx = open_context(node, bus, settings)
-            services = [
+            services: list[Service] = [
                 RegistryService(
                     ctx, heartbeat_interval=settings.heartbeat_interval, unreachable_after=settings.unreachable_after
-                )
+                ),
+                EvidenceService(ctx, head_interval=settings.head_interval),
             ]
             out.print(
                 f"node [bold]{ctx.config.node_id}[/] up on {address} "

@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mesh.errors import ConfigurationError, InvalidTransitionError
+from mesh.evidence import GOVERNED
 from mesh.identity import issue_certificate, load_certificate_der, load_csr, load_private_key
 from mesh.membership import ContractStatus, Membership, NodeEntry
 from mesh.service import Context, Event, Service, handles
@@ -138,6 +139,7 @@ class RegistryService(Service):
                 "services": ["registry"],
             },
             subject=cfg.node_id,
+            evidence=GOVERNED[NODE_ANNOUNCED],
         )
         self._announced = True
         self.log.info("announced", contract_id=entry.contract_id)
@@ -209,6 +211,7 @@ class RegistryService(Service):
                 "expires_at": int(cert.not_valid_after_utc.timestamp() * 1000),
             },
             subject=entry.node_id,
+            evidence=GOVERNED[JOIN_APPROVED],
         )
         return entry
 
@@ -220,6 +223,7 @@ class RegistryService(Service):
             JOIN_REJECTED,
             {"contract_id": contract_id, "node_id": entry.node_id, "reason": reason},
             subject=entry.node_id,
+            evidence=GOVERNED[JOIN_REJECTED],
         )
         return entry
 
@@ -239,6 +243,7 @@ class RegistryService(Service):
             CONTRACT_TERMINATED,
             {"contract_id": entry.contract_id, "node_id": node_id, "reason": reason},
             subject=node_id,
+            evidence=GOVERNED[CONTRACT_TERMINATED],
         )
         return entry
 
@@ -258,5 +263,6 @@ class RegistryService(Service):
                 "revoked_at": now_ms() if since_ms is None else since_ms,
             },
             subject=node_id,
+            evidence=GOVERNED[CERTIFICATE_REVOKED],
         )
         return entry

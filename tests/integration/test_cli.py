@@ -119,6 +119,11 @@ def test_demo_runs_the_main_job_to_completion(bootstrap: str, tmp_path: Path) ->
     for party in ("bank", "hospital", "telecom"):
         assert f"node directory as {party} sees it" in proc.stdout
     assert proc.stdout.count("HEALTHY") >= 12
+    assert "audit passed" in proc.stdout
+    assert "final signed tree head" in proc.stdout
+    report = json.loads((tmp_path / "demo" / "audit.json").read_text(encoding="utf-8"))
+    assert report["passed"]
+    assert report["final_head"]["tree_size"] == report["tree_size"] > 0
 
 
 def test_bad_node_id_says_what_a_node_id_is(tmp_path: Path) -> None:

@@ -299,6 +299,40 @@ def test_corrupted_consistency_proof_never_verifies(case: tuple[list[bytes], int
         assert not verify_consistency(*claim), claim[:2]
 
 
+@st.composite
+def log_and_three_sizes(draw: st.DrawFn) -> tuple[list[bytes], int, int, int]:
+    leaves = draw(st.lists(st.binary(max_size=16), min_size=1, max_size=80, unique=True))
+    a, b, c = sorted(draw(st.lists(st.integers(0, len(leaves)), min_size=3, max_size=3)))
+    return leaves, a, b, c
+
+
+@given(log_and_three_sizes())
+def test_consistency_chains_like_a_log_grows(case: tuple[list[bytes], int, int, int]) -> None:
+    """Heads a ≤ b ≤ c of one log: each step and the whole stride verify, and later appends change no old root."""
+    leaves, a, b, c = case
+    log = build(leaves[:c])
+    roots = {n: log.root(n) for n in (a, b, c)}
+    for old, new in ((a, b), (b, c), (a, c)):
+        assert verify_consistency(old, new, roots[old], roots[new], log.consistency_proof(old, new))
+    for extra in (b"more", b"and more"):
+        log.append(extra)
+        assert {n: log.root(n) for n in (a, b, c)} == roots
+
+
+@settings(deadline=None)
+@given(log_and_leaf())
+def test_a_proof_shows_its_own_leaf_and_no_other(case: tuple[list[bytes], int, int]) -> None:
+    """An inclusion proof verifies for the leaf it was made for, at no other index, and for no other leaf."""
+    leaves, index, size = case
+    log = build(leaves)
+    proof, root = log.inclusion_proof(index, size), log.root(size)
+    assert verify_inclusion(leaf_hash(leaves[index]), index, size, proof, root)
+    for other in range(size):
+        if other != index:
+            assert not verify_inclusion(leaf_hash(leaves[other]), index, size, proof, root)
+            assert not verify_inclusion(leaf_hash(leaves[index]), other, size, proof, root)
+
+
 # -- the edges: sizes 0, equal sizes, out of range, malformed input ------------------------------
 
 H = hashlib.sha256(b"some hash").digest()

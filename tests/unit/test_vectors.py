@@ -294,6 +294,7 @@ def test_generate_check_fails_and_writes_nothing_when_a_vector_file_is_stale(tmp
     shutil.copy(VECTORS / "identity_cases.py", vectors / "identity_cases.py")
     shutil.copy(VECTORS / "schema_cases.py", vectors / "schema_cases.py")
     shutil.copy(VECTORS / "envelopes.json", vectors / "envelopes.json")
+    shutil.copy(VECTORS / "tree_heads.json", vectors / "tree_heads.json")
     stale = (VECTORS / "fingerprints.json").read_text(encoding="utf-8").replace("8a8f25cce724dd63", "8a8f25cce724dd64")
     (vectors / "fingerprints.json").write_text(stale, encoding="utf-8")
     result = subprocess.run(

@@ -1,4 +1,4 @@
-"""Writes the golden vectors (fingerprints.json, envelopes.json) another language checks itself against.
+"""Writes the golden vectors (fingerprints.json, envelopes.json, tree_heads.json) other languages check against.
 
 Run with the project's venv from anywhere:
 
@@ -38,6 +38,7 @@ FINGERPRINTS = HERE / "fingerprints.json"
 ENVELOPES = HERE / "envelopes.json"
 IDENTITY = HERE / "identity.json"
 SCHEMA_LEARNING = HERE / "schema_learning.json"
+TREE_HEADS = HERE / "tree_heads.json"
 
 #: 32 bytes 0x01..0x20: the Ed25519 private key seed (RFC 8032 "secret key") every case signs with.
 SEED = bytes(range(1, 33))
@@ -228,6 +229,54 @@ def envelope_vectors() -> dict[str, Any]:
     }
 
 
+def _u16_name(name: str) -> bytes:
+    raw = name.encode()
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def tree_head_vectors() -> dict[str, Any]:
+    """Signed tree heads and countersignatures (docs/protocol.md §13.4, §13.5), built from their definition."""
+    key = Ed25519PrivateKey.from_private_bytes(SEED)
+    head_tag, cosign_tag = b"interfed/tree-head/v1\x00", b"interfed/tree-head-cosignature/v1\x00"
+    cases = []
+    for name, log_id, size, root in (
+        ("empty", "operator", 0, bytes.fromhex("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")),
+        (
+            "ct_tree_of_7",
+            "node-a",
+            7,
+            bytes.fromhex("ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c"),
+        ),
+    ):
+        body = _u16_name(log_id) + size.to_bytes(8, "big") + ISSUED_AT.to_bytes(8, "big") + root
+        witness = "node-b"
+        cosign_bytes = cosign_tag + _u16_name(witness) + body
+        cases.append(
+            {
+                "name": name,
+                "head": {"log_id": log_id, "tree_size": size, "root_hash_hex": root.hex(), "timestamp": ISSUED_AT},
+                "signing_bytes_hex": (head_tag + body).hex(),
+                "signature_hex": key.sign(head_tag + body).hex(),
+                "witness": witness,
+                "cosignature_signing_bytes_hex": cosign_bytes.hex(),
+                "cosignature_hex": key.sign(cosign_bytes).hex(),
+            }
+        )
+    return {
+        "description": (
+            "Signed tree heads of the evidence log and their countersignatures. signing_bytes = head tag || "
+            "u16 len(log_id) || log_id || u64 tree_size || u64 timestamp || root_hash (big-endian); "
+            "cosignature_signing_bytes = cosignature tag || u16 len(witness) || witness || the same body. "
+            "Both are signed with the envelopes.json key (here as head keeper and as witness alike). "
+            "The roots are the empty tree's and the RFC 9162 root of merkle.json's 7 leaves."
+        ),
+        "head_tag_hex": head_tag.hex(),
+        "cosignature_tag_hex": cosign_tag.hex(),
+        "public_key_hex": raw_public_key(key.public_key()).hex(),
+        "cases": cases,
+    }
+
+
 def render(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
@@ -238,6 +287,7 @@ def outputs() -> dict[Path, str]:
         ENVELOPES: render(envelope_vectors()),
         IDENTITY: render(identity_vectors()),
         SCHEMA_LEARNING: render(schema_learning_vectors()),
+        TREE_HEADS: render(tree_head_vectors()),
     }
 
 

@@ -40,7 +40,7 @@ public final class Mesh implements AutoCloseable {
     static final Object[][] TOPICS = {
         {"registry", 3, "K"}, {"heartbeats", 3, "C"}, {"schemas", 1, "C"}, {"deadletter", 3, "D30"},
         {"catalog", 3, "K"}, {"components", 3, "K"}, {"artifacts", 3, "K"}, {"tasks", 3, "K"},
-        {"rounds", 6, "D30"}, {"accel.requests", 6, "D30"}, {"accel.replies", 6, "D30"}, {"evidence", 3, "K"},
+        {"rounds", 6, "D30"}, {"accel.requests", 6, "D30"}, {"accel.replies", 6, "D30"}, {"evidence", 1, "K"},
     };
 
     public final String bootstrap, prefix;

@@ -1,0 +1,280 @@
+"""The auditor: replays evidence and governed topics read-only; checks signatures, heads, consistency, completeness."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from mesh.bus import Record
+from mesh.errors import BadSignatureError, RevokedSenderError
+from mesh.evidence import EVIDENCE_RECORDED, GOVERNED
+from mesh.service import Context, Event, Service
+from mesh.topics import topic_for
+from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosigned_head, verify_cosignature
+from services.evidence.merkle import MerkleLog, verify_consistency
+from services.evidence.state import EvidenceLog
+
+#: The auditor's reason codes (docs/protocol.md §13.7); refusals by the receiving pipeline keep theirs (§6.6).
+MISSING_EVIDENCE = "MISSING_EVIDENCE"
+DANGLING_EVIDENCE = "DANGLING_EVIDENCE"
+EVIDENCE_MISMATCH = "EVIDENCE_MISMATCH"
+UNAUTHORISED_EVIDENCE = "UNAUTHORISED_EVIDENCE"
+HEAD_BEYOND_LOG = "HEAD_BEYOND_LOG"
+HEAD_MISMATCH = "HEAD_MISMATCH"
+SPLIT_VIEW = "SPLIT_VIEW"
+INCONSISTENT_HEADS = "INCONSISTENT_HEADS"
+COSIGNATURE_MISMATCH = "COSIGNATURE_MISMATCH"
+TRUNCATED = "TRUNCATED"
+NO_TREE_HEAD = "NO_TREE_HEAD"
+REVOKED_SENDER = RevokedSenderError.reason
+
+
+def governed_topics() -> tuple[str, ...]:
+    """The topics governed events travel on, from GOVERNED alone."""
+    return tuple(sorted({t for t in map(topic_for, GOVERNED) if t is not None}))
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    reason: str
+    detail: str
+    topic: str = ""
+    offset: int = -1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reason": self.reason, "detail": self.detail, "topic": self.topic, "offset": self.offset}
+
+
+@dataclass(frozen=True, slots=True)
+class Governed:
+    """A governance event as the auditor met it."""
+
+    event_id: str
+    topic: str
+    payload_type: str
+    sender: str
+    sha256: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """An evidence record: who recorded it (its envelope's sender) and what it claims."""
+
+    index: int
+    recorder: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class LogHeads:
+    """Every head one log published, in topic order, and who countersigned which."""
+
+    heads: list[TreeHead] = field(default_factory=list)
+    cosigners: dict[tuple[int, bytes], set[str]] = field(default_factory=dict)
+
+
+class Auditor(Service):
+    """A read-only service over the evidence topic and the governed topics; ``report()`` once caught up."""
+
+    name: ClassVar[str] = "audit"
+
+    def __init__(self, ctx: Context, trusted: list[TreeHead] | None = None) -> None:
+        self.topics = ("evidence", *governed_topics())  # type: ignore[misc]  # per instance: GOVERNED may grow
+        super().__init__(ctx, readonly=True)
+        self.log_state = EvidenceLog()
+        self.governed: dict[str, Governed] = {}
+        self.evidence: list[Evidence] = []
+        self.logs: dict[str, LogHeads] = {}
+        self.violations: list[Violation] = []
+        self.after_revocation: list[Violation] = []  # refused alike by everyone; reported, not a violation
+        self.records = 0
+        self.trusted = trusted or []
+        for payload_type in GOVERNED:
+            self._handlers[payload_type] = self.on_governed
+        self._handlers[EVIDENCE_RECORDED] = self.on_evidence
+        self._handlers[TREE_HEAD] = self.on_tree_head
+        self._handlers[TREE_HEAD_COSIGNED] = self.on_cosigned
+
+    @property
+    def tree(self) -> MerkleLog:
+        return self.log_state.tree
+
+    def violate(self, reason: str, detail: str, ev: Event | None = None) -> None:
+        topic, offset = (ev.topic, ev.offset) if ev is not None else ("", -1)
+        self.violations.append(Violation(reason, detail, topic, offset))
+        self.log.warning("audit_violation", reason=reason, detail=detail, topic=topic, offset=offset)
+
+    async def process(self, record: Record) -> None:
+        self.records += 1
+        await super().process(record)
+
+    async def dead_letter(self, record: Record, reason: str, detail: str) -> None:
+        """A record the pipeline refused: on an audited topic that is a violation under the pipeline's reason.
+
+        Except REVOKED_SENDER: a party that signs before it has read its own revocation or termination is
+        refused by every receiver alike, so every honest log leaves it out and nothing was falsified.
+        """
+        await super().dead_letter(record, reason, detail)
+        topic = self.ctx.bus.names.protocol_name(record.topic)
+        if topic not in self.topics:
+            return
+        if reason == REVOKED_SENDER:
+            self.after_revocation.append(Violation(reason, detail, topic, record.offset))
+        else:
+            self.violations.append(Violation(reason, detail, topic, record.offset))
+
+    # -- handlers ----------------------------------------------------------------------
+
+    async def on_governed(self, ev: Event) -> None:
+        env = ev.envelope
+        digest = hashlib.sha256(env.encode()).digest()
+        self.governed[env.event_id] = Governed(env.event_id, ev.topic, env.payload_type, env.sender, digest)
+
+    async def on_evidence(self, ev: Event) -> None:
+        index = self.log_state.append(ev.envelope.encode(), (ev.envelope.event_id, ev.payload["event_id"]))
+        self.evidence.append(Evidence(index, ev.sender, ev.payload))
+
+    async def on_tree_head(self, ev: Event) -> None:
+        head = TreeHead.from_payload(ev.payload)
+        if head.log_id != ev.sender:
+            self.violate(HEAD_MISMATCH, f"{ev.sender} signed a head of {head.log_id}'s log", ev)
+            return
+        head.verify(ev.speaker.public_key)  # BadSignatureError: refused, and so a violation, by the pipeline
+        history = self.logs.setdefault(head.log_id, LogHeads())
+        for earlier in history.heads:
+            if earlier.tree_size == head.tree_size and earlier.root_hash != head.root_hash:
+                self.violate(SPLIT_VIEW, f"{head.log_id} signed two roots for size {head.tree_size}", ev)
+        self._check_against_tree(head, ev)
+        if history.heads:
+            self._check_consistent(history.heads[-1], head, ev)
+        history.heads.append(head)
+
+    async def on_cosigned(self, ev: Event) -> None:
+        p = ev.payload
+        if p["witness"] != ev.sender:
+            self.violate(COSIGNATURE_MISMATCH, f"{ev.sender} countersigned as {p['witness']}", ev)
+            return
+        verify_cosignature(p, ev.speaker.public_key)
+        head = cosigned_head(p)
+        history = self.logs.setdefault(head.log_id, LogHeads())
+        if not any(h.tree_size == head.tree_size and h.root_hash == head.root_hash for h in history.heads):
+            self.violate(COSIGNATURE_MISMATCH, f"{ev.sender} countersigned a head {head.log_id} never signed", ev)
+        elif self._check_against_tree(head, ev, COSIGNATURE_MISMATCH):
+            history.cosigners.setdefault((head.tree_size, head.root_hash), set()).add(ev.sender)
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def _check_against_tree(self, head: TreeHead, ev: Event | None, reason: str = HEAD_MISMATCH) -> bool:
+        """Every honest log is the evidence topic's records in order: the replayed tree must have this root."""
+        if head.tree_size > self.tree.size:
+            self.violate(
+                HEAD_BEYOND_LOG if ev is not None else TRUNCATED,
+                f"{head.log_id}'s head of size {head.tree_size}, but the topic holds {self.tree.size} leaves so far",
+                ev,
+            )
+            return False
+        if self.tree.root(head.tree_size) != head.root_hash:
+            self.violate(reason, f"{head.log_id}'s root at size {head.tree_size} is not the replayed log's", ev)
+            return False
+        return True
+
+    def _check_consistent(self, old: TreeHead, new: TreeHead, ev: Event) -> None:
+        """RFC 9162 consistency of a log's successive heads, from a proof the replayed tree gives."""
+        if new.tree_size < old.tree_size:
+            self.violate(INCONSISTENT_HEADS, f"{new.log_id}'s head shrank from {old.tree_size} to {new.tree_size}", ev)
+            return
+        if new.tree_size > self.tree.size:
+            return  # already HEAD_BEYOND_LOG
+        proof = self.tree.consistency_proof(old.tree_size, new.tree_size)
+        if not verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash, proof):
+            self.violate(
+                INCONSISTENT_HEADS,
+                f"{new.log_id}'s head at {new.tree_size} does not extend its head at {old.tree_size}",
+                ev,
+            )
+
+    def _check_completeness(self) -> None:
+        operators = self.ctx.federation.operator_ids
+        claims: dict[str, list[Evidence]] = {}
+        for e in self.evidence:
+            claims.setdefault(e.payload["event_id"], []).append(e)
+            target = self.governed.get(e.payload["event_id"])
+            p = e.payload
+            where = f"evidence leaf {e.index} ({p['action']} of {p['event_id']})"
+            if target is None:
+                self.violations.append(Violation(DANGLING_EVIDENCE, f"{where} points at no governed event"))
+            elif (p["event_sha256"], p["event_type"], p["event_topic"], p["action"]) != (
+                target.sha256,
+                target.payload_type,
+                target.topic,
+                GOVERNED[target.payload_type],
+            ):
+                self.violations.append(Violation(EVIDENCE_MISMATCH, f"{where} does not match the event it names"))
+            elif e.recorder != target.sender and e.recorder not in operators:
+                self.violations.append(
+                    Violation(UNAUTHORISED_EVIDENCE, f"{where} recorded by {e.recorder}, not by {target.sender}")
+                )
+        for g in self.governed.values():
+            if g.event_id not in claims:
+                self.violations.append(
+                    Violation(MISSING_EVIDENCE, f"{g.payload_type} {g.event_id} by {g.sender} has no evidence record")
+                )
+
+    def _check_trusted(self) -> None:
+        for head in self.trusted:
+            cert = self.trust.certificate(head.log_id)
+            if cert is None:
+                self.violations.append(Violation(HEAD_MISMATCH, f"trusted head names unknown log {head.log_id}"))
+                continue
+            try:
+                head.verify(cert.public_key)
+            except BadSignatureError as exc:
+                self.violations.append(Violation(HEAD_MISMATCH, f"trusted head of {head.log_id}: {exc}"))
+                continue
+            self._check_against_tree(head, None)
+
+    # -- the verdict --------------------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        """Run the end-of-replay checks (once) and return the JSON report."""
+        if not getattr(self, "_finished", False):
+            self._finished = True
+            self._check_completeness()
+            self._check_trusted()
+            if self.tree.size and not any(h.heads for h in self.logs.values()):
+                self.violations.append(Violation(NO_TREE_HEAD, f"{self.tree.size} leaves and no signed tree head"))
+        reasons = Counter(v.reason for v in self.violations)
+        return {
+            "passed": not self.violations,
+            "records_read": self.records,
+            "tree_size": self.tree.size,
+            "root_hash": self.tree.root().hex(),
+            "governed_events": len(self.governed),
+            "evidence_records": len(self.evidence),
+            "by_action": dict(sorted(Counter(e.payload["action"] for e in self.evidence).items())),
+            "logs": {
+                log_id: {
+                    "heads": len(h.heads),
+                    "latest": h.heads[-1].to_json() if h.heads else None,
+                    "cosigned_by": sorted(h.cosigners.get((h.heads[-1].tree_size, h.heads[-1].root_hash), set()))
+                    if h.heads
+                    else [],
+                }
+                for log_id, h in sorted(self.logs.items())
+            },
+            "violations_by_reason": dict(sorted(reasons.items())),
+            "violations": [v.to_json() for v in self.violations],
+            "refused_after_revocation": [v.to_json() for v in self.after_revocation],
+        }
+
+    def final_head(self) -> TreeHead | None:
+        """The largest signed head that matches the replayed log (the latest if several have that size)."""
+        best: TreeHead | None = None
+        for h in self.logs.values():
+            for head in h.heads:
+                good = head.tree_size <= self.tree.size and self.tree.root(head.tree_size) == head.root_hash
+                if good and (best is None or (head.tree_size, head.timestamp) >= (best.tree_size, best.timestamp)):
+                    best = head
+        return best

@@ -1,0 +1,178 @@
+"""The evidence service: witnesses evidence into its Merkle log, signs heads, countersigns, spots split views."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Coroutine
+from typing import Any, ClassVar
+
+from aiokafka.errors import KafkaError
+
+from mesh.envelope import Envelope
+from mesh.errors import UnauthorisedError
+from mesh.evidence import EVIDENCE_RECORDED, GOVERNED, evidence_of
+from mesh.service import Context, Event, Service, handles
+from mesh.trust import JOIN_REQUESTED
+from services.evidence.errors import HistoryRewrittenError, SplitViewError
+from services.evidence.heads import (
+    TREE_HEAD,
+    TREE_HEAD_COSIGNED,
+    TreeHead,
+    cosign,
+    cosigned_head,
+    verify_cosignature,
+)
+from services.evidence.state import EvidenceLog
+
+LOG_FILE = "evidence/log.bin"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class EvidenceService(Service):
+    """One party's witness: every EvidenceRecorded it accepts becomes the next leaf of its log.
+
+    Because the evidence topic has one partition, every honest party accepts the same records
+    in the same order, so their logs are identical leaf for leaf and a head of size n by any of
+    them must have the root this party's log has at n: anything else is a split view. A head
+    always comes after the leaves it covers on that partition, so a witness has them by then.
+
+    An operator's evidence service also records receipt of join requests (``registry.apply``):
+    the applicant holds no certificate when it applies, so no one could verify its own record.
+    """
+
+    name: ClassVar[str] = "evidence"
+    topics: ClassVar[tuple[str, ...]] = ("evidence",)
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        readonly: bool = False,
+        head_interval: float = 5.0,
+        persist: bool = True,
+        keep: bool = True,
+    ) -> None:
+        """``persist``: keep the log in the node home; ``keep``: once caught up, sign heads, countersign and
+        record receipts on its own (off for a one-off session that only answers one request)."""
+        super().__init__(ctx, readonly=readonly)
+        self.keeps = keep and not readonly
+        self.me = ctx.config.node_id
+        self.head_interval = head_interval
+        self.log_state = EvidenceLog(ctx.home.state_path / LOG_FILE if persist and not readonly else None)
+        self._witnessed = 0  # position in this run's replay of the evidence topic
+        self.heads: dict[tuple[str, int], bytes] = {}  # (log, size) -> root, from every head and cosignature seen
+        self.latest_head: dict[str, TreeHead] = {}
+        self._to_cosign: dict[tuple[str, int, bytes], TreeHead] = {}
+        self._unrecorded: dict[str, Envelope] = {}  # join requests no evidence record covers yet
+        self.split_views: list[str] = []
+
+    @property
+    def size(self) -> int:
+        return self.log_state.size
+
+    # -- witnessing ------------------------------------------------------------------
+
+    @handles(EVIDENCE_RECORDED)
+    async def on_evidence(self, ev: Event) -> None:
+        leaf = ev.envelope.encode()
+        ids = (ev.envelope.event_id, ev.payload["event_id"])
+        position = self._witnessed
+        if position < self.log_state.size:
+            if self.log_state.leaf(position) != leaf:
+                raise HistoryRewrittenError(
+                    f"leaf {position} of the stored log is not the record now at that place on the evidence topic"
+                )
+            self.log_state.index_events(position, ids)
+        else:
+            self.log_state.append(leaf, ids)
+        self._witnessed += 1
+        self._unrecorded.pop(ev.payload["event_id"], None)
+
+    @handles(JOIN_REQUESTED)
+    async def on_join_requested(self, ev: Event) -> None:
+        if self.ctx.config.role == "operator" and not self.readonly:
+            self._unrecorded[ev.envelope.event_id] = ev.envelope
+
+    # -- heads and countersignatures ---------------------------------------------------
+
+    def _judge(self, head: TreeHead, who: str) -> None:
+        """Raise SplitViewError unless ``head`` agrees with every head seen and with this party's log."""
+        seen = self.heads.get((head.log_id, head.tree_size))
+        problem = None
+        if seen is not None and seen != head.root_hash:
+            problem = f"{head.log_id} showed two roots for size {head.tree_size}"
+        elif head.tree_size > self._witnessed:
+            problem = f"{head.log_id} claims {head.tree_size} leaves; {self.me} witnessed {self._witnessed}"
+        elif self.log_state.tree.root(head.tree_size) != head.root_hash:
+            problem = f"{head.log_id}'s root at size {head.tree_size} is not {self.me}'s"
+        if problem is not None:
+            self.split_views.append(problem)
+            self.log.error("split_view", log_id=head.log_id, tree_size=head.tree_size, by=who, detail=problem)
+            raise SplitViewError(problem)
+        self.heads[(head.log_id, head.tree_size)] = head.root_hash
+
+    @handles(TREE_HEAD)
+    async def on_tree_head(self, ev: Event) -> None:
+        head = TreeHead.from_payload(ev.payload)
+        if head.log_id != ev.sender:
+            raise UnauthorisedError(f"{ev.sender} may not sign heads of {head.log_id}'s log")
+        head.verify(ev.speaker.public_key)
+        self._judge(head, ev.sender)
+        self.latest_head[head.log_id] = head
+        if head.log_id != self.me:
+            self._to_cosign[(head.log_id, head.tree_size, head.root_hash)] = head
+
+    @handles(TREE_HEAD_COSIGNED)
+    async def on_cosigned(self, ev: Event) -> None:
+        p = ev.payload
+        if p["witness"] != ev.sender:
+            raise UnauthorisedError(f"{ev.sender} may not countersign as {p['witness']}")
+        verify_cosignature(p, ev.speaker.public_key)
+        self._judge(cosigned_head(p), ev.sender)
+        if p["witness"] == self.me:
+            self._to_cosign.pop((p["log_id"], p["tree_size"], p["root_hash"]), None)
+
+    # -- own work once caught up ---------------------------------------------------------
+
+    def background(self) -> list[Coroutine[Any, Any, None]]:
+        return [self._keep()] if self.keeps else []
+
+    async def _keep(self) -> None:
+        """Record receipts, countersign what agrees, and sign a head whenever the log grew."""
+        while True:
+            if self.trust.can_sign(self.me):
+                try:
+                    await self._record_receipts()
+                    await self._cosign_pending()
+                    mine = self.latest_head.get(self.me)
+                    if self.size > (mine.tree_size if mine else 0):
+                        await self.publish_head()
+                except (KafkaError, TimeoutError) as exc:
+                    self.log.warning("evidence_publish_failed", error=f"{type(exc).__name__}: {exc}")
+                self.log_state.sync()
+            await asyncio.sleep(self.head_interval)
+
+    async def _record_receipts(self) -> None:
+        for event_id, env in list(self._unrecorded.items()):
+            proof = evidence_of(GOVERNED[JOIN_REQUESTED], "registry", env)
+            await self.ctx.publisher.publish("evidence", EVIDENCE_RECORDED, proof, env.subject)
+            self._unrecorded.pop(event_id, None)
+
+    async def _cosign_pending(self) -> None:
+        for key, head in list(self._to_cosign.items()):
+            payload = cosign(head, self.me, self.ctx.publisher.signer)
+            await self.ctx.publisher.publish("evidence", TREE_HEAD_COSIGNED, payload, subject=head.log_id)
+            self._to_cosign.pop(key, None)
+
+    async def publish_head(self) -> TreeHead:
+        """Sign and publish the head of this party's log as it is now (on demand, or at the interval)."""
+        size = self.size
+        head = TreeHead(self.me, size, self.log_state.tree.root(size), now_ms()).signed(self.ctx.publisher.signer)
+        await self.ctx.publisher.publish("evidence", TREE_HEAD, head.payload(), subject=self.me)
+        self.latest_head[self.me] = head
+        self.log.info("tree_head_published", tree_size=size, root_hash=head.root_hash.hex())
+        return head

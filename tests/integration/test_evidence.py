@@ -1,0 +1,128 @@
+"""The evidence log on a real broker: steps evidenced, identical logs, countersigned heads, restart, split view."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mesh.evidence import GOVERNED
+from mesh.node import running
+from mesh.testing import auditor_home, dead_letters, eventually, evidence_settled, federation
+from services.evidence.cli import replay
+from services.evidence.heads import TREE_HEAD, TreeHead
+from services.evidence.service import EvidenceService
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
+
+
+async def test_registry_steps_are_evidenced_logs_agree_and_the_audit_passes(bootstrap: str, home_root: Path) -> None:
+    async with federation(home_root, bootstrap, n=2, evidence=0.3) as fed:
+        op = fed.operator.registry
+        await op.terminate("party1", "left the consortium")
+        await eventually(lambda: evidence_settled(fed), 60, "every party's log and heads agreeing")
+        auditor = await replay(auditor_home(home_root, fed), fed.settings, bootstrap)
+        report = auditor.report()
+        assert report["violations"] == []
+        assert report["passed"]
+        # Two applies (recorded by the operator: applicants have no certificate), two approvals,
+        # two announcements and the termination; nothing else is governed here.
+        assert report["by_action"] == {
+            "registry.announce": 2,
+            "registry.apply": 2,
+            "registry.approve": 2,
+            "registry.terminate": 1,
+        }
+        assert set(report["by_action"]) <= set(GOVERNED.values())
+        size = report["tree_size"]
+        assert size == 7
+        for m in fed.everyone:
+            assert m.evidence is not None
+            assert m.evidence.size == size
+            assert m.evidence.log_state.tree.root().hex() == report["root_hash"]
+        # Every party that can still sign has its latest head at the full size, countersigned by the
+        # others that can; the terminated party signs nothing after its termination.
+        logs = report["logs"]
+        active = {"operator", "party0"}
+        assert active <= set(logs) <= active | {"party1"}  # party1 may be terminated before its first head
+        for log_id in active:
+            assert logs[log_id]["latest"]["tree_size"] == size
+            assert set(logs[log_id]["cosigned_by"]) == active - {log_id}
+        if "party1" in logs:
+            assert logs["party1"]["latest"]["tree_size"] < size
+        final = auditor.final_head()
+        assert final is not None
+        assert final.tree_size == size
+
+
+async def test_a_restarted_evidence_service_resumes_its_stored_log(bootstrap: str, home_root: Path) -> None:
+    async with federation(home_root, bootstrap, n=1, evidence=0.3) as fed:
+        await eventually(lambda: evidence_settled(fed), 60, "logs agreeing")
+        member = fed.members[0]
+        assert member.evidence is not None
+        before = member.evidence.size
+        await member.halt()
+        stored = (member.home.state_path / "evidence" / "log.bin").stat().st_size
+        assert stored > 0
+        again = EvidenceService(member.registry.ctx, head_interval=0.3)
+        assert again.size == before  # loaded from the home before reading anything
+        async with running(again):
+            assert again.size == before
+            assert not again.split_views
+            assert not [k for k in again.counts if k.startswith("dead:")]
+
+
+async def test_a_head_contradicting_the_log_is_reported_as_a_split_view(bootstrap: str, home_root: Path) -> None:
+    async with federation(home_root, bootstrap, n=2, evidence=0.3) as fed:
+        await eventually(lambda: evidence_settled(fed), 60, "logs agreeing")
+        liar = fed.members[0]
+        assert liar.evidence is not None
+        size = liar.evidence.size
+        # A second, different root for a size it already signed: what it would show another party.
+        forged = TreeHead(liar.node_id, size, b"\x42" * 32, 1).signed(liar.registry.ctx.publisher.signer)
+        await liar.registry.ctx.publisher.publish("evidence", TREE_HEAD, forged.payload(), subject=liar.node_id)
+        for m in (fed.operator, fed.members[1]):
+            await eventually(
+                lambda m=m: m.evidence is not None and m.evidence.counts["dead:SPLIT_VIEW"] == 1,
+                30,
+                f"{m.node_id} reporting the split view",
+            )
+        letters = await dead_letters(fed, "SPLIT_VIEW")
+        assert {letter["service"] for letter in letters} == {"evidence"}
+        assert len(letters) >= 2
+        auditor = await replay(auditor_home(home_root, fed), fed.settings, bootstrap)
+        reasons = auditor.report()["violations_by_reason"]
+        assert reasons.get("SPLIT_VIEW") == 1
+        assert reasons.get("HEAD_MISMATCH") == 1
+
+
+async def test_a_head_on_demand_from_the_command_line_is_accepted_by_every_party(
+    bootstrap: str, home_root: Path
+) -> None:
+    async with federation(home_root, bootstrap, n=1, evidence=0.3) as fed:
+        await eventually(lambda: evidence_settled(fed), 60, "logs agreeing")
+        member = fed.members[0]
+        assert fed.operator.evidence is not None
+        before = fed.operator.evidence.latest_head[member.node_id]
+        env = {**os.environ, "INTERFED_TOPIC_PREFIX": fed.settings.topic_prefix, "COLUMNS": "200"}
+        argv = [sys.executable, "-m", "mesh", "evidence", "head", "--home", str(member.home.path)]
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [*argv, "--bootstrap", bootstrap],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert f"tree head published: size {before.tree_size}, root {before.root_hash.hex()}" in proc.stdout
+        op = fed.operator.evidence
+        await eventually(
+            lambda: op.latest_head[member.node_id].timestamp > before.timestamp, 30, "the operator reading it"
+        )
+        assert not op.split_views
