@@ -21,3 +21,17 @@ def evidence_of(action: str, topic: str, env: Envelope) -> dict[str, Any]:
         "event_sha256": hashlib.sha256(env.encode()).digest(),
         "occurred_at": env.issued_at,
     }
+
+
+#: Payload type -> the evidence action that must follow every such event. The auditor checks
+#: completeness against it: each of these events has its EvidenceRecorded, with this action.
+GOVERNED: dict[str, str] = {
+    "interfed.catalog.AccessGranted": "catalog.grant",
+    "interfed.catalog.AccessRejected": "catalog.reject",
+    "interfed.catalog.AccessRequested": "catalog.request",
+    "interfed.catalog.AccessTerminated": "catalog.terminate",
+    "interfed.catalog.DatasetPublished": "catalog.publish",
+    "interfed.catalog.DatasetRetracted": "catalog.retract",
+    "interfed.catalog.DatasetUpdated": "catalog.update",
+    "interfed.catalog.DatasetUsed": "catalog.use",
+}

@@ -16,10 +16,15 @@ from mesh.bus import KafkaBus
 from mesh.codec import SchemaStore
 from mesh.envelope import Envelope
 from mesh.home import NodeConfig, NodeHome, create_federation
-from mesh.node import connect, open_context, until_caught_up
+from mesh.node import connect, open_context, run_services, until_caught_up
+from mesh.service import Context, Service
 from mesh.settings import MeshSettings, load_settings
 from mesh.topics import TopicNames
 from services.registry.service import RegistryService
+
+#: Builds a member's other services (besides its registry) from its context; the context is the
+#: member's own, so they share its identity and publisher, as in ``interfed node up``.
+ServiceFactory = Callable[[Context], Sequence[Service]]
 
 #: ``INTERFED_TEST_BROKER``: "kafka", "tansu", or a bootstrap address of a broker you run yourself.
 BROKER_ENV = "INTERFED_TEST_BROKER"
@@ -51,13 +56,18 @@ async def eventually(predicate: Callable[[], object], timeout: float = 20.0, wha
 
 @dataclass
 class Member:
-    """One party of a test federation: its home, its connection and its running registry."""
+    """One party of a test federation: its home, its connection, its running registry and any other services."""
 
     home: NodeHome
     bus: KafkaBus
     registry: RegistryService
+    services: list[Service] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+
+    def service(self, name: str) -> Service:
+        """The member's service called ``name`` (its registry, or one the federation's factory made)."""
+        return next(s for s in (self.registry, *self.services) if s.name == name)
 
     @property
     def node_id(self) -> str:
@@ -118,8 +128,12 @@ async def federation(
     settings: MeshSettings | None = None,
     join: bool = True,
     name: str = "test",
+    services: ServiceFactory | None = None,
 ) -> AsyncIterator[TestFederation]:
     """A running federation of ``n`` parties plus its operator; with ``join``, all approved and beating.
+
+    ``services`` builds each party's other services (the operator's too); they run beside its
+    registry, on the same connection and identity, until the federation ends.
 
     Each party has its own home, its own broker connection and its own services,
     as separate processes would; they share nothing but the broker.
@@ -130,17 +144,16 @@ async def federation(
         members: list[Member] = []
         for home in homes:
             bus = await stack.enter_async_context(connect(settings, bootstrap))
+            ctx = open_context(home, bus, settings)
             svc = RegistryService(
-                open_context(home, bus, settings),
-                heartbeat_interval=settings.heartbeat_interval,
-                unreachable_after=settings.unreachable_after,
+                ctx, heartbeat_interval=settings.heartbeat_interval, unreachable_after=settings.unreachable_after
             )
-            members.append(Member(home, bus, svc))
+            members.append(Member(home, bus, svc, list(services(ctx)) if services else []))
         fed = TestFederation(members[0], members[1:], settings, bootstrap)
         for m in members:
-            m.task = asyncio.create_task(m.registry.run(m.stop), name=m.home.path.name)
+            m.task = asyncio.create_task(run_services([m.registry, *m.services], m.stop), name=m.home.path.name)
         try:
-            await until_caught_up([m.registry for m in members])
+            await until_caught_up([s for m in members for s in (m.registry, *m.services)])
             if join:
                 await join_all(fed)
             yield fed
