@@ -14,6 +14,7 @@ from mesh.evidence import EVIDENCE_RECORDED, GOVERNED
 from mesh.node import connect, open_context, running
 from mesh.service import Context, Service
 from mesh.testing import TestFederation, eventually, federation, read_topic
+from services.catalog.errors import PermitTerminatedError
 from services.catalog.policy import DAY_MS, Policy
 from services.catalog.service import CatalogService
 from services.catalog.state import PermitStatus
@@ -187,8 +188,6 @@ async def test_manual_decision_and_termination_refuse_later_uses(fed: TestFedera
     await eventually(
         lambda: hospital.catalog.permits[request_id].status is PermitStatus.TERMINATED, what="termination seen"
     )
-    from services.catalog.errors import PermitTerminatedError
-
     with pytest.raises(PermitTerminatedError):
         await hospital.use(request_id, "party2")
 
