@@ -93,6 +93,9 @@ async def expect_refused(
     fed: TestFederation, reason: str, sender: str, payload_type: str, payload: dict[str, Any]
 ) -> None:
     """``sender`` signs and sends the event without judging it first; every party refuses it with ``reason``."""
+    await eventually(
+        lambda: len({repr(vars(catalog(fed, n).catalog)) for n in NODES}) == 1, what="every party at the same state"
+    )
     before = {n: catalog(fed, n).counts[f"dead:{reason}"] for n in NODES}
     snapshot = {n: repr(vars(catalog(fed, n).catalog)) for n in NODES}
     pub = catalog(fed, sender).ctx.publisher
