@@ -23,6 +23,7 @@ from mesh.home import NODE_ID_HINT, NodeConfig, NodeHome, create_federation
 from mesh.membership import Membership
 from mesh.node import connect, open_context, run_services, running, stop_on_signals
 from mesh.settings import MeshSettings, load_settings
+from services.catalog.service import CatalogService
 from services.registry.service import RegistryService
 
 out = Console(highlight=False)
@@ -143,7 +144,8 @@ def node_up(
             services = [
                 RegistryService(
                     ctx, heartbeat_interval=settings.heartbeat_interval, unreachable_after=settings.unreachable_after
-                )
+                ),
+                CatalogService(ctx),  # decides requests by HOME/catalog-policy.toml, if there is one
             ]
             out.print(
                 f"node [bold]{ctx.config.node_id}[/] up on {address} "
