@@ -222,3 +222,25 @@ async def test_replaying_the_catalog_topic_rebuilds_the_same_directory_and_permi
         assert {k: vars(v) for k, v in fresh.catalog.permits.items()} == {k: vars(v) for k, v in state.permits.items()}
         assert fresh.catalog.uses == state.uses
     assert len(fresh.catalog.permits) == 2
+
+
+async def test_an_owner_that_was_away_decides_waiting_requests_when_it_starts(
+    fed: TestFederation, tmp_path: Path
+) -> None:
+    dataset_id = await publish_loans(fed, tmp_path)
+    hospital = catalog(fed.member("party2"))
+    waiting = await hospital.request(
+        dataset_id, "audit", scope_type="COMPONENT", scope_ids=["psi"], not_after=now_ms() + DAY_MS, use_limit=1
+    )
+    await eventually(lambda: waiting in catalog(fed.member("party0")).catalog.permits, what="request at the owner")
+    assert hospital.catalog.permits[waiting].status is PermitStatus.APPLIED  # no rule of party0's policy matches
+    policy_file = tmp_path / "later.toml"
+    policy_file.write_text('[[rule]]\nname = "psi-ok"\ndecision = "approve"\nscope_ids = ["psi"]\n', encoding="utf-8")
+    owner = fed.member("party0")
+    async with connect(fed.settings, fed.bootstrap) as bus:
+        restarted = CatalogService(open_context(owner.home, bus, fed.settings), policy=Policy.load(policy_file))
+        async with running(restarted):
+            await eventually(
+                lambda: hospital.catalog.permits[waiting].status is PermitStatus.APPROVED, what="decided at start"
+            )
+    assert hospital.catalog.permits[waiting].decided_by == "policy:psi-ok"
