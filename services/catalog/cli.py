@@ -96,8 +96,8 @@ def update(
     bootstrap: BootstrapOpt = None,
 ) -> None:
     """Describe the dataset's file again and publish the new metadata and digest."""
-    ds = _run(home, bootstrap, lambda svc: svc.update(dataset_id, file))
-    out.print(f"updated {dataset_id} to version {ds.version + 1}")
+    version = _run(home, bootstrap, lambda svc: svc.update(dataset_id, file))
+    out.print(f"updated {dataset_id} to version {version}")
 
 
 @catalog_app.command("retract")

@@ -204,8 +204,9 @@ class CatalogService(Service):
         self.local.put(dataset_id, entry)
         return dataset_id
 
-    async def update(self, dataset_id: str, path: Path | None = None) -> Dataset:
-        """Describe the dataset's file again (or a new file) and publish the new metadata and digest."""
+    async def update(self, dataset_id: str, path: Path | None = None) -> int:
+        """Describe the dataset's file again (or a new file) and publish the new metadata and digest;
+        returns the new version."""
         current = self._current(dataset_id)
         entry = self.local.get(dataset_id)
         if path is not None:
@@ -216,7 +217,7 @@ class CatalogService(Service):
         payload["version"] = current.version + 1
         await self._step(DATASET_UPDATED, payload)
         self.local.put(dataset_id, entry)
-        return current
+        return int(payload["version"])
 
     async def retract(self, dataset_id: str, reason: str) -> Dataset:
         current = self._current(dataset_id)

@@ -101,6 +101,17 @@ async def test_publish_list_request_approve_use_through_the_cli(
         )
         assert "--scope 'TEAM:a'" in bad_scope.stderr
 
+        data.write_text(data.read_text(encoding="utf-8") + "25,262.5,1\n", encoding="utf-8")
+        updated = await interfed(fed, "catalog", "update", "party0/loans-2026", "--home", owner)
+        assert "to version 2" in updated.stdout
+        shown = (await interfed(fed, "catalog", "show", "party0/loans-2026", "--home", user)).stdout
+        assert "26 rows" in shown
+        assert "CONTINUOUS" in shown
+        await interfed(fed, "catalog", "retract", "party0/loans-2026", "--home", owner, "--reason", "superseded")
+        assert json.loads((await interfed(fed, "catalog", "list", "--home", user, "--json")).stdout) == []
+        every = json.loads((await interfed(fed, "catalog", "list", "--home", user, "--all", "--json")).stdout)
+        assert [(r["status"], r["version"], r["rows"]) for r in every] == [("RETRACTED", 2, 26)]
+
 
 def test_policy_check_prints_rules_and_names_a_bad_entry(tmp_path: Path) -> None:
     good = tmp_path / "policy.toml"
