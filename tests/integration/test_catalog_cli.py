@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mesh.service import Context, Service
-from mesh.testing import TestFederation, federation
+from mesh.testing import TestFederation, federation, fresh_settings
 from services.catalog.service import CatalogService
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -53,7 +53,10 @@ async def test_publish_list_request_approve_use_through_the_cli(
 ) -> None:
     data = tmp_path / "Loans 2026.csv"
     data.write_text("id,income,defaulted\n" + "".join(f"{i},{i * 10.5},{i % 2}\n" for i in range(25)), encoding="utf-8")
-    async with federation(home_root, bootstrap, n=2, services=services) as fed:
+    # Slow beats: every command replays the heartbeats topic, which tansu never compacts, and it reads
+    # many small records slowly (about a minute for a thousand under load), so keep that topic short.
+    settings = fresh_settings(heartbeat_interval=10.0, unreachable_after=30.0)
+    async with federation(home_root, bootstrap, n=2, services=services, settings=settings) as fed:
         owner, user = (str(m.home.path) for m in fed.members)
         published = await interfed(
             fed, "catalog", "publish", str(data), "--home", owner, "--label", "defaulted", "--stats"
