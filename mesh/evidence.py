@@ -13,6 +13,14 @@ EVIDENCE_RECORDED = "interfed.evidence.EvidenceRecorded"
 #: (docs/protocol.md §13.6). The auditor checks completeness from this table alone, so a new governed
 #: step is one entry here and ``evidence=`` on its publish. Kept sorted, one entry a line.
 GOVERNED: dict[str, str] = {
+    "interfed.catalog.AccessGranted": "catalog.grant",
+    "interfed.catalog.AccessRejected": "catalog.reject",
+    "interfed.catalog.AccessRequested": "catalog.request",
+    "interfed.catalog.AccessTerminated": "catalog.terminate",
+    "interfed.catalog.DatasetPublished": "catalog.publish",
+    "interfed.catalog.DatasetRetracted": "catalog.retract",
+    "interfed.catalog.DatasetUpdated": "catalog.update",
+    "interfed.catalog.DatasetUsed": "catalog.use",
     "interfed.registry.CertificateRevoked": "registry.revoke",
     "interfed.registry.ContractTerminated": "registry.terminate",
     "interfed.registry.JoinApproved": "registry.approve",
@@ -33,3 +41,4 @@ def evidence_of(action: str, topic: str, env: Envelope) -> dict[str, Any]:
         "event_sha256": hashlib.sha256(env.encode()).digest(),
         "occurred_at": env.issued_at,
     }
+

@@ -19,12 +19,17 @@ from mesh.codec import SchemaStore
 from mesh.envelope import Envelope
 from mesh.home import NodeConfig, NodeHome, create_federation
 from mesh.node import connect, open_context, run_services, until_caught_up
+from mesh.service import Context, Service
 from mesh.settings import MeshSettings, load_settings
 from mesh.topics import TOPICS, TopicNames
 from services.evidence.cli import replay
 from services.evidence.heads import TreeHead
 from services.evidence.service import EvidenceService
 from services.registry.service import RegistryService
+
+#: Builds a member's other services (besides its registry) from its context; the context is the
+#: member's own, so they share its identity and publisher, as in ``interfed node up``.
+ServiceFactory = Callable[[Context], Sequence[Service]]
 
 #: ``INTERFED_TEST_BROKER``: "kafka", "tansu", or a bootstrap address of a broker you run yourself.
 BROKER_ENV = "INTERFED_TEST_BROKER"
@@ -56,18 +61,24 @@ async def eventually(predicate: Callable[[], object], timeout: float = 20.0, wha
 
 @dataclass
 class Member:
-    """One party of a test federation: its home, its connection, its running registry and evidence services."""
+    """One party of a test federation: its home, its connection, its registry, evidence and any other services."""
 
     home: NodeHome
     bus: KafkaBus
     registry: RegistryService
     evidence: EvidenceService | None = None
+    extra: list[Service] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
+    def service(self, name: str) -> Service:
+        """The member's service called ``name`` (its registry, or one the federation's factory made)."""
+        return next(s for s in self.services if s.name == name)
+
     @property
-    def services(self) -> list[RegistryService | EvidenceService]:
-        return [self.registry] if self.evidence is None else [self.registry, self.evidence]
+    def services(self) -> list[Service]:
+        """Every service this member runs: its registry, its evidence service if any, then the others."""
+        return [self.registry, *([self.evidence] if self.evidence is not None else []), *self.extra]
 
     async def start(self) -> None:
         self.task = asyncio.create_task(run_services(self.services, self.stop), name=self.home.path.name)
@@ -132,10 +143,13 @@ async def federation(
     join: bool = True,
     name: str = "test",
     evidence: float | None = None,
+    services: ServiceFactory | None = None,
 ) -> AsyncIterator[TestFederation]:
     """A running federation of ``n`` parties plus its operator; with ``join``, all approved and beating.
 
     With ``evidence`` (a head interval in seconds), every party also runs its evidence service.
+    ``services`` builds each party's other services (the operator's too); they run beside its
+    registry, on the same connection and identity, until the federation ends.
 
     Each party has its own home, its own broker connection and its own services,
     as separate processes would; they share nothing but the broker.
@@ -146,15 +160,14 @@ async def federation(
         members: list[Member] = []
         for home in homes:
             bus = await stack.enter_async_context(connect(settings, bootstrap))
+            ctx = open_context(home, bus, settings)
             svc = RegistryService(
-                open_context(home, bus, settings),
-                heartbeat_interval=settings.heartbeat_interval,
-                unreachable_after=settings.unreachable_after,
+                ctx, heartbeat_interval=settings.heartbeat_interval, unreachable_after=settings.unreachable_after
             )
             witness = None
             if evidence is not None:
                 witness = EvidenceService(svc.ctx, head_interval=evidence)  # one node: one publisher
-            members.append(Member(home, bus, svc, witness))
+            members.append(Member(home, bus, svc, witness, list(services(ctx)) if services else []))
         fed = TestFederation(members[0], members[1:], settings, bootstrap)
         for m in members:
             await m.start()

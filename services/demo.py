@@ -20,6 +20,7 @@ from mesh.brokers import TansuBroker
 from mesh.home import NodeConfig
 from mesh.settings import load_settings
 from mesh.testing import TestFederation, auditor_home, eventually, evidence_settled, federation
+from services.catalog.demo import catalog_services, share_data
 from services.evidence.cli import print_summary, replay
 from services.registry.cli import directory_rows, print_directory
 from services.registry.service import RegistryService
@@ -142,7 +143,7 @@ def demo(
     ] = None,
     workdir: Annotated[Path | None, typer.Option(help="keep homes and logs here (default: a temporary folder)")] = None,
 ) -> None:
-    """Run the main job: a three-party federation on the embedded broker, from join to healthy directory."""
+    """Run the main job: a three-party federation on the embedded broker, from join to shared datasets."""
     settings = load_settings(bootstrap=bootstrap, heartbeat_interval=0.5, unreachable_after=5.0)
     with contextlib.ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-demo-")))
@@ -160,10 +161,18 @@ def demo(
                 with step("create the federation and three parties (keys, homes); every party catches up"):
                     fed = await stack.enter_async_context(
                         federation(
-                            root, address, PARTIES, settings=settings, join=False, name="demo-federation", evidence=0.5
+                            root,
+                            address,
+                            PARTIES,
+                            settings=settings,
+                            join=False,
+                            name="demo-federation",
+                            services=catalog_services,
+                            evidence=0.5,
                         )
                     )
                 await walk(fed)
+                await share_data(fed, root, step, out)
                 await audit(fed, root)
 
         try:
@@ -172,5 +181,7 @@ def demo(
             out.print(f"[red]demo failed[/]: {exc}; logs: {root / 'demo.jsonl'}")
             raise typer.Exit(1) from None
     out.print(
-        "[green]demo complete[/]: three parties joined, approved, announced and healthy; every step evidenced, audited"
+        "[green]demo complete[/]: three parties joined, approved, announced and healthy; "
+        "datasets published, one request approved and one rejected by policy, one use recorded; "
+        "every step evidenced and audited"
     )

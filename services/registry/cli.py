@@ -24,6 +24,7 @@ from mesh.membership import Membership
 from mesh.node import connect, open_context, run_services, running, stop_on_signals
 from mesh.service import Service
 from mesh.settings import MeshSettings, load_settings
+from services.catalog.service import CatalogService
 from services.evidence.service import EvidenceService
 from services.registry.service import RegistryService
 
@@ -147,6 +148,7 @@ def node_up(
                     ctx, heartbeat_interval=settings.heartbeat_interval, unreachable_after=settings.unreachable_after
                 ),
                 EvidenceService(ctx, head_interval=settings.head_interval),
+                CatalogService(ctx),  # decides requests by HOME/catalog-policy.toml, if there is one
             ]
             out.print(
                 f"node [bold]{ctx.config.node_id}[/] up on {address} "

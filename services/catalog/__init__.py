@@ -1,0 +1,1 @@
+"""The catalog service: datasets published as metadata, and governed access to them under permits."""
