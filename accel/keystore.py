@@ -39,12 +39,12 @@ class OwnedKey:
 
 
 class KeyStore:
-    """The key pairs in one folder, loaded once; a missing folder is an empty store."""
+    """The key pairs in one folder, loaded once; a missing folder is an empty store, no folder keeps keys in memory."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         self._keys: dict[str, OwnedKey] = {}
-        if folder.is_dir():
+        if folder is not None and folder.is_dir():
             for path in sorted(folder.glob("*.json")):
                 owned = load_key_file(path)
                 self._keys[owned.key_id] = owned
@@ -52,6 +52,11 @@ class KeyStore:
     @classmethod
     def of_home(cls, home: Path) -> KeyStore:
         return cls(home / "accel" / "keys")
+
+    @classmethod
+    def empty(cls) -> KeyStore:
+        """A store that keeps what is added in memory only (tests, benchmarks, clients that own no key)."""
+        return cls(None)
 
     def __contains__(self, key_ref: str) -> bool:
         return key_ref in self._keys
@@ -68,8 +73,9 @@ class KeyStore:
     def add(self, pair: KeyPair, *, djn_base: int | None = None) -> OwnedKey:
         """Keep a key pair (written to the folder at once); returns it with its key id."""
         owned = OwnedKey(PublishedKey(pair.public_key, djn_base), pair.private_key)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        save_key_file(self.folder / f"{owned.key_id}.json", owned)
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_key_file(self.folder / f"{owned.key_id}.json", owned)
         self._keys[owned.key_id] = owned
         return owned
 

@@ -108,7 +108,7 @@ class EncryptedVector:
         ``precision`` defaults to 0 for integers and ``DEFAULT_PRECISION`` for floats; the
         result's exponent is ``self.exponent - precision``.
         """
-        bits = _default_precision(other) if precision is None else precision
+        bits = default_precision(other) if precision is None else precision
         return self.mul_encoded(self._plain(other, bits), -bits)
 
     def mul_encoded(self, scalars: Sequence[int], exponent: int) -> EncryptedVector:
@@ -145,7 +145,7 @@ class EncryptedVector:
         array = np.asarray(matrix)
         if array.ndim != 2 or array.shape[1] != len(self):
             raise ShapeMismatchError(f"matrix of shape {array.shape} for an encrypted vector of length {len(self)}")
-        bits = _default_precision(array) if precision is None else precision
+        bits = default_precision(array) if precision is None else precision
         return self.left_matmul_encoded([encode(row, bits) for row in array], -bits)
 
     def left_matmul_encoded(self, rows: Sequence[Sequence[int]], exponent: int) -> EncryptedVector:
@@ -204,7 +204,7 @@ class Paillier:
         return decode(self.decrypt_mantissas(vector), vector.exponent)
 
 
-def _default_precision(values: Plain) -> int:
+def default_precision(values: Plain) -> int:
     """0 for integers (of any size: big ones arrive as object arrays), ``DEFAULT_PRECISION`` otherwise."""
     array = np.asarray(values)
     if array.dtype.kind in "iub":

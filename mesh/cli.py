@@ -42,6 +42,7 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 
 def _register() -> None:
     # Commands live beside what they drive; importing here keeps `mesh` free of service imports.
+    from accel.cli import app as accel_app
     from bench.cli import app as bench_app
     from mesh.brokers.cli import app as broker_app
     from services.demo import demo
@@ -52,6 +53,7 @@ def _register() -> None:
     app.add_typer(registry_app, name="registry")
     app.add_typer(broker_app, name="broker")
     app.add_typer(bench_app, name="bench")
+    app.add_typer(accel_app, name="accel")
     app.command("demo")(demo)
 
 
