@@ -26,6 +26,7 @@ from accel.pool import PooledBackend, WorkerPool
 from accel.wire import PublishedKey
 from mesh.bus import MergedReader
 from mesh.envelope import Envelope
+from mesh.errors import KeyMismatchError
 from mesh.service import Context, Event, Service, handles
 from mesh.topics import CHUNK_TYPE
 
@@ -96,6 +97,8 @@ class AccelService(Service):
         if request["service_node"] != self.me:
             self.counts["for_another_node"] += 1
             return
+        if ev.envelope.subject != request["request_id"]:
+            raise KeyMismatchError(f"a request travels under its request id, not {ev.envelope.subject!r}")
         key = (ev.sender, request["request_id"])
         cached = self._replied.get(key)
         if cached is not None:

@@ -44,6 +44,8 @@ class Row:
     in_process_s: float
     service_1_worker_s: float
     service_2_workers_s: float
+    #: Every run's time per path (seconds), to show how disturbed the machine was.
+    runs: dict[str, list[float]]
 
     @property
     def speedup(self) -> float:
@@ -83,6 +85,7 @@ async def run_accel_bench(
     root: Path, bootstrap: str, key_bits: int, batches: list[int], repeats: int, report: Report
 ) -> tuple[list[Row], dict[str, object]]:
     """The figures, and what they were measured on."""
+    load_before = [round(x, 2) for x in os.getloadavg()]
     pair = generate_keypair(key_bits)
     settings = fresh_settings(heartbeat_interval=5.0, unreachable_after=30.0)
     rng = np.random.default_rng(7)
@@ -119,11 +122,11 @@ async def run_accel_bench(
                             await _operate(name, accel, pair.public_key, values, scalars, encrypted)
                             times[path].append(time.perf_counter() - started)
                             report(f"{name}, {batch}: {path}", (repeat + 1) / repeats)
-                    rows.append(
-                        Row(name, batch, min(times["in-process"]), min(times["1 worker"]), min(times["2 workers"]))
-                    )
+                    best = {path: min(runs) for path, runs in times.items()}
+                    rows.append(Row(name, batch, best["in-process"], best["1 worker"], best["2 workers"], times))
     meta: dict[str, object] = {
         "key_bits": key_bits,
+        "load_average_before": load_before,
         "repeats": repeats,
         "cores": os.cpu_count(),
         "load_average_after": [round(x, 2) for x in os.getloadavg()],

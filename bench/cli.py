@@ -185,18 +185,20 @@ def bench_accel(
             )
         )
     meta["broker"] = "external " + address if bootstrap else "embedded tansu"
-    table = Table(title=f"accelerator service, {key_bits}-bit key, {meta['broker']} (best of {runs})")
-    for column in ("operation", "batch", "in-process s", "1 worker s", "2 workers s"):
+    table = Table(
+        title=f"accelerator service, {key_bits}-bit key, {meta['broker']}: seconds best-worst of {runs} runs;"
+        " ratios from the best"
+    )
+    for column in ("operation", "batch", "in-process s", "1 worker s", "2 workers s"):  # best-worst of the runs
         table.add_column(column, justify="right" if column != "operation" else "left")
     table.add_column(f"2w/1w (>= {SPEEDUP_AIM:g}x)", justify="right")
     table.add_column(f"overhead (<= {OVERHEAD_AIM:.0%})", justify="right")
     for row in rows:
+        spans = [f"{min(r):.2f}-{max(r):.2f}" for r in row.runs.values()]
         table.add_row(
             row.operation,
             str(row.batch),
-            f"{row.in_process_s:.2f}",
-            f"{row.service_1_worker_s:.2f}",
-            f"{row.service_2_workers_s:.2f}",
+            *spans,
             f"{row.speedup:.2f}x " + ("[green]✓[/]" if row.speedup >= SPEEDUP_AIM else "[red]✗[/]"),
             f"{row.overhead:+.1%} " + ("[green]✓[/]" if row.overhead <= OVERHEAD_AIM else "[red]✗[/]"),
         )
