@@ -117,6 +117,7 @@ class RemoteTransport:
         future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
         self.listener.waiting[request_id] = future
         publisher = self.listener.ctx.publisher
+        last: Record | None = None  # the last retriable error reply, if any
         try:
             for _ in range(self.retries + 1):
                 await publisher.publish(
@@ -131,9 +132,12 @@ class RemoteTransport:
                     error = reply["error"]
                     if error is None or not error["retriable"]:
                         return reply
+                    last = reply
                     future = self.listener.waiting[request_id] = asyncio.get_running_loop().create_future()
         finally:
             self.listener.waiting.pop(request_id, None)
+        if last is not None:
+            return last  # every attempt failed retriably: the caller sees that error, not a timeout
         raise AccelTimeoutError(
             f"no reply from the accelerator of {self.listener.service_node} to {request['operation']} "
             f"{request_id} within {self.timeout:g} s, {self.retries + 1} attempt(s)"

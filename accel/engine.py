@@ -103,9 +103,11 @@ class Engine:
             mode = Encryption.KEY_OWNER  # exactly the textbook distribution (accel.gmp_backend), and faster
         elif operation in ENCRYPTING and request["encryption"] == "FAST":
             mode = Encryption.DJN
-            djn_base = published.djn_base or self._djn_bases.setdefault(
-                published.key_id, make_djn_base(published.public_key)
-            )
+            djn_base = published.djn_base
+            if djn_base is None:
+                if published.key_id not in self._djn_bases:
+                    self._djn_bases[published.key_id] = make_djn_base(published.public_key)
+                djn_base = self._djn_bases[published.key_id]
         else:
             mode, private = Encryption.TEXTBOOK, None  # public-key work never needs the factors
         cache = (published.key_id, mode.value, private is not None)

@@ -25,7 +25,7 @@ from accel.errors import AccelRequestError, AccelTimeoutError
 from accel.gmp_backend import make_djn_base
 from accel.keystore import KeyStore
 from accel.service import AccelService
-from accel.wire import PublishedKey, plain_record
+from accel.wire import PublishedKey, plain_record, public_key_record, vector_record
 from mesh.node import open_context, running
 from mesh.testing import Member, TestFederation, eventually, federation, fresh_settings
 from mesh.topics import CHUNK_TYPE
@@ -66,7 +66,7 @@ async def test_a_round_trip_through_the_service_matches_plaintext_arithmetic(
     async with accel_federation(home_root, bootstrap) as fed:
         owner, other = fed.member("party0"), fed.member("party1")
         async with (
-            running(accelerator(owner, fed, keypair)),
+            running(accelerator(owner, fed, keypair)) as service,
             client(owner, fed) as mine,
             client(other, fed) as theirs,
         ):
@@ -86,6 +86,19 @@ async def test_a_round_trip_through_the_service_matches_plaintext_arithmetic(
             packed = await theirs.packed_encrypt(keypair.public_key, x, spec, fast=True)
             doubled = await theirs.packed_add(packed, packed)
             np.testing.assert_array_equal(await mine.packed_decrypt(doubled), 2 * spec.quantise(x))
+
+            # A retry (same request id, a new envelope) is answered from the first reply, not computed again.
+            transport = theirs.transport
+            assert isinstance(transport, RemoteTransport)
+            request = await full_request(theirs, keypair, timeout_ms=30_000)
+            first = await answer_to(transport, lambda rid: send_request(other, {**request, "request_id": rid}))
+            again = await answer_to(
+                transport,
+                lambda _: send_request(other, {**request, "request_id": first["request_id"]}),
+                first["request_id"],
+            )
+            assert again["vector"] == first["vector"]
+            assert service.counts["answered_again"] == 1
 
 
 async def test_decryption_for_another_node_is_refused_with_a_reason(
@@ -166,22 +179,15 @@ async def test_two_instances_in_one_group_share_the_requests(bootstrap: str, hom
             assert not first.partitions() & second.partitions()
             encrypted = await theirs.encrypt(keypair.public_key, np.array([1.0, -1.0]))
             replies = await asyncio.gather(
-                *(theirs.request("SUM", keypair.public_key, vectors=[_record(encrypted)]) for _ in range(24))
+                *(theirs.request("SUM", keypair.public_key, vectors=[vector_record(encrypted)]) for _ in range(24))
             )
             served = {r["served_by"] for r in replies}
             assert served == {first.instance, second.instance}
 
 
-def _record(vector: Any) -> dict[str, Any]:
-    from accel.wire import vector_record
-
-    return vector_record(vector)
-
-
 async def full_request(accel: AccelClient, keypair: KeyPair, **fields: Any) -> dict[str, Any]:
+    """An ENCRYPT request of [1, 2, 3] to party0's accelerator, every field given, as another party would write it."""
     published = PublishedKey(keypair.public_key)
-    from accel.wire import public_key_record
-
     return {
         "request_id": "",
         "service_node": accel.service_node,
@@ -203,9 +209,9 @@ async def full_request(accel: AccelClient, keypair: KeyPair, **fields: Any) -> d
     }
 
 
-async def answer_to(transport: RemoteTransport, send: Any) -> dict[str, Any]:
-    """Send something under a fresh request id by hand and wait for the service's reply to it."""
-    request_id = uuid.uuid4().hex
+async def answer_to(transport: RemoteTransport, send: Any, request_id: str | None = None) -> dict[str, Any]:
+    """Send something under a request id (default: a fresh one) by hand and wait for the service's reply to it."""
+    request_id = request_id or uuid.uuid4().hex
     future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
     transport.listener.waiting[request_id] = future
     await send(request_id)
