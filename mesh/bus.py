@@ -132,7 +132,8 @@ class Reader:
             # A group commits what its members have fetched, so a restarted member goes on from there.
             enable_auto_commit=group_id is not None,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=max(1_048_576, 2 * (max_record_bytes + RECORD_OVERHEAD)),
+            # Room for 16 records per partition fetch: a chunked event (a ciphertext vector) arrives in few fetches.
+            max_partition_fetch_bytes=max(1_048_576, 16 * (max_record_bytes + RECORD_OVERHEAD)),
             # The embedded broker answers a fetch only when this wait ends, even if records
             # arrived sooner, so the wait bounds event latency there (docs/benchmarks.md);
             # Apache Kafka answers as soon as there is a record.
