@@ -1,34 +1,57 @@
-"""Paillier on vectors: fixed-point encoding, packing, and interchangeable backends (phe, gmpy2).
+"""Paillier on vectors: fixed-point encoding, packing, interchangeable backends, and the accelerator service.
 
-The accelerator service (to come) serves these operations over ``accel.requests``.
+``Paillier``/``EncryptedVector`` and ``Packer``/``PackedVector`` compute on any
+``PaillierBackend`` (``PheBackend``, ``Gmpy2Backend``, ``PooledBackend``); ``accel.wire`` maps
+keys and vectors to the Avro records of ``schemas/accel/``; ``AccelService`` serves requests
+from ``accel.requests`` and ``AccelClient`` sends them (or runs them in-process).
 """
 
 from accel.backend import PaillierBackend
+from accel.client import AccelClient
 from accel.errors import (
     AccelError,
+    AccelRequestError,
+    AccelTimeoutError,
+    DeadlineExceededError,
+    DecryptRefusedError,
     ExponentMismatchError,
     MalformedCiphertextError,
+    MalformedRequestError,
     MissingPrivateKeyError,
     PackingBudgetError,
     PaillierKeyMismatchError,
     PaillierOverflowError,
     ShapeMismatchError,
+    UnknownKeyError,
 )
 from accel.gmp_backend import Encryption, Gmpy2Backend
 from accel.keys import KeyPair, PrivateKey, PublicKey, from_phe, generate_keypair, to_phe
+from accel.keystore import KeyStore, OwnedKey
 from accel.packing import PackedVector, Packer, PackingSpec
 from accel.phe_backend import PheBackend
+from accel.pool import PooledBackend, WorkerPool
+from accel.service import AccelService
 from accel.vector import EncryptedVector, Paillier
+from accel.wire import PublishedKey, key_id
 
 __all__ = [
+    "AccelClient",
     "AccelError",
+    "AccelRequestError",
+    "AccelService",
+    "AccelTimeoutError",
+    "DeadlineExceededError",
+    "DecryptRefusedError",
     "EncryptedVector",
     "Encryption",
     "ExponentMismatchError",
     "Gmpy2Backend",
     "KeyPair",
+    "KeyStore",
     "MalformedCiphertextError",
+    "MalformedRequestError",
     "MissingPrivateKeyError",
+    "OwnedKey",
     "PackedVector",
     "Packer",
     "PackingBudgetError",
@@ -38,10 +61,15 @@ __all__ = [
     "PaillierKeyMismatchError",
     "PaillierOverflowError",
     "PheBackend",
+    "PooledBackend",
     "PrivateKey",
     "PublicKey",
+    "PublishedKey",
     "ShapeMismatchError",
+    "UnknownKeyError",
+    "WorkerPool",
     "from_phe",
     "generate_keypair",
+    "key_id",
     "to_phe",
 ]

@@ -60,3 +60,50 @@ class MissingPrivateKeyError(AccelError):
 
     reason = "NO_PRIVATE_KEY"
     dead_letter = False
+
+
+# -- the accelerator service and its client (protocol.md §14.7) --------------------------------
+
+
+class UnknownKeyError(AccelError):
+    """A request names a key the service does not hold and does not carry the public key itself."""
+
+    reason = "UNKNOWN_KEY"
+
+
+class DecryptRefusedError(AccelError):
+    """Decryption asked by a node other than the key owner's own node."""
+
+    reason = "DECRYPT_REFUSED"
+
+
+class MalformedRequestError(AccelError, ValueError):
+    """A request whose operands do not fit its operation (missing, extra, or of the wrong shape)."""
+
+    reason = "MALFORMED_REQUEST"
+
+
+class DeadlineExceededError(AccelError):
+    """The request's deadline passed before its result was ready; the same request sent again may succeed."""
+
+    reason = "DEADLINE_EXCEEDED"
+    retriable = True
+
+
+class AccelTimeoutError(AccelError, TimeoutError):
+    """The client got no reply within its timeout, after every retry."""
+
+    reason = "ACCEL_TIMEOUT"
+    dead_letter = False
+
+
+class AccelRequestError(AccelError):
+    """A request was answered with an error (by the service, or the in-process path); ``code`` is its reason."""
+
+    dead_letter = False
+
+    def __init__(self, code: str, message: str, retriable: bool) -> None:
+        super().__init__(f"{code}: {message}")
+        self.reason = code
+        self.code = code
+        self.retriable = retriable

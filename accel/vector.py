@@ -77,12 +77,17 @@ class EncryptedVector:
                 raise ShapeMismatchError(f"encrypted vectors of lengths {len(self)} and {len(other)}")
             bound = self._check_range(self.bound + other.bound)
             return self._derive(self.backend.add(self.ciphertexts, other.ciphertexts), self.exponent, bound)
-        mantissas = self._plain(other, -self.exponent)
+        return self.add_encoded(self._plain(other, -self.exponent))
+
+    __radd__ = __add__
+
+    def add_encoded(self, mantissas: Sequence[int]) -> EncryptedVector:
+        """[[x]] + m for signed integers m already at this vector's exponent (values m * 2^exponent)."""
+        if len(mantissas) != len(self):
+            raise ShapeMismatchError(f"{len(mantissas)} plaintexts for an encrypted vector of length {len(self)}")
         bound = self._check_range(self.bound + max(map(abs, mantissas), default=0))
         residues = to_residues(mantissas, self.backend.public_key.n)
         return self._derive(self.backend.add_plain(self.ciphertexts, residues), self.exponent, bound)
-
-    __radd__ = __add__
 
     def __neg__(self) -> EncryptedVector:
         return self.mul(-1)
@@ -103,10 +108,15 @@ class EncryptedVector:
         ``precision`` defaults to 0 for integers and ``DEFAULT_PRECISION`` for floats; the
         result's exponent is ``self.exponent - precision``.
         """
-        bits = _default_precision(other) if precision is None else precision
-        scalars = self._plain(other, bits)
+        bits = default_precision(other) if precision is None else precision
+        return self.mul_encoded(self._plain(other, bits), -bits)
+
+    def mul_encoded(self, scalars: Sequence[int], exponent: int) -> EncryptedVector:
+        """Elementwise [[x]] * k for signed integers k standing for k * 2^exponent; exponents add."""
+        if len(scalars) != len(self):
+            raise ShapeMismatchError(f"{len(scalars)} scalars for an encrypted vector of length {len(self)}")
         bound = self._check_range(self.bound * max(map(abs, scalars), default=0))
-        return self._derive(self.backend.mul_plain(self.ciphertexts, scalars), self.exponent - bits, bound)
+        return self._derive(self.backend.mul_plain(self.ciphertexts, scalars), self.exponent + exponent, bound)
 
     def __mul__(self, other: Plain) -> EncryptedVector:
         return self.mul(other)
@@ -135,10 +145,15 @@ class EncryptedVector:
         array = np.asarray(matrix)
         if array.ndim != 2 or array.shape[1] != len(self):
             raise ShapeMismatchError(f"matrix of shape {array.shape} for an encrypted vector of length {len(self)}")
-        bits = _default_precision(array) if precision is None else precision
-        rows = [encode(row, bits) for row in array]
+        bits = default_precision(array) if precision is None else precision
+        return self.left_matmul_encoded([encode(row, bits) for row in array], -bits)
+
+    def left_matmul_encoded(self, rows: Sequence[Sequence[int]], exponent: int) -> EncryptedVector:
+        """M @ [[x]] for M given as rows of signed integers standing for m * 2^exponent: one ciphertext per row."""
+        if any(len(row) != len(self) for row in rows):
+            raise ShapeMismatchError(f"matrix rows of lengths other than the vector's {len(self)}")
         bound = self._check_range(self.bound * max((sum(map(abs, row)) for row in rows), default=0))
-        return self._derive([self.backend.dot(self.ciphertexts, row) for row in rows], self.exponent - bits, bound)
+        return self._derive([self.backend.dot(self.ciphertexts, row) for row in rows], self.exponent + exponent, bound)
 
     def transpose_dot(self, matrix: npt.ArrayLike, precision: int | None = None) -> EncryptedVector:
         """X^T @ [[d]] for X of shape (len(self), k): the gradient step of vertical logistic regression."""
@@ -163,18 +178,20 @@ class Paillier:
         self, values: npt.ArrayLike, precision: int = DEFAULT_PRECISION, value_bound: float | int | None = None
     ) -> EncryptedVector:
         """[[round(x * 2^precision)]] for a 1-D array; ``value_bound`` declares a public bound on |x|."""
-        mantissas = encode(values, precision)
+        declared = None if value_bound is None else encode(np.array([abs(value_bound)], dtype=object), precision)[0]
+        return self.encrypt_encoded(encode(values, precision), -precision, declared)
+
+    def encrypt_encoded(self, mantissas: Sequence[int], exponent: int, bound: int | None = None) -> EncryptedVector:
+        """[[m_i]] for signed integers standing for m_i * 2^exponent; ``bound`` declares a public bound on |m_i|."""
         largest = max(map(abs, mantissas), default=0)
-        if value_bound is None:
+        if bound is None:
             bound = (1 << largest.bit_length()) - 1
-        else:
-            bound = encode(np.array([abs(value_bound)], dtype=object), precision)[0]
-            if largest > bound:
-                raise ValueError(f"a value exceeds the declared bound {value_bound}")
+        elif largest > bound:
+            raise PaillierOverflowError(f"a value exceeds the declared bound of {bound.bit_length()} bits")
         public = self.backend.public_key
         if bound > public.max_int:
             raise PaillierOverflowError("values too large for the key's signed range at this precision")
-        return EncryptedVector(self.backend, self.backend.encrypt(to_residues(mantissas, public.n)), -precision, bound)
+        return EncryptedVector(self.backend, self.backend.encrypt(to_residues(mantissas, public.n)), exponent, bound)
 
     def decrypt_mantissas(self, vector: EncryptedVector) -> list[int]:
         """The exact signed integers m_i (values are m_i * 2^exponent)."""
@@ -187,7 +204,7 @@ class Paillier:
         return decode(self.decrypt_mantissas(vector), vector.exponent)
 
 
-def _default_precision(values: Plain) -> int:
+def default_precision(values: Plain) -> int:
     """0 for integers (of any size: big ones arrive as object arrays), ``DEFAULT_PRECISION`` otherwise."""
     array = np.asarray(values)
     if array.dtype.kind in "iub":

@@ -198,3 +198,73 @@ def bench_paillier(
     out.print(", ".join(f"{key}={value}" for key, value in meta.items()))
     if json_file is not None:
         json_file.write_text(json.dumps({"figures": [row.as_dict() for row in rows], **meta}, indent=2) + "\n")
+
+
+@app.command("accel")
+def bench_accel(
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap", envvar="INTERFED_BOOTSTRAP", help="broker to measure on (default: start the embedded one)"
+        ),
+    ] = None,
+    key_bits: Annotated[int, typer.Option("--key-bits", min=512, help="Paillier modulus size")] = 2048,
+    batches: Annotated[str, typer.Option("--batches", help="comma-separated batch sizes")] = "4096,16384",
+    repeats: Annotated[int, typer.Option("--repeats", min=1, help="runs per path; the best counts")] = 2,
+    json_file: Annotated[Path | None, typer.Option("--json", help="also write the figures to this JSON file")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="one batch of 4096, one run per path")] = False,
+) -> None:
+    """The accelerator through the broker: 2 workers against 1, and the service against the in-process path."""
+    from bench.accel import OVERHEAD_AIM, SPEEDUP_AIM, run_accel_bench
+
+    try:
+        sizes = [4096] if quick else [int(b) for b in batches.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"--batches takes comma-separated integers, not {batches!r}") from None
+    runs = 1 if quick else repeats
+    with contextlib.ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-accel-")))
+        logs.configure(path=root / "bench.jsonl")
+        address = bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
+        progress = stack.enter_context(
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+        )
+        task = progress.add_task("starting a federation, two accelerators and a 2048-bit key", total=1.0)
+        rows, meta = asyncio.run(
+            run_accel_bench(
+                root,
+                address,
+                key_bits,
+                sizes,
+                runs,
+                lambda what, done: progress.update(task, description=what, completed=done),
+            )
+        )
+    meta["broker"] = "external " + address if bootstrap else "embedded tansu"
+    table = Table(
+        title=f"accelerator service, {key_bits}-bit key, {meta['broker']}: seconds best-worst of {runs} runs;"
+        " ratios from the best"
+    )
+    for column in ("operation", "batch", "in-process s", "1 worker s", "2 workers s"):  # best-worst of the runs
+        table.add_column(column, justify="right" if column != "operation" else "left")
+    table.add_column(f"2w/1w (>= {SPEEDUP_AIM:g}x)", justify="right")
+    table.add_column(f"overhead (<= {OVERHEAD_AIM:.0%})", justify="right")
+    for row in rows:
+        spans = [f"{min(r):.2f}-{max(r):.2f}" for r in row.runs.values()]
+        table.add_row(
+            row.operation,
+            str(row.batch),
+            *spans,
+            f"{row.speedup:.2f}x " + ("[green]✓[/]" if row.speedup >= SPEEDUP_AIM else "[red]✗[/]"),
+            f"{row.overhead:+.1%} " + ("[green]✓[/]" if row.overhead <= OVERHEAD_AIM else "[red]✗[/]"),
+        )
+    out.print(table)
+    out.print(", ".join(f"{key}={value}" for key, value in meta.items()))
+    if json_file is not None:
+        json_file.write_text(json.dumps({"figures": [row.as_dict() for row in rows], **meta}, indent=2) + "\n")

@@ -1,4 +1,4 @@
-"""Kafka transport over aiokafka: topic creation, keyed acks=all produce, and manually assigned reading."""
+"""Kafka transport over aiokafka: topic creation, keyed acks=all produce, manually assigned and group reading."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ class Bus(Protocol):
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None: ...
     def reader(self, topics: Iterable[str]) -> Reader: ...
+    def group_reader(self, topics: Iterable[str], group_id: str) -> GroupReader: ...
 
 
 class KafkaBus:
@@ -111,6 +112,9 @@ class KafkaBus:
     def reader(self, topics: Iterable[str]) -> Reader:
         return Reader(self.bootstrap, list(topics), self.max_record_bytes)
 
+    def group_reader(self, topics: Iterable[str], group_id: str) -> GroupReader:
+        return GroupReader(self.bootstrap, list(topics), self.max_record_bytes, group_id)
+
 
 class Reader:
     """Reads every partition of some topics from the beginning, without consumer-group membership.
@@ -120,14 +124,16 @@ class Reader:
     are slow and fragile, and the mesh needs none of what they offer here.
     """
 
-    def __init__(self, bootstrap: str, topics: list[str], max_record_bytes: int) -> None:
+    def __init__(self, bootstrap: str, topics: list[str], max_record_bytes: int, group_id: str | None = None) -> None:
         self._topics = topics
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
+            group_id=group_id,
+            # A group commits what its members have fetched, so a restarted member goes on from there.
+            enable_auto_commit=group_id is not None,
             auto_offset_reset="earliest",
-            max_partition_fetch_bytes=max(1_048_576, 2 * (max_record_bytes + RECORD_OVERHEAD)),
+            # Room for 16 records per partition fetch: a chunked event (a ciphertext vector) arrives in few fetches.
+            max_partition_fetch_bytes=max(1_048_576, 16 * (max_record_bytes + RECORD_OVERHEAD)),
             # The embedded broker answers a fetch only when this wait ends, even if records
             # arrived sooner, so the wait bounds event latency there (docs/benchmarks.md);
             # Apache Kafka answers as soon as there is a record.
@@ -191,3 +197,77 @@ class Reader:
             for tp, records in fetched.items():
                 batch += [Record(tp.topic, tp.partition, r.offset, r.key, r.value or b"") for r in records]
             yield batch
+
+
+class GroupReader(Reader):
+    """Reads topics as one member of a consumer group: the members share the partitions between them.
+
+    For load-balanced pools (accelerator instances), where each record is for whichever
+    member has its partition. A new group starts at the beginning; positions are committed
+    every few seconds as they are fetched, so a member that dies may leave records of its
+    last seconds unprocessed (requesters retry) and a new member of the group goes on from
+    the committed positions. Joining takes ~5 s on the embedded broker (DESIGN.md).
+    """
+
+    def __init__(self, bootstrap: str, topics: list[str], max_record_bytes: int, group_id: str) -> None:
+        super().__init__(bootstrap, topics, max_record_bytes, group_id)
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        for topic in self._topics:
+            await self._partitions(topic)  # fail early, naming the topic, if it does not exist
+        self._consumer.subscribe(self._topics)
+
+    def assigned(self) -> set[tuple[str, int]]:
+        """The partitions this member holds now (empty until the group has assigned them)."""
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+
+class MergedReader:
+    """A reader of whole topics and a group reader of shared ones, read side by side as one.
+
+    A batch is empty only when both readers last came back empty, so "caught up" keeps its
+    meaning: nothing more to read anywhere right now.
+    """
+
+    def __init__(self, whole: Reader, shared: GroupReader) -> None:
+        self.whole = whole
+        self.shared = shared
+        self._shared_topics = set(shared._topics)  # noqa: SLF001 - one module
+        self._pending: dict[asyncio.Future[list[Record]], AsyncIterator[list[Record]]] = {}
+
+    def _of(self, topic: str) -> Reader:
+        return self.shared if topic in self._shared_topics else self.whole
+
+    async def start(self) -> None:
+        await asyncio.gather(self.whole.start(), self.shared.start())
+
+    async def stop(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        self._pending.clear()
+        await asyncio.gather(self.whole.stop(), self.shared.stop())
+
+    def retry_later(self, record: Record, delay: float) -> None:
+        self._of(record.topic).retry_later(record, delay)
+
+    def is_paused(self, topic: str, partition: int) -> bool:
+        return self._of(topic).is_paused(topic, partition)
+
+    async def batches(self, timeout_ms: int = 200) -> AsyncIterator[list[Record]]:
+        sources = [self.whole.batches(timeout_ms), self.shared.batches(timeout_ms)]
+        idle = dict.fromkeys(sources, False)
+        for source in sources:
+            self._pending[asyncio.ensure_future(anext(source))] = source
+        while True:
+            done, _ = await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
+            batch: list[Record] = []
+            for future in done:
+                source = self._pending.pop(future)
+                got = future.result()
+                idle[source] = not got
+                batch += got
+                self._pending[asyncio.ensure_future(anext(source))] = source
+            if batch or all(idle.values()):
+                yield batch

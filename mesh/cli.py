@@ -43,6 +43,7 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 
 def _register() -> None:
     # Commands live beside what they drive; importing here keeps `mesh` free of service imports.
+    from accel.cli import app as accel_app
     from bench.cli import app as bench_app
     from mesh.brokers.cli import app as broker_app
     from services.catalog.cli import catalog_app
@@ -58,6 +59,7 @@ def _register() -> None:
     app.add_typer(bench_app, name="bench")
     app.add_typer(audit_app, name="audit")
     app.add_typer(evidence_app, name="evidence")
+    app.add_typer(accel_app, name="accel")
     app.command("demo")(demo)
 
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, TypeVar
 
 import structlog
 
-from mesh.bus import Bus, Reader, Record
+from mesh.bus import Bus, MergedReader, Reader, Record
 from mesh.chunks import ChunkAssembler
 from mesh.codec import SchemaStore
 from mesh.envelope import Envelope
@@ -90,6 +90,9 @@ class Service:
 
     name: ClassVar[str] = "service"
     topics: ClassVar[tuple[str, ...]] = ()
+    #: Topics of ``topics`` that the instances of this service share as one consumer group
+    #: (``consumer_group()``): each record goes to one instance. Every other topic is read whole.
+    shared_topics: ClassVar[tuple[str, ...]] = ()
     retry_window: ClassVar[float] = 5.0
     retry_delay: ClassVar[float] = 0.25
 
@@ -108,7 +111,7 @@ class Service:
         for _, method in inspect.getmembers(self, inspect.ismethod):
             for payload_type in getattr(method, "__interfed_handles__", ()):
                 self._handlers[payload_type] = method
-        self._reader: Reader | None = None
+        self._reader: Reader | MergedReader | None = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -119,7 +122,10 @@ class Service:
         """Consume until ``stop`` is set; returns after a clean shutdown."""
         names = self.ctx.bus.names
         wanted = dict.fromkeys(("schemas", *MEMBERSHIP_TOPICS, *self.topics))
-        self._reader = self.ctx.bus.reader(names(t) for t in wanted)
+        self._reader = self.ctx.bus.reader(names(t) for t in wanted if t not in self.shared_topics)
+        if self.shared_topics:
+            shared = self.ctx.bus.group_reader((names(t) for t in self.shared_topics), self.consumer_group())
+            self._reader = MergedReader(self._reader, shared)
         await self._reader.start()
         started = False
         tasks: list[asyncio.Task[None]] = []
@@ -153,6 +159,19 @@ class Service:
         """Hook: coroutines to run alongside consumption once caught up (e.g. heartbeats)."""
         return []
 
+    def consumer_group(self) -> str:
+        """The group the instances of this service on this node share ``shared_topics`` in."""
+        return f"{self.ctx.bus.names.prefix}{self.name}.{self.ctx.config.node_id}"
+
+    async def on_refused(self, envelope: Envelope, topic: str, reason: str, detail: str) -> None:
+        """Hook: a record of protocol topic ``topic`` whose envelope was verified was refused.
+
+        ``envelope`` is the last one verified (the chunk's, or the reassembled event's).
+
+        It lets a service answer the verified sender (e.g. an error reply to a request whose chunks
+        did not reassemble); it runs after the dead letter. Unverified records never get here.
+        """
+
     def _reader_has_paused(self) -> bool:
         return bool(self._first_failure)
 
@@ -178,15 +197,23 @@ class Service:
             if not exc.dead_letter:
                 raise
             await self.dead_letter(record, exc.reason, str(exc))
+            if verified:
+                await self.on_refused(verified[-1][0], self._protocol_topic(record), exc.reason, str(exc))
         except Exception as exc:  # a bug in a handler must not take the service down
             self.log.exception("handler_failed", topic=record.topic, offset=record.offset)
             await self.dead_letter(record, HandlerFailedError.reason, f"{type(exc).__name__}: {exc}")
+            if verified:
+                failure = f"{type(exc).__name__}: {exc}"
+                await self.on_refused(verified[-1][0], self._protocol_topic(record), HandlerFailedError.reason, failure)
         for env, key in verified:
             self.replay.record(env, key, record.topic, record.partition)
         for sender, digest in self._completed:
             self.chunks.release(sender, digest)
         self._completed.clear()
         self._first_failure.pop(spot, None)
+
+    def _protocol_topic(self, record: Record) -> str:
+        return self.ctx.bus.names.protocol_name(record.topic)
 
     def _give_up(self, spot: tuple[str, int, int]) -> bool:
         now = asyncio.get_running_loop().time()

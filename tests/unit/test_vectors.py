@@ -78,7 +78,8 @@ def canonical_form(schema: Any, namespace: str | None = None) -> str:
     if kind == "fixed":
         return '{"name":' + json.dumps(name) + ',"type":"fixed","size":' + str(schema["size"]) + "}"
     if kind == "enum":
-        return '{"name":' + json.dumps(name) + ',"type":"enum","symbols":' + json.dumps(schema["symbols"]) + "}"
+        symbols = json.dumps(schema["symbols"], separators=(",", ":"))
+        return '{"name":' + json.dumps(name) + ',"type":"enum","symbols":' + symbols + "}"
     raise AssertionError(f"canonical_form: unhandled type {kind}")
 
 

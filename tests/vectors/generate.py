@@ -1,4 +1,4 @@
-"""Writes the golden vectors (fingerprints.json, envelopes.json, tree_heads.json) other languages check against.
+"""Writes the golden vectors (fingerprints, envelopes, identity, schema learning, tree heads, Paillier) others check.
 
 Run with the project's venv from anywhere:
 
@@ -39,6 +39,7 @@ ENVELOPES = HERE / "envelopes.json"
 IDENTITY = HERE / "identity.json"
 SCHEMA_LEARNING = HERE / "schema_learning.json"
 TREE_HEADS = HERE / "tree_heads.json"
+PAILLIER = HERE / "paillier.json"
 
 #: 32 bytes 0x01..0x20: the Ed25519 private key seed (RFC 8032 "secret key") every case signs with.
 SEED = bytes(range(1, 33))
@@ -277,6 +278,170 @@ def tree_head_vectors() -> dict[str, Any]:
     }
 
 
+def _seeded(label: str, bits: int) -> int:
+    """A fixed integer of exactly ``bits`` bits (top two set, odd) from SHA-512 of a label: no randomness."""
+    import hashlib
+
+    stream = b"".join(hashlib.sha512(f"{label}/{i}".encode()).digest() for i in range(bits // 512 + 1))
+    return (int.from_bytes(stream, "big") >> (len(stream) * 8 - bits)) | (3 << (bits - 2)) | 1
+
+
+def _hex(x: int) -> str:
+    """An unsigned integer as big-endian hex (what Java's new BigInteger(s, 16) and Go's SetString(s, 16) read)."""
+    return format(x, "x")
+
+
+def paillier_vectors() -> dict[str, Any]:
+    import gmpy2
+
+    from accel.encoding import encode, to_residues
+    from accel.keys import PublicKey
+    from accel.packing import PackingSpec
+    from accel.wire import (
+        CIPHERTEXT_VECTOR,
+        PACKED_VECTOR,
+        PLAIN_VECTOR,
+        PUBLIC_KEY,
+        PublishedKey,
+        int_to_le,
+        key_id,
+        plain_record,
+        public_key_record,
+        signed_to_le,
+        spec_record,
+    )
+
+    store = SchemaStore.load(SCHEMAS)
+    p, q = (int(gmpy2.next_prime(_seeded(f"interfed paillier vector {name}", 512))) for name in ("p", "q"))
+    p, q = min(p, q), max(p, q)
+    n, n2 = p * q, p * p * q * q
+    public = PublicKey(n)
+    x = _seeded("interfed paillier vector djn x", 1000) % n
+    djn_base = pow(n - x * x % n, n, n2)
+    djn_bits = 160  # twice the 80-bit security level of a 1024-bit modulus
+
+    def nonce(i: int) -> int:
+        return _seeded(f"interfed paillier vector nonce {i}", 1020) % n
+
+    def encrypt(m: int, r_n: int) -> int:
+        return (1 + n * (m % n)) * r_n % n2
+
+    scalars = []
+    for i, m in enumerate((42, -7, 0)):
+        r = nonce(i)
+        scalars.append(
+            {
+                "plaintext": m,
+                "residue_hex": _hex(m % n),
+                "nonce_hex": _hex(r),
+                "ciphertext_hex": _hex(encrypt(m, pow(r, n, n2))),
+            }
+        )
+    a = _seeded("interfed paillier vector djn exponent", djn_bits)
+    djn = {"plaintext": 5, "exponent_hex": _hex(a), "ciphertext_hex": _hex(encrypt(5, pow(djn_base, a, n2)))}
+    c42, c7 = (int(s["ciphertext_hex"], 16) for s in scalars[:2])
+    arithmetic = {
+        "add_hex": _hex(c42 * c7 % n2),
+        "add_plaintext": 35,
+        "add_plain": {"operand": 8, "ciphertext_hex": _hex(c42 * (1 + n * 8) % n2), "plaintext": 50},
+        "mul_plain": {"scalar": -3, "ciphertext_hex": _hex(pow(c42, -3, n2)), "plaintext": -126},
+    }
+
+    values = [1.5, -0.25, 3.0]
+    precision = 16
+    mantissas = encode(values, precision)
+    bound = (1 << max(map(abs, mantissas)).bit_length()) - 1
+    vec_ciphertexts = [encrypt(m, pow(nonce(10 + i), n, n2)) for i, m in enumerate(mantissas)]
+    vec_record = {
+        "exponent": -precision,
+        "bound": int_to_le(bound),
+        "ciphertexts": [int_to_le(c) for c in vec_ciphertexts],
+    }
+
+    spec = PackingSpec(16, 8, clip=1.0)
+    packed_values = [0.5, -1.0, 0.25, 0.0, 1.0]
+    quantised = spec.quantise(packed_values).tolist()
+    slots = spec.slots(public.bits)
+    packed_plain = sum((qv + spec.q_max) << (j * spec.slot_bits) for j, qv in enumerate(quantised))
+    packed_plain += sum(spec.q_max << (j * spec.slot_bits) for j in range(len(quantised), slots))  # padding: q = 0
+    packed_c = encrypt(packed_plain, pow(nonce(20), n, n2))
+    packed = {
+        "spec": spec_record(spec),
+        "slots": slots,
+        "length": len(quantised),
+        "terms": 1,
+        "ciphertexts": [int_to_le(packed_c)],
+    }
+
+    plain_mantissas = [0, 1, -1, 300, -(2**70)]
+    published = PublishedKey(public, djn_base, djn_bits)
+    records = {
+        "public_key": (PUBLIC_KEY, public_key_record(published), ("n", "djn_base")),
+        "ciphertext_vector": (CIPHERTEXT_VECTOR, vec_record, ("bound",)),
+        "packed_vector": (PACKED_VECTOR, packed, ()),
+        "plain_vector": (PLAIN_VECTOR, plain_record(plain_mantissas, -8), ()),
+    }
+    return {
+        "description": (
+            "Paillier with g = n + 1 under a fixed 1024-bit key: c = (1 + n*(m mod n)) * r^n mod n^2. Integers in "
+            "*_hex fields are big-endian hex; on the wire (Avro records, avro_hex) big integers are minimal "
+            "little-endian unsigned bytes and signed plaintexts are zigzag-mapped first (protocol.md §14.2)."
+        ),
+        "key": {
+            "n_hex": _hex(n),
+            "p_hex": _hex(p),
+            "q_hex": _hex(q),
+            "key_id": key_id(public),
+            "n_le_hex": int_to_le(n).hex(),
+            "djn_base_hex": _hex(djn_base),
+            "djn_exponent_bits": djn_bits,
+        },
+        "textbook": scalars,
+        "djn": djn,
+        "arithmetic_on_textbook_0_and_1": arithmetic,
+        "fixed_point_vector": {
+            "values": values,
+            "precision": precision,
+            "mantissas": mantissas,
+            "residues_hex": [_hex(r) for r in to_residues(mantissas, n)],
+            "nonces_hex": [_hex(nonce(10 + i)) for i in range(len(values))],
+            "bound": bound,
+            "ciphertexts_hex": [_hex(c) for c in vec_ciphertexts],
+        },
+        "packed_vector": {
+            "values": packed_values,
+            "quantised": quantised,
+            "plaintext_hex": _hex(packed_plain),
+            "nonce_hex": _hex(nonce(20)),
+            "ciphertext_hex": _hex(packed_c),
+        },
+        "plain_vector": {
+            "mantissas": [str(m) for m in plain_mantissas],
+            "zigzag_le_hex": [signed_to_le(m).hex() for m in plain_mantissas],
+        },
+        "records": {
+            name: {
+                "full_name": full_name,
+                "fingerprint_hex": store.by_name(full_name).fingerprint.hex(),
+                "record": _record_json(record),
+                "avro_hex": store.encode(full_name, record)[1].hex(),
+            }
+            for name, (full_name, record, _) in records.items()
+        },
+    }
+
+
+def _record_json(value: Any) -> Any:
+    """A record as JSON: bytes as lower-case hex (little-endian big integers stay as their bytes)."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {k: _record_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_record_json(v) for v in value]
+    return value
+
+
 def render(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
@@ -288,6 +453,7 @@ def outputs() -> dict[Path, str]:
         IDENTITY: render(identity_vectors()),
         SCHEMA_LEARNING: render(schema_learning_vectors()),
         TREE_HEADS: render(tree_head_vectors()),
+        PAILLIER: render(paillier_vectors()),
     }
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import phe
 import pytest
 
 from accel import Encryption, Gmpy2Backend, KeyPair, PaillierBackend, PheBackend, from_phe, generate_keypair
+from accel.pool import PooledBackend, WorkerPool
 
 #: Small keys keep the suite fast; the arithmetic does not depend on the size.
 TEST_KEY_BITS = 512
@@ -38,11 +39,24 @@ def phe_keypair() -> KeyPair:
 
 
 @pytest.fixture(scope="session")
-def backends(keypair: KeyPair) -> dict[str, PaillierBackend]:
-    return {name: make(keypair) for name, make in BACKENDS.items()}
+def worker_pool() -> Iterator[WorkerPool]:
+    """Two worker processes: enough for every slice boundary (one slice, two, empty) to be crossed."""
+    pool = WorkerPool(2)
+    pool.warm()
+    yield pool
+    pool.close()
 
 
-@pytest.fixture(scope="module", params=list(BACKENDS))
+@pytest.fixture(scope="session")
+def backends(keypair: KeyPair, worker_pool: WorkerPool) -> dict[str, PaillierBackend]:
+    made = {name: make(keypair) for name, make in BACKENDS.items()}
+    made["pool2-gmpy2-key-owner"] = PooledBackend(
+        worker_pool, keypair.public_key, keypair.private_key, encryption=Encryption.KEY_OWNER
+    )
+    return made
+
+
+@pytest.fixture(scope="module", params=[*BACKENDS, "pool2-gmpy2-key-owner"])
 def backend(request: pytest.FixtureRequest, backends: dict[str, PaillierBackend]) -> PaillierBackend:
     return backends[request.param]
 

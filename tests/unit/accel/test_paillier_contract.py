@@ -217,7 +217,7 @@ class BackendContract:
     def test_declared_bound_is_enforced_and_used(self, ops: Paillier) -> None:
         encrypted = ops.encrypt(np.array([0.5, -0.25]), precision=10, value_bound=4.0)
         assert encrypted.bound == 4 << 10
-        with pytest.raises(ValueError, match="declared bound"):
+        with pytest.raises(PaillierOverflowError, match="declared bound"):
             ops.encrypt(np.array([5.0]), value_bound=4.0)
 
     def test_mismatched_shapes_are_refused(self, ops: Paillier) -> None:

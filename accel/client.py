@@ -1,0 +1,309 @@
+"""``AccelClient``: Paillier on vectors for executors, through a node's accelerator service or in-process.
+
+One API, two transports. ``AccelClient.connect`` sends each call as a signed
+``AccelRequest`` and waits for its ``AccelReply`` (verified by the service base's pipeline,
+from the accelerator node asked, for this node); ``AccelClient.in_process`` runs the same
+requests through the same ``Engine`` in the caller's process when no service is
+configured. Remote calls time out per attempt and are retried under the same request id,
+so a retry that meets the first attempt's reply is simply answered by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from accel.backend import PaillierBackend
+from accel.encoding import DEFAULT_PRECISION, decode, encode
+from accel.engine import ACCEL_REPLY, ACCEL_REQUEST, Engine
+from accel.errors import AccelError, AccelRequestError, AccelTimeoutError
+from accel.gmp_backend import Encryption, Gmpy2Backend
+from accel.keys import PrivateKey, PublicKey
+from accel.keystore import KeyStore
+from accel.packing import PackedVector, PackingSpec
+from accel.vector import EncryptedVector, default_precision
+from accel.wire import (
+    PublishedKey,
+    int_to_le,
+    packed_from_record,
+    packed_record,
+    plain_from_record,
+    plain_record,
+    public_key_record,
+    signed_to_le,
+    spec_record,
+    vector_from_record,
+    vector_record,
+)
+from mesh.node import running
+from mesh.service import Context, Event, Service, handles
+
+Record = dict[str, Any]
+Key = PublishedKey | PublicKey
+
+
+class Transport(Protocol):
+    """Carries one request to an engine and brings its reply back."""
+
+    async def call(self, request: Record) -> Record: ...
+
+
+class LocalTransport:
+    """Runs requests in this process (a thread, so the event loop stays free) on the gmpy2 backend."""
+
+    def __init__(self, node_id: str, keys: KeyStore) -> None:
+        self.engine = Engine(node_id, keys, _local_backend)
+        self.node_id = node_id
+
+    async def call(self, request: Record) -> Record:
+        empty: Record = {"vector": None, "packed": None, "plain": None}
+        try:
+            result = await asyncio.to_thread(self.engine.compute, request, self.node_id)
+        except AccelError as exc:  # the same error reply the service would send
+            failure = {"code": exc.reason, "message": str(exc), "retriable": exc.retriable}
+            return {"status": "ERROR", "error": failure, **empty}
+        return {"status": "OK", "error": None, **empty, **result}
+
+
+def _local_backend(
+    published: PublishedKey, private: PrivateKey | None, mode: Encryption, djn_base: int | None
+) -> PaillierBackend:
+    return Gmpy2Backend(
+        published.public_key,
+        private,
+        encryption=mode,
+        djn_base=djn_base,
+        djn_exponent_bits=published.djn_exponent_bits,
+    )
+
+
+class ReplyListener(Service):
+    """Reads ``accel.replies`` through the full verification pipeline and hands each awaited reply over."""
+
+    name: ClassVar[str] = "accel-client"
+    topics: ClassVar[tuple[str, ...]] = ("accel.replies",)
+
+    def __init__(self, ctx: Context, service_node: str) -> None:
+        super().__init__(ctx, readonly=True)
+        self.service_node = service_node
+        self.waiting: dict[str, asyncio.Future[Record]] = {}
+
+    @handles(ACCEL_REPLY)
+    async def on_reply(self, ev: Event) -> None:
+        # Only the accelerator asked may answer, and only what this node asked.
+        if ev.sender != self.service_node or ev.payload["requester"] != self.ctx.config.node_id:
+            return
+        future = self.waiting.get(ev.payload["request_id"])
+        if future is not None and not future.done():
+            future.set_result(ev.payload)
+
+
+class RemoteTransport:
+    """Publishes requests on ``accel.requests`` and waits for the reply, with a timeout per attempt and retries."""
+
+    def __init__(self, listener: ReplyListener, timeout: float, retries: int) -> None:
+        self.listener = listener
+        self.timeout = timeout
+        self.retries = retries
+
+    async def call(self, request: Record) -> Record:
+        request_id = request["request_id"]
+        future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
+        self.listener.waiting[request_id] = future
+        publisher = self.listener.ctx.publisher
+        last: Record | None = None  # the last retriable error reply, if any
+        try:
+            for _ in range(self.retries + 1):
+                await publisher.publish(
+                    "accel.requests",
+                    ACCEL_REQUEST,
+                    {**request, "timeout_ms": int(self.timeout * 1000)},
+                    subject=request_id,
+                    correlation_id=request_id,
+                )
+                with contextlib.suppress(TimeoutError):
+                    reply = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+                    error = reply["error"]
+                    if error is None or not error["retriable"]:
+                        return reply
+                    last = reply
+                    future = self.listener.waiting[request_id] = asyncio.get_running_loop().create_future()
+        finally:
+            self.listener.waiting.pop(request_id, None)
+        if last is not None:
+            return last  # every attempt failed retriably: the caller sees that error, not a timeout
+        raise AccelTimeoutError(
+            f"no reply from the accelerator of {self.listener.service_node} to {request['operation']} "
+            f"{request_id} within {self.timeout:g} s, {self.retries + 1} attempt(s)"
+        )
+
+
+class AccelClient:
+    """Paillier operations on vectors; every method is one request (see ``accel.engine`` for their meaning)."""
+
+    def __init__(self, transport: Transport, service_node: str) -> None:
+        self.transport = transport
+        self.service_node = service_node
+
+    @classmethod
+    def in_process(cls, node_id: str = "local", keys: KeyStore | None = None) -> AccelClient:
+        """No service: the same requests, computed here. ``keys`` are the keys this node owns."""
+        return cls(LocalTransport(node_id, keys if keys is not None else KeyStore.empty()), node_id)
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(
+        cls, ctx: Context, service_node: str | None = None, *, timeout: float = 30.0, retries: int = 2
+    ) -> AsyncIterator[AccelClient]:
+        """A client of ``service_node``'s accelerator (default: this node's), its reply listener running."""
+        node = service_node or ctx.config.node_id
+        async with running(ReplyListener(ctx, node)) as listener:
+            assert isinstance(listener, ReplyListener)
+            yield cls(RemoteTransport(listener, timeout, retries), node)
+
+    # -- the generic call ------------------------------------------------------------------
+
+    async def request(self, operation: str, key: Key, **operands: Any) -> Record:
+        """Send one request; its reply's result fields, or ``AccelRequestError`` with the reply's reason code."""
+        published = key if isinstance(key, PublishedKey) else PublishedKey(key)
+        request: Record = {
+            "request_id": uuid.uuid4().hex,
+            "service_node": self.service_node,
+            "reply_topic": "accel.replies",
+            "reply_key": "",
+            "operation": operation,
+            "key_id": published.key_id,
+            "public_key": public_key_record(published),
+            "encryption": "TEXTBOOK",
+            "vectors": [],
+            "packed": [],
+            "plain": None,
+            "bound": None,
+            "matrix": None,
+            "values": [],
+            "packing": None,
+            "timeout_ms": 0,
+            **operands,
+        }
+        request["reply_key"] = request["request_id"]
+        reply = await self.transport.call(request)
+        if reply["error"] is not None:
+            error = reply["error"]
+            raise AccelRequestError(error["code"], error["message"], error["retriable"])
+        return reply
+
+    # -- typed operations --------------------------------------------------------------------
+
+    async def encrypt(
+        self,
+        key: Key,
+        values: npt.ArrayLike,
+        precision: int = DEFAULT_PRECISION,
+        *,
+        fast: bool = False,
+        value_bound: float | None = None,
+    ) -> EncryptedVector:
+        """[[round(x * 2^precision)]]; ``fast`` allows DJN encryption; ``value_bound`` declares a public bound."""
+        bound = None if value_bound is None else encode(np.array([abs(value_bound)], dtype=object), precision)[0]
+        reply = await self.request(
+            "ENCRYPT",
+            key,
+            plain=plain_record(encode(values, precision), -precision),
+            bound=None if bound is None else int_to_le(bound),
+            encryption="FAST" if fast else "TEXTBOOK",
+        )
+        return _vector(reply, key)
+
+    async def decrypt_mantissas(self, vector: EncryptedVector) -> tuple[list[int], int]:
+        reply = await self.request("DECRYPT", _key_of(vector.backend), vectors=[vector_record(vector)])
+        return plain_from_record(reply["plain"])
+
+    async def decrypt(self, vector: EncryptedVector) -> npt.NDArray[np.float64]:
+        mantissas, exponent = await self.decrypt_mantissas(vector)
+        return decode(mantissas, exponent)
+
+    async def add(self, a: EncryptedVector, b: EncryptedVector) -> EncryptedVector:
+        reply = await self.request("ADD", _key_of(a.backend), vectors=[vector_record(a), vector_record(b)])
+        return _vector(reply, a.backend.public_key)
+
+    async def add_plain(self, a: EncryptedVector, values: npt.ArrayLike) -> EncryptedVector:
+        plain = plain_record(encode(np.broadcast_to(values, (len(a),)), -a.exponent), a.exponent)
+        reply = await self.request("ADD_PLAIN", _key_of(a.backend), vectors=[vector_record(a)], plain=plain)
+        return _vector(reply, a.backend.public_key)
+
+    async def mul_plain(
+        self, a: EncryptedVector, values: npt.ArrayLike, precision: int | None = None
+    ) -> EncryptedVector:
+        bits = default_precision(values) if precision is None else precision
+        plain = plain_record(encode(np.broadcast_to(values, (len(a),)), bits), -bits)
+        reply = await self.request("MUL_PLAIN", _key_of(a.backend), vectors=[vector_record(a)], plain=plain)
+        return _vector(reply, a.backend.public_key)
+
+    async def dot(self, a: EncryptedVector, values: npt.ArrayLike, precision: int | None = None) -> EncryptedVector:
+        bits = default_precision(values) if precision is None else precision
+        plain = plain_record(encode(values, bits), -bits)
+        reply = await self.request("DOT", _key_of(a.backend), vectors=[vector_record(a)], plain=plain)
+        return _vector(reply, a.backend.public_key)
+
+    async def sum(self, a: EncryptedVector) -> EncryptedVector:
+        reply = await self.request("SUM", _key_of(a.backend), vectors=[vector_record(a)])
+        return _vector(reply, a.backend.public_key)
+
+    async def transpose_dot(
+        self, d: EncryptedVector, matrix: npt.ArrayLike, precision: int | None = None
+    ) -> EncryptedVector:
+        """X^T [[d]] for X of shape (len(d), k): the gradient step of vertical logistic regression."""
+        array = np.asarray(matrix)
+        bits = default_precision(array) if precision is None else precision
+        rows, columns = array.shape
+        entries = encode(array.reshape(-1), bits)
+        record = {"rows": rows, "columns": columns, "exponent": -bits, "mantissas": [signed_to_le(m) for m in entries]}
+        reply = await self.request("MATMUL", _key_of(d.backend), vectors=[vector_record(d)], matrix=record)
+        return _vector(reply, d.backend.public_key)
+
+    async def packed_encrypt(
+        self, key: Key, values: npt.ArrayLike, spec: PackingSpec | None = None, *, fast: bool = False
+    ) -> PackedVector:
+        floats = [float(x) for x in np.asarray(values, dtype=np.float64).reshape(-1)]
+        reply = await self.request(
+            "PACKED_ENCRYPT",
+            key,
+            values=floats,
+            packing=spec_record(spec or PackingSpec()),
+            encryption="FAST" if fast else "TEXTBOOK",
+        )
+        return packed_from_record(reply["packed"], _public_backend(_public_of(key)))
+
+    async def packed_add(self, *vectors: PackedVector) -> PackedVector:
+        first = vectors[0]
+        reply = await self.request("PACKED_ADD", _key_of(first.backend), packed=[packed_record(v) for v in vectors])
+        return packed_from_record(reply["packed"], first.backend)
+
+    async def packed_decrypt(self, vector: PackedVector) -> npt.NDArray[np.int64]:
+        """Exact per-value sums of the quantised inputs (``vector.spec.dequantise`` gives floats)."""
+        reply = await self.request("PACKED_DECRYPT", _key_of(vector.backend), packed=[packed_record(vector)])
+        mantissas, _ = plain_from_record(reply["plain"])
+        return np.array(mantissas, dtype=np.int64)
+
+
+def _public_of(key: Key) -> PublicKey:
+    return key.public_key if isinstance(key, PublishedKey) else key
+
+
+def _key_of(backend: PaillierBackend) -> PublishedKey:
+    return PublishedKey(backend.public_key)
+
+
+def _public_backend(public: PublicKey) -> PaillierBackend:
+    """Results carry a public-only backend: callers may go on computing locally or send them back."""
+    return Gmpy2Backend(public)
+
+
+def _vector(reply: Record, key: Key) -> EncryptedVector:
+    return vector_from_record(reply["vector"], _public_backend(_public_of(key)))

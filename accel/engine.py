@@ -1,0 +1,228 @@
+"""What the accelerator computes for one request: key resolution, who may ask for what, and the operations.
+
+The service and the client's in-process path both run requests through ``Engine``, so a
+request means the same thing wherever it runs; only the backend differs (worker
+processes in the service, the gmpy2 backend in the caller's process). Each operation
+reads its operands from the ``AccelRequest`` record and returns the result fields of the
+``AccelReply`` (protocol.md §14.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from accel.backend import PaillierBackend
+from accel.errors import (
+    AccelError,
+    DecryptRefusedError,
+    ExponentMismatchError,
+    MalformedRequestError,
+    MissingPrivateKeyError,
+    PaillierKeyMismatchError,
+    UnknownKeyError,
+)
+from accel.gmp_backend import Encryption, make_djn_base
+from accel.keys import PrivateKey
+from accel.keystore import KeyStore
+from accel.packing import PackedVector, Packer
+from accel.vector import EncryptedVector, Paillier
+from accel.wire import (
+    PublishedKey,
+    le_to_int,
+    packed_from_record,
+    packed_record,
+    plain_from_record,
+    plain_record,
+    public_key_from_record,
+    spec_from_record,
+    vector_from_record,
+    vector_record,
+)
+
+ACCEL_REQUEST = "interfed.accel.request.AccelRequest"
+ACCEL_REPLY = "interfed.accel.reply.AccelReply"
+
+#: Operations that need the private key: served only to the key owner's own node.
+DECRYPTING = frozenset({"DECRYPT", "PACKED_DECRYPT"})
+ENCRYPTING = frozenset({"ENCRYPT", "PACKED_ENCRYPT"})
+
+Record = dict[str, Any]
+MakeBackend = Callable[[PublishedKey, PrivateKey | None, Encryption, int | None], PaillierBackend]
+
+
+class Engine:
+    """Runs requests for one node: its own keys from ``keys``, any other key given in the request."""
+
+    def __init__(self, node_id: str, keys: KeyStore, make_backend: MakeBackend) -> None:
+        self.node_id = node_id
+        self.keys = keys
+        self._make_backend = make_backend
+        self._backends: dict[tuple[str, str, bool], PaillierBackend] = {}
+        # FAST encryption under a key published without a DJN base: one base per key, drawn here.
+        self._djn_bases: dict[str, int] = {}
+
+    def compute(self, request: Record, requester: str) -> Record:
+        """The reply's result fields for ``request`` sent by node ``requester``; raises an ``AccelError``."""
+        operation = request["operation"]
+        if operation in DECRYPTING and requester != self.node_id:
+            raise DecryptRefusedError(
+                f"decryption is served only to the key owner's own node {self.node_id}; {requester} asked"
+            )
+        backend = self.backend_for(request)
+        try:
+            return OPERATIONS[operation](request, backend)
+        except AccelError:
+            raise
+        except (ValueError, TypeError, KeyError) as exc:
+            raise MalformedRequestError(f"{operation}: {exc}") from exc
+
+    def resolve(self, request: Record) -> tuple[PublishedKey, PrivateKey | None]:
+        """The request's key: this node's own (with its private key), or the public key the request carries."""
+        owned = self.keys.get(request["key_id"])
+        if owned is not None:
+            return owned.published, owned.private_key
+        if request["public_key"] is None:
+            raise UnknownKeyError(f"key {request['key_id']} is not held here and the request carries no public key")
+        published = public_key_from_record(request["public_key"])
+        if published.key_id != request["key_id"]:
+            raise PaillierKeyMismatchError(f"the public key's id is {published.key_id}, not {request['key_id']}")
+        return published, None
+
+    def backend_for(self, request: Record) -> PaillierBackend:
+        published, private = self.resolve(request)
+        operation = request["operation"]
+        djn_base = None
+        if operation in DECRYPTING:
+            if private is None:
+                raise MissingPrivateKeyError(f"this node holds no private key for {published.key_id}")
+            mode = Encryption.TEXTBOOK
+        elif operation in ENCRYPTING and private is not None:
+            mode = Encryption.KEY_OWNER  # exactly the textbook distribution (accel.gmp_backend), and faster
+        elif operation in ENCRYPTING and request["encryption"] == "FAST":
+            mode = Encryption.DJN
+            djn_base = published.djn_base
+            if djn_base is None:
+                if published.key_id not in self._djn_bases:
+                    self._djn_bases[published.key_id] = make_djn_base(published.public_key)
+                djn_base = self._djn_bases[published.key_id]
+        else:
+            mode, private = Encryption.TEXTBOOK, None  # public-key work never needs the factors
+        cache = (published.key_id, mode.value, private is not None)
+        if cache not in self._backends:
+            self._backends[cache] = self._make_backend(published, private, mode, djn_base)
+        return self._backends[cache]
+
+
+# -- the operations ---------------------------------------------------------------------------
+
+
+def _vectors(request: Record, backend: PaillierBackend, count: int) -> list[EncryptedVector]:
+    if len(request["vectors"]) != count:
+        raise MalformedRequestError(f"{request['operation']} takes {count} ciphertext vector(s)")
+    return [vector_from_record(v, backend) for v in request["vectors"]]
+
+
+def _packed(request: Record, backend: PaillierBackend, least: int, most: int) -> list[PackedVector]:
+    if not least <= len(request["packed"]) <= most:
+        raise MalformedRequestError(f"{request['operation']} takes {least} to {most} packed vectors")
+    return [packed_from_record(v, backend) for v in request["packed"]]
+
+
+def _plain(request: Record) -> tuple[list[int], int]:
+    if request["plain"] is None:
+        raise MalformedRequestError(f"{request['operation']} needs a plaintext operand")
+    return plain_from_record(request["plain"])
+
+
+def _encrypt(request: Record, backend: PaillierBackend) -> Record:
+    mantissas, exponent = _plain(request)
+    bound = None if request["bound"] is None else le_to_int(request["bound"])
+    return {"vector": vector_record(Paillier(backend).encrypt_encoded(mantissas, exponent, bound))}
+
+
+def _decrypt(request: Record, backend: PaillierBackend) -> Record:
+    (vector,) = _vectors(request, backend, 1)
+    return {"plain": plain_record(Paillier(backend).decrypt_mantissas(vector), vector.exponent)}
+
+
+def _add(request: Record, backend: PaillierBackend) -> Record:
+    a, b = _vectors(request, backend, 2)
+    return {"vector": vector_record(a + b)}
+
+
+def _add_plain(request: Record, backend: PaillierBackend) -> Record:
+    (vector,) = _vectors(request, backend, 1)
+    mantissas, exponent = _plain(request)
+    if exponent != vector.exponent:
+        raise ExponentMismatchError(f"plaintext exponent {exponent} is not the vector's {vector.exponent}")
+    return {"vector": vector_record(vector.add_encoded(mantissas))}
+
+
+def _mul_plain(request: Record, backend: PaillierBackend) -> Record:
+    (vector,) = _vectors(request, backend, 1)
+    return {"vector": vector_record(vector.mul_encoded(*_plain(request)))}
+
+
+def _dot(request: Record, backend: PaillierBackend) -> Record:
+    (vector,) = _vectors(request, backend, 1)
+    mantissas, exponent = _plain(request)
+    return {"vector": vector_record(vector.left_matmul_encoded([mantissas], exponent))}
+
+
+def _sum(request: Record, backend: PaillierBackend) -> Record:
+    (vector,) = _vectors(request, backend, 1)
+    return {"vector": vector_record(vector.sum())}
+
+
+def _matmul(request: Record, backend: PaillierBackend) -> Record:
+    """X^T [[d]] for X of shape (len(d), k), row-major: k ciphertexts."""
+    (vector,) = _vectors(request, backend, 1)
+    matrix = request["matrix"]
+    if matrix is None:
+        raise MalformedRequestError("MATMUL needs a matrix")
+    rows, columns, exponent = matrix["rows"], matrix["columns"], matrix["exponent"]
+    if rows != len(vector) or columns < 1 or len(matrix["mantissas"]) != rows * columns:
+        raise MalformedRequestError(
+            f"a {rows} x {columns} matrix with {len(matrix['mantissas'])} entries for X^T [[d]]"
+        )
+    entries, _ = plain_from_record({"exponent": exponent, "mantissas": matrix["mantissas"]})
+    transposed = [entries[j::columns] for j in range(columns)]
+    return {"vector": vector_record(vector.left_matmul_encoded(transposed, exponent))}
+
+
+def _packed_encrypt(request: Record, backend: PaillierBackend) -> Record:
+    if request["packing"] is None:
+        raise MalformedRequestError("PACKED_ENCRYPT needs a packing spec")
+    packer = Packer(backend, spec_from_record(request["packing"]))
+    return {"packed": packed_record(packer.encrypt(np.asarray(request["values"], dtype=np.float64)))}
+
+
+def _packed_add(request: Record, backend: PaillierBackend) -> Record:
+    first, *rest = _packed(request, backend, 2, 1 << 16)
+    for other in rest:
+        first += other
+    return {"packed": packed_record(first)}
+
+
+def _packed_decrypt(request: Record, backend: PaillierBackend) -> Record:
+    (vector,) = _packed(request, backend, 1, 1)
+    sums = Packer(backend, vector.spec).decrypt_quantised(vector)
+    return {"plain": plain_record([int(x) for x in sums.tolist()], 0)}
+
+
+OPERATIONS: dict[str, Callable[[Record, PaillierBackend], Record]] = {
+    "ENCRYPT": _encrypt,
+    "DECRYPT": _decrypt,
+    "ADD": _add,
+    "ADD_PLAIN": _add_plain,
+    "MUL_PLAIN": _mul_plain,
+    "DOT": _dot,
+    "SUM": _sum,
+    "MATMUL": _matmul,
+    "PACKED_ENCRYPT": _packed_encrypt,
+    "PACKED_ADD": _packed_add,
+    "PACKED_DECRYPT": _packed_decrypt,
+}

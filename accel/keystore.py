@@ -1,0 +1,117 @@
+"""Paillier keys a node keeps in its home: private keys in local files, never on the wire.
+
+Layout (``<home>/accel/keys/``): one file ``<key_id>.json`` per key pair, mode 0600::
+
+    {"format": "interfed.accel.private-key/1", "key_id": "...",
+     "n": "<hex>", "p": "<hex>", "q": "<hex>", "djn_base": "<hex>" | null}
+
+Integers are lower-case hex of the plain (big-endian) value, as Python's ``format(x, "x")``
+writes them. The file is local to the node and read only by its own processes, so this
+format is informative: other implementations keep their keys as they see fit. ``djn_base``
+is the key's published DJN base, kept so every service instance encrypts with the same one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from accel.errors import MalformedCiphertextError, PaillierKeyMismatchError
+from accel.gmp_backend import make_djn_base
+from accel.keys import KeyPair, PrivateKey, PublicKey, generate_keypair
+from accel.wire import PublishedKey, key_id
+
+FORMAT = "interfed.accel.private-key/1"
+
+
+@dataclass(frozen=True)
+class OwnedKey:
+    """A key pair this node owns, with the public form it publishes."""
+
+    published: PublishedKey
+    private_key: PrivateKey
+
+    @property
+    def key_id(self) -> str:
+        return self.published.key_id
+
+
+class KeyStore:
+    """The key pairs in one folder, loaded once; a missing folder is an empty store, no folder keeps keys in memory."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self._keys: dict[str, OwnedKey] = {}
+        if folder is not None and folder.is_dir():
+            for path in sorted(folder.glob("*.json")):
+                owned = load_key_file(path)
+                self._keys[owned.key_id] = owned
+
+    @classmethod
+    def of_home(cls, home: Path) -> KeyStore:
+        return cls(home / "accel" / "keys")
+
+    @classmethod
+    def empty(cls) -> KeyStore:
+        """A store that keeps what is added in memory only (tests, benchmarks, clients that own no key)."""
+        return cls(None)
+
+    def __contains__(self, key_ref: str) -> bool:
+        return key_ref in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def get(self, key_ref: str) -> OwnedKey | None:
+        return self._keys.get(key_ref)
+
+    def ids(self) -> list[str]:
+        return sorted(self._keys)
+
+    def add(self, pair: KeyPair, *, djn_base: int | None = None) -> OwnedKey:
+        """Keep a key pair (written to the folder at once); returns it with its key id."""
+        owned = OwnedKey(PublishedKey(pair.public_key, djn_base), pair.private_key)
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_key_file(self.folder / f"{owned.key_id}.json", owned)
+        self._keys[owned.key_id] = owned
+        return owned
+
+    def generate(self, bits: int = 2048, *, safe_primes: bool = False, djn: bool = True) -> OwnedKey:
+        """A fresh key pair, kept; with ``djn``, a DJN base is drawn for it too."""
+        pair = generate_keypair(bits, safe_primes=safe_primes)
+        return self.add(pair, djn_base=make_djn_base(pair.public_key) if djn else None)
+
+
+def save_key_file(path: Path, owned: OwnedKey) -> None:
+    body = {
+        "format": FORMAT,
+        "key_id": owned.key_id,
+        "n": format(owned.published.public_key.n, "x"),
+        "p": format(owned.private_key.p, "x"),
+        "q": format(owned.private_key.q, "x"),
+        "djn_base": None if owned.published.djn_base is None else format(owned.published.djn_base, "x"),
+    }
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(body, out, indent=2)
+    tmp.replace(path)
+
+
+def load_key_file(path: Path) -> OwnedKey:
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+        if body.get("format") != FORMAT:
+            raise ValueError(f"format is not {FORMAT}")
+        public = PublicKey(int(body["n"], 16))
+        private = PrivateKey(public, int(body["p"], 16), int(body["q"], 16))
+        hs = None if body.get("djn_base") is None else int(body["djn_base"], 16)
+    except (OSError, ValueError, KeyError, TypeError, PaillierKeyMismatchError) as exc:
+        raise MalformedCiphertextError(f"{path}: not a Paillier key file ({exc})") from exc
+    owned = OwnedKey(PublishedKey(public, hs), private)
+    if body.get("key_id") != key_id(public):
+        raise MalformedCiphertextError(f"{path}: key_id does not match n")
+    return owned
