@@ -1,0 +1,1 @@
+"""The executor: runs training tasks, round by round, with the components a party has installed."""
