@@ -27,6 +27,7 @@ class UnknownSignerError(RejectedEventError):
     """The named publisher holds no certificate this party knows."""
 
     reason = "UNKNOWN_SIGNER"
+    retriable = True  # its certificate may still be on its way on the registry topic
 
 
 class RevokedSignerError(RejectedEventError):

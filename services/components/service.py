@@ -21,6 +21,7 @@ from services.components.errors import (
     ComponentConflictError,
     ComponentLoadError,
     InvalidSpecError,
+    MalformedArtifactError,
     RevokedSignerError,
     UnknownSignerError,
     UnsignedArtifactError,
@@ -53,6 +54,15 @@ def read_folder(folder: Path) -> tuple[ComponentSpec, bytes]:
     if not spec_file.is_file():
         raise InvalidSpecError(f"{folder} has no {SPEC_FILE}")
     return parse_spec(spec_file.read_bytes()), pack(folder)
+
+
+def check_spec_matches(spec: ComponentSpec, archive: bytes) -> None:
+    """The archive is a component folder whose own component.json is ``spec``: spec and code cannot disagree."""
+    inside = dict(unpack(archive)).get(SPEC_FILE)
+    if inside is None:
+        raise MalformedArtifactError(f"the artifact of {spec.ref} holds no {SPEC_FILE}")
+    if parse_spec(inside) != spec:
+        raise MalformedArtifactError(f"the artifact's {SPEC_FILE} is not the published spec of {spec.ref}")
 
 
 def builtin_folders(root: Path = BUILTIN_ROOT) -> list[Path]:
@@ -174,21 +184,24 @@ class ComponentsService(Service):
         spec, archive = await asyncio.to_thread(read_folder, folder)
         return await self.publish(spec, archive)
 
-    async def publish(self, spec: ComponentSpec, archive: bytes, *, signature: bytes | None = None) -> Published:
-        """Publish ``archive`` as ``spec``'s artifact, signed with this node's key (or the ``signature`` given,
-        which receivers check against this node's certificate)."""
-        unpack(archive)
+    async def publish(
+        self, spec: ComponentSpec, archive: bytes, *, signature: bytes | None = None, publisher: str | None = None
+    ) -> Published:
+        """Publish ``archive`` as ``spec``'s artifact, signed with this node's key; or relay the ``signature``
+        that ``publisher`` (default: this node) made, which receivers check against that node's certificate."""
+        check_spec_matches(spec, archive)
         digest = sha256(archive)
         known = self.components.get(spec.ref)
         if known is not None and known.artifact_sha256 != digest:
             raise ComponentConflictError(f"{spec.ref} is already published with another artifact; bump the version")
         sig = sign(self.ctx.publisher.signer, digest) if signature is None else signature
         await self.publish_artifact(digest, archive)
-        payload = self.published_payload(spec, digest, len(archive), self.me, sig)
+        publisher = publisher or self.me
+        payload = self.published_payload(spec, digest, len(archive), publisher, sig)
         env = await self.ctx.publisher.publish(
             "components", COMPONENT_PUBLISHED, payload, subject=spec.ref, evidence=GOVERNED[COMPONENT_PUBLISHED]
         )
-        return Published(spec, digest, len(archive), self.me, sig, self.me, env.issued_at)
+        return Published(spec, digest, len(archive), publisher, sig, self.me, env.issued_at)
 
     async def publish_artifact(self, digest: bytes, archive: bytes) -> Envelope:
         record = {"artifact_sha256": digest, "size": len(archive), "archive": archive}
@@ -237,6 +250,7 @@ class ComponentsService(Service):
         if archive is None:
             raise InvalidTransitionError(f"the artifact of {ref} has not arrived (yet)")
         check_digest(archive, known.artifact_sha256)
+        check_spec_matches(known.spec, archive)
         key = self._check_signature(known.publisher, known.artifact_sha256, known.signature)
         installed = await asyncio.to_thread(
             self.store.install,
