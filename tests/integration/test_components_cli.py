@@ -36,9 +36,15 @@ async def test_publish_builtin_list_inspect_install_disable_through_the_cli(boot
         await eventually(lambda: store.installed("stats", "1.0.0") is not None, what="party0 installing")
         listed = json.loads((await interfed(fed, "components", "list", "--home", manual, "--json")).stdout)
         stats = next(r for r in listed if r["ref"] == "stats:1.0.0")
-        assert (stats["publisher"], stats["installed_here"], stats["roles"]) == ("party0", False, ["host", "aggregator"])
+        assert (stats["publisher"], stats["installed_here"], stats["roles"]) == (
+            "party0",
+            False,
+            ["host", "aggregator"],
+        )
 
-        inspected = json.loads((await interfed(fed, "components", "inspect", "stats", "--home", manual, "--json")).stdout)
+        inspected = json.loads(
+            (await interfed(fed, "components", "inspect", "stats", "--home", manual, "--json")).stdout
+        )
         assert inspected["spec"]["parameters"][0]["name"] == "ddof"
         table = (await interfed(fed, "components", "inspect", "stats:1.0.0", "--home", manual)).stdout
         assert "component:FederatedStats" in table
