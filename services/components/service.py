@@ -301,3 +301,18 @@ class ComponentsService(Service):
 
     def installed(self, code: str, version: str) -> InstalledComponent | None:
         return self.store.installed(code, version)
+
+    def runnable(self, code: str, version: str) -> InstalledComponent:
+        """The installation of ``code:version`` if this node may run it now: installed with the published
+        artifact, enabled, not retracted, and its publisher not revoked since. For the executor's acceptance."""
+        ref = f"{code}:{version}"
+        known = self._known(ref)
+        installed = self.store.installed(code, version)
+        if installed is None or installed.artifact_sha256 != known.artifact_sha256:
+            raise ComponentLoadError(f"{ref} is not installed on {self.me}")
+        if not installed.enabled:
+            raise ComponentLoadError(f"{ref} is disabled on {self.me}")
+        if known.retracted:
+            raise ComponentLoadError(f"{ref} was retracted ({known.retracted})")
+        self._check_signature(known.publisher, known.artifact_sha256, known.signature)
+        return installed
