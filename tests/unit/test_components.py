@@ -25,7 +25,7 @@ from services.components.errors import (
     MalformedArtifactError,
     ParamsError,
 )
-from services.components.service import BUILTIN_ROOT, builtin_folders, read_folder
+from services.components.service import BUILTIN_ROOT, builtin_folders, check_spec_matches, read_folder
 from services.components.spec import parse_spec, validate_params
 from services.components.store import ComponentStore
 from services.executor.api import LocalDataset, LocalHub, MemoryCheckpoints, TaskContext
@@ -212,3 +212,11 @@ async def test_installed_stats_pools_mean_and_variance_exactly(tmp_path: Path) -
         np.testing.assert_allclose(r.model["mean"], whole.mean(axis=0), rtol=1e-12)
         np.testing.assert_allclose(r.model["variance"], whole.var(axis=0, ddof=1), rtol=1e-9)
         assert r.metrics["rows"] == len(whole)
+
+
+def test_an_artifact_whose_component_json_is_not_the_published_spec_is_refused() -> None:
+    spec, archive = read_folder(STATS)
+    check_spec_matches(spec, archive)
+    other = parse_spec(spec_dict(version="9.9.9"))
+    with pytest.raises(MalformedArtifactError, match="not the published spec"):
+        check_spec_matches(other, archive)
