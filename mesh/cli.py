@@ -47,6 +47,7 @@ def _register() -> None:
     from bench.cli import app as bench_app
     from mesh.brokers.cli import app as broker_app
     from services.catalog.cli import catalog_app
+    from services.components.cli import components_app
     from services.demo import demo
     from services.evidence.cli import audit_app, evidence_app
     from services.registry.cli import federation_app, node_app, registry_app
@@ -55,6 +56,7 @@ def _register() -> None:
     app.add_typer(node_app, name="node")
     app.add_typer(registry_app, name="registry")
     app.add_typer(catalog_app, name="catalog")
+    app.add_typer(components_app, name="components")
     app.add_typer(broker_app, name="broker")
     app.add_typer(bench_app, name="bench")
     app.add_typer(audit_app, name="audit")

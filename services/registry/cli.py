@@ -25,6 +25,7 @@ from mesh.node import connect, open_context, run_services, running, stop_on_sign
 from mesh.service import Service
 from mesh.settings import MeshSettings, load_settings
 from services.catalog.service import CatalogService
+from services.components.service import ComponentsService
 from services.evidence.service import EvidenceService
 from services.registry.service import RegistryService
 
@@ -149,6 +150,7 @@ def node_up(
                 ),
                 EvidenceService(ctx, head_interval=settings.head_interval),
                 CatalogService(ctx),  # decides requests by HOME/catalog-policy.toml, if there is one
+                ComponentsService(ctx),  # installs every component that passes the checks of protocol §15.5
             ]
             out.print(
                 f"node [bold]{ctx.config.node_id}[/] up on {address} "

@@ -1,0 +1,1 @@
+"""Federated statistics: the pooled mean and variance of every feature over the hosts' datasets."""
