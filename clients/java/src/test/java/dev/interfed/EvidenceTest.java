@@ -20,6 +20,16 @@ class EvidenceTest {
     }
 
     @Test
+    void theEvidenceTopicIsOnePartitionKeptForever() {
+        Object[] row = null;
+        for (Object[] t : Mesh.TOPICS) if (t[0].equals("evidence")) row = t;
+        assertNotNull(row, "evidence is created with the others (§3.1)");
+        assertEquals(1, row[1], "one partition: one order of leaves (§13.3)");
+        assertEquals("K", row[2]);
+        assertEquals("evidence", Receiver.topicOf(Evidence.EVIDENCE_RECORDED));
+    }
+
+    @Test
     void theSenderRecordsEveryGovernedStepButItsApplication() {
         assertEquals("registry.announce", Evidence.senderAction(Schemas.NODE_ANNOUNCED));
         assertEquals("registry.terminate", Evidence.senderAction(Schemas.CONTRACT_TERMINATED));
