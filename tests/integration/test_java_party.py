@@ -2,7 +2,8 @@
 
 The Java node applies, the Python operator approves it, every Python party sees it healthy, the Java node
 lists the Python nodes, and its bad events are refused by the Python services with the reasons a Python
-sender would get. Envelopes the Java client makes verify in Python.
+sender would get. The federation runs its evidence services, and its audit passes with the Java node's
+announcement evidenced by the Java node itself. Envelopes the Java client makes verify in Python.
 """
 
 from __future__ import annotations
@@ -23,9 +24,19 @@ from mesh.brokers import BrokerError
 from mesh.brokers.kafka import require_java
 from mesh.codec import SchemaStore
 from mesh.envelope import Envelope
+from mesh.evidence import GOVERNED
 from mesh.membership import Health
 from mesh.signing import Verifier
-from mesh.testing import TestFederation, eventually, federation, fresh_settings, read_topic
+from mesh.testing import (
+    TestFederation,
+    auditor_home,
+    eventually,
+    evidence_settled,
+    federation,
+    fresh_settings,
+    read_topic,
+)
+from services.evidence.cli import replay
 
 pytestmark = [pytest.mark.java]
 
@@ -158,7 +169,7 @@ def test_a_bad_argument_is_one_line_and_exit_2(java: JavaClient) -> None:
 @pytest.mark.timeout(300)
 async def test_java_node_joins_and_is_healthy_everywhere(java: JavaClient, bootstrap: str, tmp_path: Path) -> None:
     settings = fresh_settings(heartbeat_interval=0.3, unreachable_after=5.0)
-    async with federation(tmp_path / "homes", bootstrap, 2, settings=settings) as fed:
+    async with federation(tmp_path / "homes", bootstrap, 2, settings=settings, evidence=0.5) as fed:
         home = tmp_path / "java-home"
         java.run(
             "init", "--home", str(home), "--federation", str(fed.operator.home.federation_path),
@@ -201,10 +212,28 @@ async def test_java_node_joins_and_is_healthy_everywhere(java: JavaClient, boots
                 await eventually_async(
                     lambda i=bad_id: refusers(fed, i), {m.node_id for m in fed.everyone}, what=f"{reason} letters"
                 )
-                for sender, letter in await refusals(fed, bad_id):
+                letters = await refusals(fed, bad_id)
+                for sender, letter in letters:
                     assert letter["reason"] == reason, (sender, letter)
-                    assert letter["service"] == "registry"
                     assert letter["key"] == JAVA_NODE.encode()
+                # Each party's registry refuses it, and so does its evidence service (it reads heartbeats too).
+                by = {(sender, letter["service"]) for sender, letter in letters}
+                assert {(m.node_id, "registry") for m in fed.everyone} <= by, by
+                assert {service for _, service in by} <= {"registry", "evidence"}, by
+
+            # The audit of the whole federation passes: the Java node evidenced its announcement.
+            await eventually(lambda: evidence_settled(fed), timeout=60, what="the evidence logs agreeing")
+            auditor = await replay(auditor_home(tmp_path, fed), fed.settings, bootstrap)
+            report = auditor.report()
+            assert report["violations"] == [], report["violations"]
+            assert report["passed"]
+            java_steps = {g.event_id: g.payload_type for g in auditor.governed.values() if g.sender == JAVA_NODE}
+            assert sorted(java_steps.values()) == ["interfed.registry.JoinRequested", "interfed.registry.NodeAnnounced"]
+            recorders = {(e.payload["event_id"], e.recorder, e.payload["action"]) for e in auditor.evidence}
+            for event_id, payload_type in java_steps.items():
+                # An applicant has no certificate: its request is recorded by the operator (§13.7).
+                recorder = JAVA_NODE if payload_type.endswith("NodeAnnounced") else fed.operator.node_id
+                assert (event_id, recorder, GOVERNED[payload_type]) in recorders, (payload_type, recorders)
         finally:
             await node.stop()
         assert node.returncode == 0, node.output()

@@ -1,4 +1,4 @@
-"""Writes the golden vectors (fingerprints, envelopes, identity, schema learning, tree heads, Paillier) others check.
+"""Writes the golden vectors (fingerprints, envelopes, evidence, identity, schemas, tree heads, Paillier) others check.
 
 Run with the project's venv from anywhere:
 
@@ -23,8 +23,10 @@ from fastavro.schema import fingerprint as avro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 from mesh.codec import SchemaStore, fingerprint_of
-from mesh.envelope import ENVELOPE_TYPE, SIGNING_TAG, new_envelope
+from mesh.envelope import ENVELOPE_TYPE, SIGNING_TAG, Envelope, new_envelope
+from mesh.evidence import EVIDENCE_RECORDED, GOVERNED, evidence_of
 from mesh.identity import make_csr, raw_public_key
+from mesh.topics import topic_for
 
 # the case builders live beside this script, which is run as a file, not imported as a package
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -36,6 +38,7 @@ REPO = HERE.parent.parent
 SCHEMAS = REPO / "schemas"
 FINGERPRINTS = HERE / "fingerprints.json"
 ENVELOPES = HERE / "envelopes.json"
+EVIDENCE = HERE / "evidence.json"
 IDENTITY = HERE / "identity.json"
 SCHEMA_LEARNING = HERE / "schema_learning.json"
 TREE_HEADS = HERE / "tree_heads.json"
@@ -226,6 +229,55 @@ def envelope_vectors() -> dict[str, Any]:
             "private_seed_hex": SEED.hex(),
             "public_key_hex": raw_public_key(key.public_key()).hex(),
         },
+        "cases": cases,
+    }
+
+
+def evidence_vectors() -> dict[str, Any]:
+    """The EvidenceRecorded of each governed case of envelopes.json (protocol.md §13.1, §13.2), and its envelope."""
+    store = SchemaStore.load(SCHEMAS)
+    key = Ed25519PrivateKey.from_private_bytes(SEED)
+    schema = store.by_name(EVIDENCE_RECORDED)
+    cases = []
+    for n, case in enumerate(envelope_vectors()["cases"], start=1):
+        if case["payload_type"] not in GOVERNED:
+            continue
+        evidenced = Envelope.decode(bytes.fromhex(case["encoded_hex"]))
+        topic = topic_for(evidenced.payload_type)
+        assert topic is not None
+        record = evidence_of(GOVERNED[evidenced.payload_type], topic, evidenced)
+        _, payload_bytes = store.encode(EVIDENCE_RECORDED, record)
+        # The record follows its event from the same sender: the next sequence number, the same
+        # subject and correlation id (protocol.md §13.1).
+        fields = {
+            "event_id": f"00000000-0000-4000-8000-0000000001{n:02d}",
+            "sender": evidenced.sender,
+            "sequence": evidenced.sequence + 1,
+            "issued_at": evidenced.issued_at + 1,
+            "subject": evidenced.subject,
+            "correlation_id": evidenced.correlation_id,
+        }
+        env = new_envelope(
+            payload_type=EVIDENCE_RECORDED, payload_fingerprint=schema.fingerprint, payload=payload_bytes, **fields
+        ).signed(key)
+        cases.append(
+            {
+                "evidenced_case": case["name"],
+                "record": _record_json(record),
+                "payload_avro_hex": payload_bytes.hex(),
+                "envelope": {**fields, "payload_type": EVIDENCE_RECORDED},
+                "encoded_hex": env.encode().hex(),
+            }
+        )
+    return {
+        "description": (
+            "Evidence of the governed cases of envelopes.json. governed maps each governed payload type to its "
+            "action. In each case, record is the EvidenceRecorded of the envelopes.json case evidenced_case "
+            "(event_sha256 in hex: SHA-256 of that case's encoded_hex bytes; event_topic its topic's protocol "
+            "name; occurred_at its issued_at); payload_avro_hex its Avro binary; encoded_hex the signed "
+            "Envelope carrying it (the envelopes.json key, the fields of envelope, the payload's fingerprint)."
+        ),
+        "governed": dict(sorted(GOVERNED.items())),
         "cases": cases,
     }
 
@@ -450,6 +502,7 @@ def outputs() -> dict[Path, str]:
     return {
         FINGERPRINTS: render(fingerprint_vectors()),
         ENVELOPES: render(envelope_vectors()),
+        EVIDENCE: render(evidence_vectors()),
         IDENTITY: render(identity_vectors()),
         SCHEMA_LEARNING: render(schema_learning_vectors()),
         TREE_HEADS: render(tree_head_vectors()),

@@ -193,12 +193,22 @@ public final class Mesh implements AutoCloseable {
             announced.add(fullName);
         }
 
-        /** Announces the schema if needed, signs, and sends (chunked if too large); returns the envelope. */
+        /**
+         * Announces the schema if needed, signs, and sends (chunked if too large); returns the envelope.
+         * A governed event (§13.1) is followed, once acknowledged, by its EvidenceRecorded on
+         * {@code evidence} with the same subject and correlation id.
+         */
         public synchronized Envelope send(GenericRecord payload, String subject) throws Exception {
             String type = payload.getSchema().getFullName();
             announce(type);
             Envelope e = build(payload, subject);
             sendEnvelope(e);
+            String action = Evidence.senderAction(type);
+            if (action != null) {
+                GenericRecord proof = Evidence.of(action, Receiver.topicOf(type), e);
+                announce(Evidence.EVIDENCE_RECORDED);
+                sendEnvelope(build(proof, e.subject, e.correlationId));
+            }
             return e;
         }
 
