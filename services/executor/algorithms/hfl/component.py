@@ -21,7 +21,18 @@ from services.executor.api import ComponentResult, Message, QuorumError, TaskCon
 from . import secure
 from .config import Config, ConfigError, Setup
 from .models import ModelSpec, Vector
-from .rounds import ANSWER_DEADLINES, blob, gather_each, gather_one, names, restore, save, send_each, tensor
+from .rounds import (
+    ANSWER_DEADLINES,
+    abort_message,
+    blob,
+    gather_each,
+    gather_one,
+    names,
+    restore,
+    save,
+    send_each,
+    tensor,
+)
 
 
 class FedAvg:
@@ -230,7 +241,11 @@ async def _aggregate(ctx: TaskContext, config: Config) -> ComponentResult:
     spec = _spec(config, setup)
     metrics: dict[str, float] = {}
     for round_no in range(done + 1, config.epochs + 1):
-        updates = await _gather_updates(ctx, config, round_no)
+        try:
+            updates = await _gather_updates(ctx, config, round_no)
+        except QuorumError as error:  # tell every waiting party why, so the job fails with this reason
+            await _abort(ctx, config, round_no, error)
+            raise
         survivors = [p for p in config.parties if p in updates]
         total = await _sum(ctx, config, setup, updates, survivors, round_no=round_no)
         weights = weights + total * (setup.total_rows / sum(setup.rows[p] for p in survivors))
@@ -251,6 +266,16 @@ async def _gather_updates(ctx: TaskContext, config: Config, round_no: int) -> di
     if len(arrived) < config.quorum:
         raise QuorumError("update", round_no, sorted(arrived), config.quorum)
     return arrived
+
+
+async def _abort(ctx: TaskContext, config: Config, round_no: int, error: QuorumError) -> None:
+    """Answer each message the others wait for in this round with the abort (the parties' reads are tag by tag)."""
+    message = abort_message(error)
+    if config.secure_aggregation == "masks":
+        await send_each(ctx, config.parties, "survivors", round_no, message)
+    if config.secure_aggregation == "paillier":
+        await ctx.channel.send(config.key_holder, "sum", round_no, message)
+    await send_each(ctx, config.parties, "global", round_no, message)
 
 
 async def _sum(

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.executor.api import Message, TaskContext
+from services.executor.api import Message, QuorumError, TaskContext
 
 from .config import Setup
 
@@ -44,10 +44,18 @@ def names(data: bytes) -> list[str]:
     return value
 
 
+def abort_message(error: QuorumError) -> Message:
+    """The answer that tells a waiting party its round aborted, and why (the same QuorumError)."""
+    return {"abort": json.dumps({"tag": error.tag, "got": error.got, "needed": error.needed}).encode()}
+
+
 async def gather_one(ctx: TaskContext, node: str, tag: str, round_no: int, deadline: float) -> Message:
-    """The (tag, round) message of one node; QuorumError if it does not come in time."""
-    got = await ctx.channel.gather(node, tag, round_no, deadline=deadline, quorum=1)
-    return got[node]
+    """The (tag, round) message of one node; QuorumError if it does not come in time or says the round aborted."""
+    got = (await ctx.channel.gather(node, tag, round_no, deadline=deadline, quorum=1))[node]
+    if "abort" in got:
+        reason = json.loads(blob(got, "abort"))
+        raise QuorumError(str(reason["tag"]), round_no, [str(g) for g in reason["got"]], int(reason["needed"]))
+    return got
 
 
 async def gather_each(
