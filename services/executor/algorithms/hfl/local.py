@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,8 @@ class LocalJob:
     accel: Callable[[str], AccelClient] = AccelClient.in_process
     checkpoints: dict[str, MemoryCheckpoints] = field(default_factory=dict)
     lost: Callable[[str, str, int], bool] = lambda _sender, _tag, _round: False
+    #: called with (node, round, metrics) after each round of each node
+    report: Callable[[str, int, Mapping[str, float]], None] = lambda _node, _round, _metrics: None
 
     async def run(self, hub: LocalHub | None = None) -> dict[str, ComponentResult]:
         """Every node's result; the first failure (e.g. QuorumError) is raised after all have ended."""
@@ -84,6 +87,7 @@ class LocalJob:
                 checkpoints=self.checkpoints.setdefault(node, MemoryCheckpoints()),
                 round_deadline=self.round_deadline,
                 seed=self.seed,
+                report=functools.partial(self.report, node),
             )
             for role, node in nodes
         ]
