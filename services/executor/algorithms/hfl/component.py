@@ -64,12 +64,12 @@ def _load(ctx: TaskContext, config: Config) -> tuple[Vector, npt.NDArray[np.int6
     return x, labels
 
 
-def _new_secret(ctx: TaskContext, config: Config) -> bytes:
+async def _new_secret(ctx: TaskContext, config: Config) -> bytes:
     """This node's secret for the job: an X25519 key (masks) or, for the key holder, a Paillier key."""
     if config.secure_aggregation == "masks" and ctx.me in config.parties:
         return secure.private_bytes(secure.new_mask_key())
     if config.secure_aggregation == "paillier" and ctx.me == config.key_holder:
-        pair = generate_keypair(config.paillier_bits)
+        pair = await asyncio.to_thread(generate_keypair, config.paillier_bits)  # seconds: keep the loop free
         return json.dumps({"p": str(pair.private_key.p), "q": str(pair.private_key.q)}).encode()
     return b""
 
@@ -122,7 +122,7 @@ async def _start(ctx: TaskContext, config: Config, rows: int, features: int) -> 
         round_no, setup, weights, secret = resumed
         assert setup is not None
         return round_no, setup, weights, secret
-    secret = resumed[3] if resumed is not None else _new_secret(ctx, config)
+    secret = resumed[3] if resumed is not None else await _new_secret(ctx, config)
     save(ctx, 0, None, None, secret)
     setup = await _setup(ctx, config, secret, rows, features)
     has_model = ctx.me in config.parties or ctx.me == config.aggregator
@@ -218,7 +218,8 @@ async def _decrypt_sum(ctx: TaskContext, config: Config, secret: bytes, round_no
     vector = secure.packed_from_message(asked, private.public_key, spec)
     if vector.terms < config.quorum:
         raise secure.SecureAggregationError(f"asked to decrypt a sum of {vector.terms} updates, below the quorum")
-    total = Packer(Gmpy2Backend(private.public_key, private), spec).decrypt(vector)
+    packer = Packer(Gmpy2Backend(private.public_key, private), spec)
+    total = await asyncio.to_thread(packer.decrypt, vector)
     await ctx.channel.send(config.aggregator, "sum-plain", round_no, {"sum": total})
 
 
