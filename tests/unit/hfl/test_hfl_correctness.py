@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import datasets, load, roles, split
+from hfl_data import datasets, load, roles, split
 
 from services.executor.algorithms.hfl.local import LocalJob
 from services.executor.algorithms.hfl.models import ModelSpec
