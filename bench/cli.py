@@ -300,7 +300,7 @@ def bench_hfl(
         rows, meta = asyncio.run(
             run_hfl_bench(counts, lengths, key_bits, bootstrap, lambda what: progress.update(task, description=what))
         )
-    table = Table(title=f"HFL round 2 time, seconds ({meta['paillier_path']}, {key_bits}-bit key)")
+    table = Table(title=f"HFL round time, seconds ({meta['paillier_path']}, {key_bits}-bit key)")
     for column in ("parties", "parameters", *SCHEMES, "masks / none", "paillier / none"):
         table.add_column(column, justify="right")
     for row in rows:
