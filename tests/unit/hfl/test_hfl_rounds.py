@@ -48,6 +48,26 @@ def test_a_party_that_misses_a_round_is_dropped_and_secure_aggregation_still_mat
     assert np.max(np.abs(plain - secured)) <= 1e-6
 
 
+def test_masks_abort_when_a_survivor_also_misses_the_reveal(tmp_path: Path) -> None:
+    """Mask recovery needs every survivor's seeds: a second dropout during it aborts the round, with that reason."""
+    j = job(tmp_path, secure_aggregation="masks")
+    j.round_deadline = 2.0
+    j.lost = lambda sender, tag, round_no: (
+        p3_misses_round_3(sender, tag, round_no) or (sender == "p2" and tag == "reveal")
+    )
+    with pytest.raises(QuorumError, match=r"round 3 \(reveal\)"):
+        asyncio.run(j.run())
+
+
+def test_an_arbiter_can_hold_the_paillier_key_instead_of_a_party(tmp_path: Path) -> None:
+    plain = job(tmp_path, secure_aggregation="none")
+    secured = job(tmp_path, secure_aggregation="paillier")
+    secured.roles = {**secured.roles, "arbiter": ["keeper"]}
+    results = asyncio.run(secured.run())
+    assert results["keeper"].model == {}
+    assert np.max(np.abs(flat(asyncio.run(plain.run())) - flat(results))) <= 1e-6
+
+
 @pytest.mark.parametrize("scheme", ["none", "masks", "paillier"])
 def test_below_the_quorum_the_round_aborts_with_quorum_error(tmp_path: Path, scheme: str) -> None:
     j = job(tmp_path, secure_aggregation=scheme)

@@ -244,11 +244,11 @@ async def _aggregate(ctx: TaskContext, config: Config) -> ComponentResult:
     for round_no in range(done + 1, config.epochs + 1):
         try:
             updates = await _gather_updates(ctx, config, round_no)
+            survivors = [p for p in config.parties if p in updates]
+            total = await _sum(ctx, config, setup, updates, survivors, round_no=round_no)
         except QuorumError as error:  # tell every waiting party why, so the job fails with this reason
             await _abort(ctx, config, round_no, error)
             raise
-        survivors = [p for p in config.parties if p in updates]
-        total = await _sum(ctx, config, setup, updates, survivors, round_no=round_no)
         weights = weights + total * (setup.total_rows / sum(setup.rows[p] for p in survivors))
         await send_each(ctx, config.parties, "global", round_no, {"weights": weights})
         metrics = {"survivors": float(len(survivors)), "dropped": float(len(config.parties) - len(survivors))}
