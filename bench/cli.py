@@ -307,7 +307,7 @@ def bench_hfl(
         table.add_row(
             str(row.parties),
             str(row.parameters),
-            *(f"{row.seconds[s]:.3f}" for s in SCHEMES),
+            *(f"{row.seconds[s]:.4f}" for s in SCHEMES),
             f"{row.ratio('masks'):.1f}x",
             f"{row.ratio('paillier'):.1f}x",
         )
