@@ -268,3 +268,48 @@ def bench_accel(
     out.print(", ".join(f"{key}={value}" for key, value in meta.items()))
     if json_file is not None:
         json_file.write_text(json.dumps({"figures": [row.as_dict() for row in rows], **meta}, indent=2) + "\n")
+
+
+@app.command("hfl")
+def bench_hfl(
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap",
+            envvar="INTERFED_BOOTSTRAP",
+            help="broker: Paillier through an accelerator service on it (default: in-process)",
+        ),
+    ] = None,
+    parties: Annotated[str, typer.Option("--parties", help="comma-separated party counts")] = "3,10",
+    sizes: Annotated[
+        str, typer.Option("--sizes", help="comma-separated model sizes (parameters)")
+    ] = "1000,10000,100000",
+    key_bits: Annotated[int, typer.Option("--key-bits", min=1024, help="Paillier modulus size")] = 2048,
+) -> None:
+    """One HFL round's time with no protection, pairwise masks and packed Paillier; ratios against plaintext."""
+    from bench.hfl import SCHEMES, run_hfl_bench
+
+    try:
+        counts, lengths = [int(p) for p in parties.split(",")], [int(s) for s in sizes.split(",")]
+    except ValueError:
+        raise typer.BadParameter("--parties and --sizes take comma-separated integers") from None
+    with Progress(
+        TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True), transient=True
+    ) as progress:
+        task = progress.add_task("starting", total=None)
+        rows, meta = asyncio.run(
+            run_hfl_bench(counts, lengths, key_bits, bootstrap, lambda what: progress.update(task, description=what))
+        )
+    table = Table(title=f"HFL round time, seconds ({meta['paillier_path']}, {key_bits}-bit key)")
+    for column in ("parties", "parameters", *SCHEMES, "masks / none", "paillier / none"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(
+            str(row.parties),
+            str(row.parameters),
+            *(f"{row.seconds[s]:.4f}" for s in SCHEMES),
+            f"{row.ratio('masks'):.1f}x",
+            f"{row.ratio('paillier'):.1f}x",
+        )
+    out.print(table)
+    out.print(", ".join(f"{key}={value}" for key, value in meta.items()))

@@ -1,0 +1,1 @@
+"""Horizontal federated learning (FedAvg) with optional secure aggregation; the component is ``component:FedAvg``."""
