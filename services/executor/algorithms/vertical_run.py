@@ -44,6 +44,7 @@ class VerticalSummary:
     auc_federated: float
     auc_centralised: float
     epochs: int
+    epochs_centralised: int
     rounds: int
     psi_bytes: int
     lr_bytes: int
@@ -128,6 +129,7 @@ async def run_vertical(
         auc_federated=float(roc_auc_score(labels, score)),
         auc_centralised=float(roc_auc_score(labels, x_all @ reference.weights)),
         epochs=int(trained["guest"].metrics["epochs"]),
+        epochs_centralised=len(reference.losses),
         rounds=int(trained["guest"].metrics["rounds"]),
         psi_bytes=psi_bytes,
         lr_bytes=traffic.total,
