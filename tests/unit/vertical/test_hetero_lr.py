@@ -53,9 +53,7 @@ async def test_two_hosts_train_the_same_model_as_centralised(tmp_path: Path) -> 
 async def test_early_stopping_on_the_taylor_loss_stops_where_centralised_stops(tmp_path: Path) -> None:
     """A loose tolerance stops both trainings at the same epoch, before max_epochs."""
     x, y = load_breast_cancer(return_X_y=True)
-    summary = await _run(
-        tmp_path, x, y, [range(10), range(10, 30)], max_epochs=30, tol=0.02, batch_size=128
-    )
+    summary = await _run(tmp_path, x, y, [range(10), range(10, 30)], max_epochs=30, tol=0.02, batch_size=128)
     assert summary.epochs < 30
     assert summary.epochs == summary.epochs_centralised
     assert abs(summary.auc_federated - summary.auc_centralised) <= 0.005
