@@ -313,3 +313,75 @@ def bench_hfl(
         )
     out.print(table)
     out.print(", ".join(f"{key}={value}" for key, value in meta.items()))
+
+
+@app.command("vertical")
+def bench_vertical(
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap", envvar="INTERFED_BOOTSTRAP", help="broker for the service path (default: embedded tansu)"
+        ),
+    ] = None,
+    rows: Annotated[int, typer.Option("--rows", min=256, help="rows of the hetero LR epoch")] = 2048,
+    key_bits: Annotated[int, typer.Option("--key-bits", min=1024, help="the arbiter's Paillier key size")] = 2048,
+    psi_sizes: Annotated[
+        str, typer.Option("--psi-sizes", help="comma-separated ids per side")
+    ] = "10000,100000,1000000",
+    workers: Annotated[int, typer.Option("--workers", min=1, help="PSI worker processes per party")] = 2,
+) -> None:
+    """One hetero LR epoch: accelerator (in-process, service) against phe; PSI time at several sizes."""
+    from bench.vertical import PSI_AIM_SECONDS, RATIO_AIM, machine, run_epochs, run_psi
+
+    try:
+        sizes = [int(s) for s in psi_sizes.split(",") if s]
+    except ValueError:
+        raise typer.BadParameter(f"--psi-sizes takes comma-separated integers, not {psi_sizes!r}") from None
+    before = machine()
+    with contextlib.ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-vertical-")))
+        logs.configure(path=root / "bench.jsonl")
+        address = bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
+        progress = stack.enter_context(
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+        )
+        task = progress.add_task("hetero LR epochs", total=1.0)
+        epochs = asyncio.run(
+            run_epochs(
+                root,
+                address,
+                rows,
+                key_bits,
+                lambda what, done: progress.update(task, description=what, completed=done),
+            )
+        )
+        psi = []
+        for size in sizes:
+            progress.update(task, description=f"PSI, {size} ids per side")
+            psi.append((size, *asyncio.run(run_psi(root, size, workers))))
+    baseline = epochs[-1].seconds
+    table = Table(
+        title=f"one hetero LR epoch, {rows} rows (guest 10 + host 20 features), batch 256, {key_bits}-bit key"
+    )
+    for column in ("path", "seconds", "bytes sent", f"phe / this (>= {RATIO_AIM:g}x)"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for row in epochs:
+        ratio = baseline / row.seconds
+        mark = "" if row is epochs[-1] else (" [green]✓[/]" if ratio >= RATIO_AIM else " [red]✗[/]")
+        table.add_row(row.path, f"{row.seconds:.2f}", f"{row.bytes_sent:,}", f"{ratio:.1f}x{mark}")
+    out.print(table)
+    psi_table = Table(title=f"ECDH-PSI over X25519, 80% common ids, {workers} worker process(es) per party")
+    for column in ("ids per side", "seconds", "bytes sent"):
+        psi_table.add_column(column, justify="right")
+    for size, seconds, sent in psi:
+        mark = (" [green]✓[/]" if seconds < PSI_AIM_SECONDS else " [red]✗[/]") if size == 100_000 else ""
+        psi_table.add_row(f"{size:,}", f"{seconds:.2f}{mark}", f"{sent:,}")
+    out.print(psi_table)
+    broker = "external " + address if bootstrap else "embedded tansu"
+    out.print(f"broker={broker}, before={before}, after={machine()}")

@@ -1,0 +1,154 @@
+"""``interfed bench vertical``: one epoch of hetero LR on three Paillier paths, and PSI at three sizes.
+
+The same ``HeteroLR`` component runs the same epoch (same data, batches and seed) with:
+the accelerator in-process (gmpy2 backend, DJN encryption, packed gradients), the
+accelerator service on a broker (the guest's and host's public-key work through it), and
+``phe`` in-process (textbook encryption, no packing: what a deployment without the
+accelerator does). The arbiter decrypts in its own process on every path.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.datasets import make_classification
+
+from accel.client import AccelClient, LocalTransport
+from accel.engine import Engine
+from accel.gmp_backend import Encryption
+from accel.keys import PrivateKey
+from accel.keystore import KeyStore
+from accel.phe_backend import PheBackend
+from accel.service import AccelService
+from accel.wire import PublishedKey
+from mesh.node import open_context, running
+from mesh.testing import federation, fresh_settings
+from services.executor.algorithms.hetero_lr.component import HeteroLR
+from services.executor.algorithms.local_run import Party, Traffic, run_local
+from services.executor.algorithms.psi.component import PSI
+from services.executor.api import LocalDataset
+
+Report = Callable[[str, float], None]
+RATIO_AIM = 20.0
+PSI_AIM_SECONDS = 10.0  # for 10^5 ids per side
+
+
+def _phe_backend(
+    published: PublishedKey, private: PrivateKey | None, _mode: Encryption, _base: int | None
+) -> PheBackend:
+    return PheBackend(published.public_key, private)
+
+
+def phe_client(node: str) -> AccelClient:
+    """The same requests, computed by ``phe`` in this process (the baseline)."""
+    transport = LocalTransport(node, KeyStore.empty())
+    transport.engine = Engine(node, KeyStore.empty(), _phe_backend)
+    return AccelClient(transport, node)
+
+
+def _csv(path: Path, ids: list[str], x: np.ndarray, y: np.ndarray | None) -> LocalDataset:
+    names = [f"f{j}" for j in range(x.shape[1])]
+    head = ",".join(["id", *names, *(["label"] if y is not None else [])])
+    lines = [head] + [
+        ",".join([ids[i], *(f"{v:.6g}" for v in row), *([str(int(y[i]))] if y is not None else [])])
+        for i, row in enumerate(x)
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    roles = {"id": "id", **dict.fromkeys(names, "feature"), **({"label": "label"} if y is not None else {})}
+    return LocalDataset(path.stem, path, roles)
+
+
+@dataclass(frozen=True)
+class EpochRow:
+    path: str
+    seconds: float
+    bytes_sent: int
+
+
+async def _epoch(
+    root: Path, rows: int, key_bits: int, clients: dict[str, AccelClient], fast: bool
+) -> tuple[float, int]:
+    x, y = make_classification(n_samples=rows, n_features=30, n_informative=12, random_state=3)
+    ids = [f"r{i:07d}" for i in range(rows)]
+    guest = _csv(root / "guest.csv", ids, x[:, :10], y.astype(float))
+    host = _csv(root / "host.csv", ids, x[:, 10:], None)
+    params: dict[str, Any] = {
+        "learning_rate": 0.15,
+        "alpha": 0.01,
+        "max_epochs": 1,
+        "batch_size": 256,
+        "tol": 1e-4,
+        "key_bits": key_bits,
+        "fast_encrypt": fast,
+        "pack_gradients": fast,
+    }
+    traffic = Traffic()
+    parties = [
+        Party("guest", "guest", {"train": guest}, clients["guest"], params),
+        Party("host", "host", {"train": host}, clients["host"], params),
+        Party("arbiter", "arbiter", {}, clients["arbiter"], params),
+    ]
+    started = time.perf_counter()
+    await run_local(HeteroLR(), parties, round_deadline=3600, traffic=traffic)
+    return time.perf_counter() - started, traffic.total
+
+
+async def run_epochs(root: Path, bootstrap: str, rows: int, key_bits: int, report: Report) -> list[EpochRow]:
+    """The epoch on each path: accelerator in-process, accelerator service, phe in-process."""
+    out = []
+    report("hetero LR epoch: accelerator in-process", 0.0)
+    local = {n: AccelClient.in_process(n) for n in ("guest", "host", "arbiter")}
+    out.append(
+        EpochRow("accelerator in-process (gmpy2, DJN, packed)", *(await _epoch(root, rows, key_bits, local, True)))
+    )
+    report("hetero LR epoch: accelerator service", 0.33)
+    settings = fresh_settings(heartbeat_interval=5.0, unreachable_after=60.0)
+    async with federation(root / "fed", bootstrap, 2, settings=settings) as fed:
+        one, two = fed.member("party0"), fed.member("party1")
+        service = AccelService(
+            open_context(one.home, one.bus, settings), workers=2, keys=KeyStore.of_home(one.home.path)
+        )
+        async with (
+            running(service),
+            AccelClient.connect(open_context(one.home, one.bus, settings), "party0", timeout=600, retries=0) as g,
+            AccelClient.connect(open_context(two.home, two.bus, settings), "party0", timeout=600, retries=0) as h,
+        ):
+            remote = {"guest": g, "host": h, "arbiter": AccelClient.in_process("arbiter")}
+            figures = await _epoch(root, rows, key_bits, remote, True)
+            out.append(EpochRow("accelerator service, 2 workers (gmpy2, DJN, packed)", *figures))
+    report("hetero LR epoch: phe in-process", 0.66)
+    phe = {n: phe_client(n) for n in ("guest", "host", "arbiter")}
+    out.append(EpochRow("phe in-process (textbook, unpacked)", *(await _epoch(root, rows, key_bits, phe, False))))
+    return out
+
+
+async def run_psi(root: Path, size: int, workers: int) -> tuple[float, int]:
+    """Seconds and bytes of one PSI with ``size`` ids per side, 80% of them common."""
+    guest = root / f"psi-guest-{size}.csv"
+    host = root / f"psi-host-{size}.csv"
+    guest.write_text("id\n" + "".join(f"id{i}\n" for i in range(size)))
+    shift = size // 5
+    host.write_text("id\n" + "".join(f"id{i}\n" for i in range(shift, size + shift)))
+    params = {"result_to": "all", "batch_size": 8192, "truncate_bits": 128, "workers": workers}
+    accel = AccelClient.in_process()
+    traffic = Traffic()
+    parties = [
+        Party("guest", "guest", {"data": LocalDataset("g", guest, {"id": "id"})}, accel, params),
+        Party("host", "host", {"data": LocalDataset("h", host, {"id": "id"})}, accel, params),
+    ]
+    started = time.perf_counter()
+    results = await run_local(PSI(), parties, round_deadline=3600, traffic=traffic)
+    seconds = time.perf_counter() - started
+    if int(results["guest"].metrics["intersection"]) != size - shift:
+        raise RuntimeError("PSI found the wrong intersection")
+    return seconds, traffic.total
+
+
+def machine() -> dict[str, object]:
+    return {"cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}

@@ -1,0 +1,1 @@
+"""Built-in algorithm components: one package per component, each with its ``component.json`` beside its code."""
