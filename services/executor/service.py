@@ -44,7 +44,7 @@ from services.executor.errors import (
     UnknownJobError,
 )
 from services.executor.policy import JobPolicy
-from services.executor.source import ComponentSource, validate_params
+from services.executor.source import ComponentSource, InstalledComponent, validate_params
 from services.executor.state import (
     JOB_ACCEPTED,
     JOB_PROPOSED,
@@ -80,7 +80,7 @@ class ExecutorService(Service):
         ctx: Context,
         *,
         catalog: CatalogService,
-        components: ComponentSource,
+        components: ComponentSource | None,
         policy: JobPolicy | None = None,
         accel: AccelClient | None = None,
         readonly: bool = False,
@@ -98,6 +98,11 @@ class ExecutorService(Service):
         self.results: dict[str, ComponentResult] = {}
         self._work: asyncio.Queue[Callable[[], Coroutine[Any, Any, None]]] = asyncio.Queue()
         self._runs: dict[str, asyncio.Task[None]] = {}
+
+    def _installed(self, code: str, version: str) -> InstalledComponent | None:
+        if self.components is None:
+            raise ConfigurationError("this executor was opened without a component store (read-only views)")
+        return self.components.installed(code, version)
 
     def folder(self, job_id: str) -> Path:
         return self.ctx.home.state_path / "executor" / job_id
@@ -174,7 +179,7 @@ class ExecutorService(Service):
 
         Returns the validated parameters; raises JobCheckError with the reason code of a rejection.
         """
-        found = self.components.installed(job.component_code, job.component_version)
+        found = self._installed(job.component_code, job.component_version)
         what = f"{job.component_code} {job.component_version}"
         if found is None:
             raise JobCheckError(COMPONENT_NOT_INSTALLED, f"component {what} is not installed here")
@@ -257,7 +262,7 @@ class ExecutorService(Service):
     ) -> str:
         """Propose a job: participants as (node, role) in slot order; datasets as (node, input, dataset, permit)."""
         code, version = component
-        found = self.components.installed(code, version)
+        found = self._installed(code, version)
         if found is None:
             raise ConfigurationError(f"component {code} {version} is not installed here; install it first")
         slots: dict[str, int] = {}
@@ -363,7 +368,7 @@ class ExecutorService(Service):
         try:
             params = self.check(job)
             await self._record_uses(job)
-            found = self.components.installed(job.component_code, job.component_version)
+            found = self._installed(job.component_code, job.component_version)
             assert found is not None
             progress = self.folder(job.job_id) / "progress.json"
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from mesh.errors import ConfigurationError
+from mesh.home import NodeHome
 from services.executor.api import Component
 from services.executor.errors import BAD_PARAMS, JobCheckError
 
@@ -70,3 +73,19 @@ def validate_params(spec: Mapping[str, Any], params: Mapping[str, Any]) -> dict[
             raise JobCheckError(BAD_PARAMS, f"parameter {name!r} = {value!r} is not one of {rule['choices']}")
         out[name] = value
     return out
+
+
+def node_components(home: NodeHome) -> ComponentSource:
+    """The component store of a node home: services.components.ComponentStore, wired in by the lead's merge.
+
+    It is looked up by name so this package builds before the store lands; without it, the
+    commands that need an installation (propose, accept, a running executor) refuse in one line.
+    """
+    try:
+        module = importlib.import_module("services.components.store")
+    except ImportError:
+        raise ConfigurationError(
+            "this build has no component store (services.components); install components first"
+        ) from None
+    source: ComponentSource = module.ComponentStore(home)
+    return source
