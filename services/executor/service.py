@@ -98,6 +98,8 @@ class ExecutorService(Service):
         self.results: dict[str, ComponentResult] = {}
         self._work: asyncio.Queue[Callable[[], Coroutine[Any, Any, None]]] = asyncio.Queue()
         self._runs: dict[str, asyncio.Task[None]] = {}
+        # Steps this node has signed but may not have read back yet: each is taken once.
+        self._taken: set[tuple[str, str]] = set()
 
     def _installed(self, code: str, version: str) -> InstalledComponent | None:
         if self.components is None:
@@ -227,7 +229,7 @@ class ExecutorService(Service):
 
     async def _decide_by_policy(self, job_id: str) -> None:
         job = self.jobs.jobs[job_id]
-        if job.status is not JobStatus.PENDING or self.me in job.accepted:
+        if job.status is not JobStatus.PENDING or self.me in job.accepted or (job_id, "decide") in self._taken:
             return
         try:
             self.check(job)
@@ -290,17 +292,20 @@ class ExecutorService(Service):
     async def accept(self, job_id: str, *, decided_by: str = "manual") -> None:
         job = self._job(job_id)
         self.check(job)  # by hand too: a person cannot accept what this node could not run
+        self._take(job_id, "decide")
         await self._step(JOB_ACCEPTED, {"job_id": job_id, "decided_by": decided_by})
 
     async def reject(self, job_id: str, reason_code: str, reason: str, *, decided_by: str = "manual") -> None:
         self._job(job_id)
         code = reason_code or MANUAL_REJECT
+        self._take(job_id, "decide")
         await self._step(
             JOB_REJECTED, {"job_id": job_id, "reason_code": code, "reason": reason, "decided_by": decided_by}
         )
 
     async def start(self, job_id: str) -> None:
-        if self._job(job_id).status is JobStatus.READY:
+        if self._job(job_id).status is JobStatus.READY and (job_id, "start") not in self._taken:
+            self._take(job_id, "start")
             await self._step(JOB_STARTED, {"job_id": job_id})
 
     async def stop(self, job_id: str, reason: str) -> None:
@@ -324,8 +329,14 @@ class ExecutorService(Service):
 
     async def _release(self, job_id: str) -> None:
         job = self.jobs.jobs[job_id]
-        if not job.released and job.release_sha256 is not None:
+        if not job.released and job.release_sha256 is not None and (job_id, "release") not in self._taken:
+            self._take(job_id, "release")
             await self._step(MODEL_RELEASED, {"job_id": job_id, "model_sha256": job.release_sha256})
+
+    def _take(self, job_id: str, what: str) -> None:
+        if (job_id, what) in self._taken:
+            raise InvalidTransitionError(f"this node already took the {what} step of job {job_id}")
+        self._taken.add((job_id, what))
 
     def _job(self, job_id: str) -> Job:
         found = self.jobs.jobs.get(job_id)

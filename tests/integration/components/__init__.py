@@ -2,59 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-from services.executor.api import Component
-
-HERE = Path(__file__).parent
-
-
-@dataclass
-class FolderComponent:
-    """A component folder (component.json + code) as if installed: digest over its files, enabled by flag."""
-
-    folder: Path
-    enabled: bool = True
-
-    @property
-    def spec(self) -> dict[str, Any]:
-        return dict(json.loads((self.folder / "component.json").read_text(encoding="utf-8")))
-
-    @property
-    def digest(self) -> bytes:
-        h = hashlib.sha256()
-        for path in sorted(p for p in self.folder.iterdir() if p.suffix in (".json", ".py")):
-            h.update(path.name.encode() + b"\0" + path.read_bytes())
-        return h.digest()
-
-    def load(self) -> Component:
-        module_name, cls_name = self.spec["entrypoint"].split(":")
-        spec = importlib.util.spec_from_file_location(f"_component_{module_name}", self.folder / f"{module_name}.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        component: Component = getattr(module, cls_name)()
-        return component
-
-
-class FolderSource:
-    """A ComponentSource over component folders: the test stand-in for services.components.ComponentStore."""
-
-    def __init__(self, *folders: Path) -> None:
-        self.found = {}
-        for folder in folders:
-            c = FolderComponent(folder)
-            self.found[(c.spec["code"], c.spec["version"])] = c
-
-    def installed(self, code: str, version: str) -> FolderComponent | None:
-        return self.found.get((code, version))
+from services.executor.testing import FEDMEAN, FolderSource
 
 
 def fedmean_source() -> FolderSource:
-    return FolderSource(HERE / "fedmean")
+    return FolderSource(FEDMEAN)
