@@ -385,3 +385,53 @@ def bench_vertical(
     out.print(psi_table)
     broker = "external " + address if bootstrap else "embedded tansu"
     out.print(f"broker={broker}, before={before}, after={machine()}")
+
+
+#: Model sizes of the rounds benchmark: 10^3 to 10^6 parameters.
+SIZES = [1_000, 10_000, 100_000, 1_000_000]
+
+
+@app.command("rounds")
+def bench_rounds(
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap", envvar="INTERFED_BOOTSTRAP", help="broker to measure (default: start the embedded one)"
+        ),
+    ] = None,
+    parties: Annotated[list[int], typer.Option(min=2, help="party counts (aggregator included)")] = [3, 10, 30],  # noqa: B006
+    sizes: Annotated[list[int], typer.Option(min=1, help="model sizes in parameters")] = SIZES,
+    rounds: Annotated[int, typer.Option(min=2, help="rounds per job (the first is not counted)")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+) -> None:
+    """Plaintext FedAvg round time through the real transport against party count and model size."""
+    from bench.rounds import SECURE_SCHEMES, run_rounds_bench
+
+    settings = load_settings(bootstrap=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.", heartbeat_interval=5.0)
+    with contextlib.ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-")))
+        logs.configure(path=root / "bench.jsonl")
+        address = settings.bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
+        progress = stack.enter_context(
+            Progress(
+                TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True), transient=True
+            )
+        )
+        task = progress.add_task("starting", total=None)
+        figures = asyncio.run(
+            run_rounds_bench(
+                root, settings, address, parties, sizes, rounds, lambda what: progress.update(task, description=what)
+            )
+        )
+    rows = [vars(f) for f in figures]
+    if as_json:
+        print(json.dumps({"broker": address if settings.bootstrap else "embedded tansu", "figures": rows}, indent=2))
+        return
+    table = Table(title=f"plaintext rounds through the transport ({rounds} rounds a job, median of all but the first)")
+    for col in ("parties", "parameters", "median round (s)", "slowest round (s)", "whole job (s)"):
+        table.add_column(col, justify="right")
+    for f in figures:
+        table.add_row(str(f.parties), f"{f.size:,}", f"{f.median_s:.3f}", f"{f.max_s:.3f}", f"{f.job_s:.1f}")
+    out.print(table)
+    if not SECURE_SCHEMES:
+        out.print("secure-aggregation overhead: measured by the HFL component's benchmark (not in this build)")

@@ -50,6 +50,7 @@ def _register() -> None:
     from services.components.cli import components_app
     from services.demo import demo
     from services.evidence.cli import audit_app, evidence_app
+    from services.executor.cli import task_app
     from services.registry.cli import federation_app, node_app, registry_app
 
     app.add_typer(federation_app, name="federation")
@@ -62,6 +63,7 @@ def _register() -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(evidence_app, name="evidence")
     app.add_typer(accel_app, name="accel")
+    app.add_typer(task_app, name="task")
     app.command("demo")(demo)
 
 

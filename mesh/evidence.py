@@ -32,6 +32,15 @@ GOVERNED: dict[str, str] = {
     "interfed.registry.JoinRejected": "registry.reject",
     "interfed.registry.JoinRequested": "registry.apply",
     "interfed.registry.NodeAnnounced": "registry.announce",
+    "interfed.tasks.JobAccepted": "tasks.accept",
+    "interfed.tasks.JobProposed": "tasks.propose",
+    "interfed.tasks.JobRejected": "tasks.reject",
+    "interfed.tasks.JobStarted": "tasks.start",
+    "interfed.tasks.JobStopped": "tasks.stop",
+    "interfed.tasks.ModelReleaseApproved": "tasks.release_approve",
+    "interfed.tasks.ModelReleaseProposed": "tasks.release_propose",
+    "interfed.tasks.ModelReleased": "tasks.release",
+    "interfed.tasks.PartyFinished": "tasks.finish",
 }
 
 

@@ -20,8 +20,9 @@ from mesh.brokers import TansuBroker
 from mesh.home import NodeConfig
 from mesh.settings import load_settings
 from mesh.testing import TestFederation, auditor_home, eventually, evidence_settled, federation
-from services.catalog.demo import catalog_services, share_data
+from services.catalog.demo import share_data
 from services.evidence.cli import print_summary, replay
+from services.executor.demo import demo_services, train_and_release
 from services.registry.cli import directory_rows, print_directory
 from services.registry.service import RegistryService
 
@@ -167,12 +168,13 @@ def demo(
                             settings=settings,
                             join=False,
                             name="demo-federation",
-                            services=catalog_services,
+                            services=demo_services,
                             evidence=0.5,
                         )
                     )
                 await walk(fed)
                 await share_data(fed, root, step, out)
+                await train_and_release(fed, root, step, out)
                 await audit(fed, root)
 
         try:
@@ -183,5 +185,6 @@ def demo(
     out.print(
         "[green]demo complete[/]: three parties joined, approved, announced and healthy; "
         "datasets published, one request approved and one rejected by policy, one use recorded; "
+        "a job accepted by all, trained over the broker and its model released; "
         "every step evidenced and audited"
     )

@@ -85,7 +85,7 @@ def reasons(auditor: Auditor) -> dict[str, int]:
 
 
 def test_the_audited_topics_come_from_governed() -> None:
-    assert governed_topics() == ("catalog", "components", "registry")
+    assert governed_topics() == ("catalog", "components", "registry", "tasks")
 
 
 async def test_a_governed_event_with_its_evidence_and_a_head_passes(auditor: Auditor) -> None:

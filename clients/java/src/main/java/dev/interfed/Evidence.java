@@ -32,7 +32,16 @@ public final class Evidence {
         Map.entry("interfed.registry.JoinApproved", "registry.approve"),
         Map.entry("interfed.registry.JoinRejected", "registry.reject"),
         Map.entry("interfed.registry.JoinRequested", "registry.apply"),
-        Map.entry("interfed.registry.NodeAnnounced", "registry.announce")));
+        Map.entry("interfed.registry.NodeAnnounced", "registry.announce"),
+        Map.entry("interfed.tasks.JobAccepted", "tasks.accept"),
+        Map.entry("interfed.tasks.JobProposed", "tasks.propose"),
+        Map.entry("interfed.tasks.JobRejected", "tasks.reject"),
+        Map.entry("interfed.tasks.JobStarted", "tasks.start"),
+        Map.entry("interfed.tasks.JobStopped", "tasks.stop"),
+        Map.entry("interfed.tasks.ModelReleaseApproved", "tasks.release_approve"),
+        Map.entry("interfed.tasks.ModelReleaseProposed", "tasks.release_propose"),
+        Map.entry("interfed.tasks.ModelReleased", "tasks.release"),
+        Map.entry("interfed.tasks.PartyFinished", "tasks.finish")));
 
     /**
      * The action a sender must record after sending an event of this type, or null when it records

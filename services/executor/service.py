@@ -1,0 +1,421 @@
+"""The executor service: jobs on ``tasks`` (propose, accept or reject, start, stop, finish, release) and their runs.
+
+Every party materialises every job (services.executor.state); a participant judges each
+proposal by its installation, its permits and its policy, and once the initiator has started
+a job it runs its component with a ``BusChannel`` on ``rounds``. Each step is published with
+its evidence (``tasks.<verb>``, mesh.evidence.GOVERNED). A restarted executor replays both
+topics, so its inbox holds every round message addressed to it, and resumes a RUNNING job
+from its component's last checkpoint: what it re-sends has identities already delivered, and
+receivers ignore them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, ClassVar
+
+from aiokafka.errors import KafkaError
+
+from accel.client import AccelClient
+from mesh.envelope import Envelope
+from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
+from mesh.evidence import GOVERNED
+from mesh.service import Context, Event, Service, handles
+from services.catalog.service import CatalogService
+from services.executor.api import ComponentResult, LocalDataset, QuorumError, TaskContext
+from services.executor.checkpoints import FileCheckpoints, model_digest
+from services.executor.errors import (
+    BAD_ROLES,
+    COMPONENT_DIGEST_MISMATCH,
+    COMPONENT_DISABLED,
+    COMPONENT_FAILED,
+    COMPONENT_NOT_INSTALLED,
+    MANUAL_REJECT,
+    PERMIT_INVALID,
+    POLICY_REFUSED,
+    QUORUM_LOST,
+    JobCheckError,
+    NotParticipantError,
+    UnknownJobError,
+)
+from services.executor.policy import JobPolicy
+from services.executor.source import ComponentSource, InstalledComponent, validate_params
+from services.executor.state import (
+    JOB_ACCEPTED,
+    JOB_PROPOSED,
+    JOB_REJECTED,
+    JOB_STARTED,
+    JOB_STOPPED,
+    MODEL_RELEASE_APPROVED,
+    MODEL_RELEASE_PROPOSED,
+    MODEL_RELEASED,
+    PARTY_FINISHED,
+    TASK_TYPES,
+    Job,
+    Jobs,
+    JobStatus,
+)
+from services.executor.transport import ROUND_PART, BusChannel, Inbox
+
+POLICY_FILE = "job-policy.toml"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ExecutorService(Service):
+    """Keeps every job; for the jobs this node takes part in, decides, runs and reports."""
+
+    name: ClassVar[str] = "executor"
+    topics: ClassVar[tuple[str, ...]] = ("tasks", "rounds")
+
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        catalog: CatalogService,
+        components: ComponentSource | None,
+        policy: JobPolicy | None = None,
+        accel: AccelClient | None = None,
+        readonly: bool = False,
+    ) -> None:
+        super().__init__(ctx, readonly=readonly)
+        self.me = ctx.config.node_id
+        self.jobs = Jobs()
+        self.catalog = catalog
+        self.components = components
+        if policy is None and (ctx.home.path / POLICY_FILE).exists():
+            policy = JobPolicy.load(ctx.home.path / POLICY_FILE)
+        self.policy = policy
+        self.accel = accel
+        self.inbox = Inbox()
+        self.results: dict[str, ComponentResult] = {}
+        self._work: asyncio.Queue[Callable[[], Coroutine[Any, Any, None]]] = asyncio.Queue()
+        self._runs: dict[str, asyncio.Task[None]] = {}
+        # Steps this node has signed but may not have read back yet: each is taken once.
+        self._taken: set[tuple[str, str]] = set()
+
+    def _installed(self, code: str, version: str) -> InstalledComponent | None:
+        if self.components is None:
+            raise ConfigurationError("this executor was opened without a component store (read-only views)")
+        return self.components.installed(code, version)
+
+    def folder(self, job_id: str) -> Path:
+        return self.ctx.home.state_path / "executor" / job_id
+
+    # -- handlers ------------------------------------------------------------------------
+
+    @handles(*TASK_TYPES)
+    async def on_task_event(self, ev: Event) -> None:
+        env = ev.envelope
+        job = self.jobs.apply(env.payload_type, ev.payload, env.sender, env.issued_at, env.subject)
+        self.log.info("job_applied", change=env.payload_type.rsplit(".", 1)[1], job=job.job_id, status=job.status)
+        if self.caught_up.is_set():
+            self._react(job)
+
+    @handles(ROUND_PART)
+    async def on_round_part(self, ev: Event) -> None:
+        p = ev.payload
+        if ev.envelope.subject != p["job_id"]:
+            raise InvalidTransitionError(f"round message of job {p['job_id']} under subject {ev.envelope.subject!r}")
+        job = self.jobs.jobs.get(p["job_id"])
+        if job is None:
+            raise UnknownJobError(f"no job {p['job_id']}")
+        if ev.sender not in job.nodes:
+            raise NotParticipantError(f"{ev.sender} is not a participant of job {job.job_id} and may not send in it")
+        if job.ended:
+            return  # late pieces of an ended job: nobody gathers them
+        to = job.roles.get(p["to"], [p["to"]])
+        if self.me in to:
+            self.inbox.add(ev.sender, p)
+
+    # -- reacting to the state: what this node does next ----------------------------------
+
+    async def on_start(self) -> None:
+        for job in self.jobs.jobs.values():
+            self._react(job)
+
+    def background(self) -> list[Coroutine[Any, Any, None]]:
+        return [] if self.readonly else [self._worker()]
+
+    def _react(self, job: Job) -> None:
+        if self.readonly or self.me not in job.nodes:
+            return
+        if job.status is JobStatus.PENDING and self.me not in job.accepted and self.policy is not None:
+            self._work.put_nowait(lambda: self._decide_by_policy(job.job_id))
+        elif job.status is JobStatus.READY and job.initiator == self.me:
+            self._work.put_nowait(lambda: self.start(job.job_id))
+        elif job.status is JobStatus.RUNNING and self.me not in job.finished and job.job_id not in self._runs:
+            self._runs[job.job_id] = asyncio.create_task(self._run(job), name=f"job-{job.job_id}")
+        elif job.ended:
+            run = self._runs.get(job.job_id)
+            if run is not None and not run.done():
+                run.cancel()  # stopped, or another party failed: nobody will answer our rounds
+            self.inbox.forget_job(job.job_id)
+        if (
+            job.release_sha256 is not None
+            and not job.released
+            and job.initiator == self.me
+            and job.release_approved == set(job.nodes)
+        ):
+            self._work.put_nowait(lambda: self._release(job.job_id))
+
+    async def _worker(self) -> None:
+        while True:
+            step = await self._work.get()
+            try:
+                await step()
+            except (KafkaError, TimeoutError, MeshError) as exc:
+                self.log.warning("job_step_failed", error=f"{type(exc).__name__}: {exc}")
+
+    # -- deciding --------------------------------------------------------------------------
+
+    def check(self, job: Job) -> dict[str, Any]:
+        """This node's checks of a job it takes part in: installation, roles, parameters, permits.
+
+        Returns the validated parameters; raises JobCheckError with the reason code of a rejection.
+        """
+        found = self._installed(job.component_code, job.component_version)
+        what = f"{job.component_code} {job.component_version}"
+        if found is None:
+            raise JobCheckError(COMPONENT_NOT_INSTALLED, f"component {what} is not installed here")
+        if not found.enabled:
+            raise JobCheckError(COMPONENT_DISABLED, f"component {what} is disabled here")
+        if found.digest != job.component_sha256:
+            raise JobCheckError(
+                COMPONENT_DIGEST_MISMATCH, f"the installed {what} is {found.digest.hex()[:16]}, not the proposed one"
+            )
+        roles = found.spec.get("roles")
+        if roles is not None and job.role_of(self.me) not in roles:
+            raise JobCheckError(BAD_ROLES, f"component {what} has no role {job.role_of(self.me)}")
+        params = validate_params(found.spec, job.params)
+        for d in job.datasets_of(self.me):
+            self.scope_of(job, d)
+        return params
+
+    def scope_of(self, job: Job, d: dict[str, Any]) -> str | None:
+        """The permit scope id under which this node uses dataset ``d`` in ``job`` (None: its own, no permit)."""
+        ds = self.catalog.catalog.datasets.get(d["dataset_id"])
+        if ds is None or ds.owner != self.me:
+            raise JobCheckError(PERMIT_INVALID, f"dataset {d['dataset_id']} is not a dataset of {self.me}")
+        if d["request_id"] is None:
+            if job.initiator != self.me:
+                raise JobCheckError(PERMIT_INVALID, f"dataset {d['dataset_id']} is named without a permit")
+            return None
+        permit = self.catalog.catalog.permits.get(d["request_id"])
+        if permit is None or permit.requester != job.initiator:
+            raise JobCheckError(PERMIT_INVALID, f"no permit {d['request_id']} of {job.initiator} for {d['dataset_id']}")
+        scope = {"PROJECT": job.project, "COMPONENT": job.component_code, "NODE": job.initiator}.get(
+            permit.scope_type, ""
+        )
+        try:
+            self.catalog.catalog.check_use(
+                d["request_id"],
+                d["dataset_id"],
+                user=self.me,
+                scope_type=permit.scope_type,
+                scope_id=scope,
+                at=now_ms(),
+            )
+        except MeshError as exc:
+            raise JobCheckError(PERMIT_INVALID, f"{exc.reason}: {exc}") from None
+        return scope
+
+    async def _decide_by_policy(self, job_id: str) -> None:
+        job = self.jobs.jobs[job_id]
+        if job.status is not JobStatus.PENDING or self.me in job.accepted or (job_id, "decide") in self._taken:
+            return
+        try:
+            self.check(job)
+        except JobCheckError as exc:
+            await self.reject(job_id, exc.reason, str(exc), decided_by="check")
+            return
+        assert self.policy is not None
+        verdict, by, reason = self.policy.decide(job)
+        if verdict == "accept":
+            await self.accept(job_id, decided_by=by)
+        elif verdict == "reject":
+            await self.reject(job_id, POLICY_REFUSED, reason, decided_by=by)
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def _step(self, payload_type: str, payload: dict[str, Any]) -> Envelope:
+        self.jobs.apply(payload_type, payload, self.me, now_ms(), payload["job_id"], commit=False)
+        return await self.ctx.publisher.publish(
+            "tasks", payload_type, payload, subject=payload["job_id"], evidence=GOVERNED[payload_type]
+        )
+
+    async def propose(
+        self,
+        *,
+        component: tuple[str, str],
+        participants: list[tuple[str, str]],
+        datasets: list[tuple[str, str, str, str | None]],
+        params: dict[str, Any],
+        project: str,
+        round_deadline: float = 60.0,
+        seed: int = 0,
+    ) -> str:
+        """Propose a job: participants as (node, role) in slot order; datasets as (node, input, dataset, permit)."""
+        code, version = component
+        found = self._installed(code, version)
+        if found is None:
+            raise ConfigurationError(f"component {code} {version} is not installed here; install it first")
+        slots: dict[str, int] = {}
+        parts = []
+        for node, role in participants:
+            parts.append({"node_id": node, "role": role, "slot": slots.get(role, 0)})
+            slots[role] = slots.get(role, 0) + 1
+        job_id = str(uuid.uuid4())
+        payload = {
+            "job_id": job_id,
+            "initiator": self.me,
+            "project": project,
+            "component_code": code,
+            "component_version": version,
+            "component_sha256": found.digest,
+            "participants": parts,
+            "datasets": [{"node_id": n, "input": i, "dataset_id": d, "request_id": r} for n, i, d, r in datasets],
+            "params_json": json.dumps(params, sort_keys=True),
+            "round_deadline_ms": int(round_deadline * 1000),
+            "seed": seed,
+        }
+        await self._step(JOB_PROPOSED, payload)
+        return job_id
+
+    async def accept(self, job_id: str, *, decided_by: str = "manual") -> None:
+        job = self._job(job_id)
+        self.check(job)  # by hand too: a person cannot accept what this node could not run
+        self._take(job_id, "decide")
+        await self._step(JOB_ACCEPTED, {"job_id": job_id, "decided_by": decided_by})
+
+    async def reject(self, job_id: str, reason_code: str, reason: str, *, decided_by: str = "manual") -> None:
+        self._job(job_id)
+        code = reason_code or MANUAL_REJECT
+        self._take(job_id, "decide")
+        await self._step(
+            JOB_REJECTED, {"job_id": job_id, "reason_code": code, "reason": reason, "decided_by": decided_by}
+        )
+
+    async def start(self, job_id: str) -> None:
+        if self._job(job_id).status is JobStatus.READY and (job_id, "start") not in self._taken:
+            self._take(job_id, "start")
+            await self._step(JOB_STARTED, {"job_id": job_id})
+
+    async def stop(self, job_id: str, reason: str) -> None:
+        await self._step(JOB_STOPPED, {"job_id": job_id, "reason": reason})
+
+    async def propose_release(self, job_id: str) -> bytes:
+        """Initiator: propose releasing the model the participants reported (the digest most of them reported)."""
+        job = self._job(job_id)
+        digests = [f["model_sha256"] for f in job.finished.values() if f["model_sha256"]]
+        if not digests:
+            raise InvalidTransitionError(f"no participant of job {job_id} reported a model")
+        digest = max(set(digests), key=digests.count)
+        await self._step(MODEL_RELEASE_PROPOSED, {"job_id": job_id, "model_sha256": digest})
+        return bytes(digest)
+
+    async def approve_release(self, job_id: str) -> None:
+        job = self._job(job_id)
+        if job.release_sha256 is None:
+            raise InvalidTransitionError(f"no release of job {job_id} is proposed")
+        await self._step(MODEL_RELEASE_APPROVED, {"job_id": job_id, "model_sha256": job.release_sha256})
+
+    async def _release(self, job_id: str) -> None:
+        job = self.jobs.jobs[job_id]
+        if not job.released and job.release_sha256 is not None and (job_id, "release") not in self._taken:
+            self._take(job_id, "release")
+            await self._step(MODEL_RELEASED, {"job_id": job_id, "model_sha256": job.release_sha256})
+
+    def _take(self, job_id: str, what: str) -> None:
+        if (job_id, what) in self._taken:
+            raise InvalidTransitionError(f"this node already took the {what} step of job {job_id}")
+        self._taken.add((job_id, what))
+
+    def _job(self, job_id: str) -> Job:
+        found = self.jobs.jobs.get(job_id)
+        if found is None:
+            raise InvalidTransitionError(f"no job {job_id}; list them with 'interfed task list'")
+        return found
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def _record_uses(self, job: Job) -> None:
+        """Record each use of this node's datasets in the job through the catalog, once (a marker file remembers)."""
+        marker = self.folder(job.job_id) / "uses.json"
+        if marker.exists():
+            return
+        uses = []
+        for d in job.datasets_of(self.me):
+            scope = self.scope_of(job, d)
+            if d["request_id"] is not None and scope is not None:
+                uses.append(await self.catalog.use(d["request_id"], scope))
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(uses), encoding="utf-8")
+
+    def _inputs(self, job: Job) -> dict[str, LocalDataset]:
+        out = {}
+        for d in job.datasets_of(self.me):
+            ds = self.catalog.catalog.datasets[d["dataset_id"]]
+            path = Path(self.catalog.local.get(d["dataset_id"]).path)
+            out[d["input"]] = LocalDataset(d["dataset_id"], path, {c["name"]: c["role"] for c in ds.columns})
+        return out
+
+    async def _run(self, job: Job) -> None:
+        finish: dict[str, Any] = {
+            "job_id": job.job_id,
+            "ok": True,
+            "model_sha256": b"",
+            "metrics_json": "{}",
+            "reason_code": "",
+            "reason": "",
+        }
+        try:
+            params = self.check(job)
+            await self._record_uses(job)
+            found = self._installed(job.component_code, job.component_version)
+            assert found is not None
+            progress = self.folder(job.job_id) / "progress.json"
+
+            def report(round_no: int, metrics: Any) -> None:
+                job.progress = {"round": round_no, "metrics": dict(metrics)}
+                progress.write_text(json.dumps(job.progress), encoding="utf-8")
+
+            ctx = TaskContext(
+                job_id=job.job_id,
+                me=self.me,
+                role=job.role_of(self.me),
+                roles=job.roles,
+                params=params,
+                inputs=self._inputs(job),
+                channel=BusChannel(self.ctx.publisher, self.inbox, job.job_id, self.me, job.roles),
+                accel=self.accel or AccelClient.in_process(self.me),
+                checkpoints=FileCheckpoints(self.folder(job.job_id) / "checkpoints"),
+                round_deadline=job.round_deadline_ms / 1000,
+                seed=job.seed,
+                report=report,
+            )
+            result = await found.load().run(ctx)
+            self.results[job.job_id] = result
+            if result.model:
+                finish["model_sha256"] = model_digest(result.model)
+                FileCheckpoints(self.folder(job.job_id) / "model").save(0, result.model)
+            finish["metrics_json"] = json.dumps({k: float(v) for k, v in result.metrics.items()}, sort_keys=True)
+        except asyncio.CancelledError:
+            self.log.info("job_run_cancelled", job=job.job_id, status=job.status)
+            raise
+        except QuorumError as exc:
+            finish |= {"ok": False, "reason_code": QUORUM_LOST, "reason": str(exc)}
+        except JobCheckError as exc:
+            finish |= {"ok": False, "reason_code": exc.reason, "reason": str(exc)}
+        except Exception as exc:  # a component's bug fails its job, not the node
+            self.log.exception("component_failed", job=job.job_id)
+            finish |= {"ok": False, "reason_code": COMPONENT_FAILED, "reason": f"{type(exc).__name__}: {exc}"}
+        if job.status is JobStatus.RUNNING:
+            await self._step(PARTY_FINISHED, finish)

@@ -1,0 +1,40 @@
+"""One party's executor as its own process, for the kill-and-restart test.
+
+``python -m tests.integration.executor_party HOME BOOTSTRAP PREFIX``:
+
+It runs a read-only catalog (for permits and local files; it records uses through this
+process's publisher) and the executor with the test component source and the accept-all
+policy, until it is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from mesh.home import NodeHome
+from mesh.logs import configure
+from mesh.node import connect, open_context, run_services
+from mesh.settings import load_settings
+from services.catalog.service import CatalogService
+from services.executor.policy import JobPolicy
+from services.executor.service import ExecutorService
+from tests.integration.components import fedmean_source
+
+ACCEPT_ALL = JobPolicy.model_validate({"rule": [{"name": "tests", "decision": "accept"}]})
+
+
+async def main(home_path: Path, bootstrap: str, prefix: str) -> None:
+    settings = load_settings(topic_prefix=prefix)
+    home = NodeHome(home_path)
+    async with connect(settings, bootstrap) as bus:
+        ctx = open_context(home, bus, settings)
+        catalog = CatalogService(ctx, readonly=True)
+        executor = ExecutorService(ctx, catalog=catalog, components=fedmean_source(), policy=ACCEPT_ALL)
+        await run_services([catalog, executor], asyncio.Event())
+
+
+if __name__ == "__main__":
+    configure(Path(sys.argv[1]) / "executor-party.log")
+    asyncio.run(main(Path(sys.argv[1]), sys.argv[2], sys.argv[3]))

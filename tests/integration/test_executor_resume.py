@@ -1,0 +1,89 @@
+"""An executor killed with SIGKILL mid-job and restarted resumes from the log and its checkpoint, on a real broker.
+
+party2 (a host) runs its executor as its own process; it is killed once it has checkpointed a
+round, restarted, and the job completes at every party with the result of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mesh.service import Context, Service
+from mesh.testing import eventually, federation
+from services.catalog.service import CatalogService
+from services.executor.service import ExecutorService
+from services.executor.state import JobStatus
+from tests.integration.components import fedmean_source
+from tests.integration.test_executor_flow import ACCEPT_ALL, cat, ex, expected_model, permits_for
+
+pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
+
+OUT_OF_PROCESS = "party2"
+
+
+def services(ctx: Context) -> Sequence[Service]:
+    catalog = CatalogService(ctx)
+    if ctx.config.node_id == OUT_OF_PROCESS:
+        return [catalog]  # its executor is the separate process
+    executor = ExecutorService(ctx, catalog=catalog, components=fedmean_source(), policy=ACCEPT_ALL)
+    executor.retry_window = 2.0
+    return [catalog, executor]
+
+
+def party(home: Path, bootstrap: str, prefix: str) -> subprocess.Popen[bytes]:
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.integration.executor_party", str(home), bootstrap, prefix],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.DEVNULL,
+        stderr=(home / "executor-party.stderr").open("ab"),
+    )
+
+
+async def test_a_party_killed_mid_round_resumes_and_the_job_ends_as_if_uninterrupted(
+    bootstrap: str, home_root: Path
+) -> None:
+    async with federation(home_root, bootstrap, n=3, services=services) as fed:
+        hosts = ["party1", OUT_OF_PROCESS]
+        datasets = await permits_for(fed, home_root, hosts, "study-kill")
+        home = fed.member(OUT_OF_PROCESS).home.path
+        proc = party(home, bootstrap, fed.settings.topic_prefix)
+        try:
+            job_id = await ex(fed, "party0").propose(
+                component=("fedmean", "0.1.0"),
+                participants=[("party0", "aggregator"), ("party1", "host"), (OUT_OF_PROCESS, "host")],
+                datasets=datasets,
+                params={"rounds": 6, "pause": 0.4},
+                project="study-kill",
+                round_deadline=60,
+            )
+            checkpoints = home / "state" / "executor" / job_id / "checkpoints"
+            await eventually((checkpoints / "round-1.ckpt").exists, 90, "party2 checkpointing round 1")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            assert ex(fed, "party0").jobs.jobs[job_id].status is JobStatus.RUNNING
+            assert not (checkpoints / "round-5.ckpt").exists()
+            proc = party(home, bootstrap, fed.settings.topic_prefix)
+            for node in ("party0", "party1"):
+                await eventually(
+                    lambda n=node: ex(fed, n).jobs.jobs[job_id].status is JobStatus.SUCCESS, 90, f"SUCCESS at {node}"
+                )
+            job = ex(fed, "party0").jobs.jobs[job_id]
+            assert job.finished[OUT_OF_PROCESS]["ok"]
+            want = expected_model(home_root, hosts, 6, 0.5)
+            np.testing.assert_allclose(ex(fed, "party0").results[job_id].model["model"], want, rtol=1e-12)
+            assert len({f["model_sha256"] for f in job.finished.values()}) == 1  # the restarted party agrees
+            # its use of the dataset was recorded once, not again on restart
+            assert cat(fed, "party0").catalog.permits[datasets[1][3]].uses == 1  # type: ignore[index]
+        finally:
+            proc.kill()
+            proc.wait(10)
