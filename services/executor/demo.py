@@ -1,17 +1,15 @@
 """The executor's part of the main job: a component installed at every party, a job approved by all, trained, released.
 
-Until the component store (services.components) and the HFL component
-(services/executor/algorithms/hfl) are in the build, ``demo_components`` serves the federated-mean
-test component through FolderSource and says so; the job then runs through exactly the same
-executor path (checks, permits, acceptance, rounds on the broker, release). The lead wires the
-store in ``demo_components`` and ``install_component``.
+The executor is not wired to the component store (services.components) yet: ``demo_components``
+serves the federated-mean test component through FolderSource, and the demo says so. The job then
+runs through the executor path it will keep (checks, permits, acceptance, rounds on the broker,
+release). Wiring the store in ``demo_components`` and ``install_component`` is open work (issue 5).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -47,14 +45,6 @@ max_participants = 5
 """
 PROJECT = "hfl-demo"
 ROUNDS = 5
-
-
-def store_available() -> bool:
-    """Whether the component store and the HFL component are in this build."""
-    return (
-        importlib.util.find_spec("services.components") is not None
-        and importlib.util.find_spec("services.executor.algorithms.hfl") is not None
-    )
 
 
 def demo_components(ctx: Context) -> tuple[ComponentSource, tuple[str, str]]:
@@ -123,11 +113,10 @@ def _training_file(path: Path, seed: int, rows: int) -> Path:
 async def install_component(fed: TestFederation, step: Step, out: Console) -> tuple[str, str]:
     """Stage two: one party publishes the component and the others install it (wiring point for the store)."""
     _, component = demo_components(fed.operator.registry.ctx)
-    if not store_available():
-        out.print(
-            "  [yellow]the component store is not in this build:[/] every party serves the "
-            f"{component[0]} {component[1]} test component from its folder (the same executor path)"
-        )
+    out.print(
+        "  [yellow]the executor is not wired to the component store yet:[/] every party serves the "
+        f"{component[0]} {component[1]} test component from its folder (the same executor path)"
+    )
     with step(f"every party has {component[0]} {component[1]} installed and enabled, with one digest"):
         digests = {_ex(fed, n).components.installed(*component).digest for n in ("bank", "hospital", "telecom")}  # type: ignore[union-attr]
         if len(digests) != 1:
