@@ -49,6 +49,14 @@ def test_the_builtin_stats_spec_parses_and_is_found_as_builtin() -> None:
     assert parse_spec(spec.canonical_json()) == spec
 
 
+@pytest.mark.parametrize("folder", builtin_folders(), ids=lambda folder: folder.name)
+def test_every_builtin_spec_parses_and_names_its_folder(folder: Path) -> None:
+    """publish-builtin publishes every folder: one spec the store refuses would stop it for all of them."""
+    spec = parse_spec((folder / "component.json").read_bytes())
+    assert spec.code == folder.name
+    assert (folder / (spec.entrypoint.partition(":")[0].replace(".", "/") + ".py")).exists()
+
+
 @pytest.mark.parametrize(
     ("change", "says"),
     [
