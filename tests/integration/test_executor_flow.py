@@ -162,7 +162,8 @@ async def test_job_accepted_by_all_runs_records_uses_and_releases_its_model(boot
 async def test_a_participant_without_the_component_enabled_rejects_and_the_job_fails(
     bootstrap: str, home_root: Path
 ) -> None:
-    """A disabled component: a signed JobRejected with COMPONENT_DISABLED; the job FAILED, never run."""
+    """A disabled component, then parameters off the spec: signed JobRejected with COMPONENT_DISABLED, then
+    BAD_PARAMS naming every bad parameter; each job FAILED, never run."""
     async with federation(home_root, bootstrap, n=2, services=services) as fed:
         await publish_fedmean(fed)
         await components(fed, "party1").disable("fedmean:0.1.0", reason="not here")
@@ -185,3 +186,22 @@ async def test_a_participant_without_the_component_enabled_rejects_and_the_job_f
         assert job.reason_code == "COMPONENT_DISABLED"
         assert not job.finished
         assert cat(fed, "party0").catalog.permits[datasets[0][3]].uses == 0
+
+        # Enabled again, a job whose parameters do not fit the spec is rejected listing every bad one.
+        await components(fed, "party1").enable("fedmean:0.1.0", reason="back")
+        bad = await ex(fed, "party0").propose(
+            component=("fedmean", "0.1.0"),
+            participants=[("party0", "aggregator"), ("party1", "host")],
+            datasets=datasets,
+            params={"rounds": 0, "colour": "red"},
+            project="study-2",
+        )
+        await eventually(
+            lambda: bad in ex(fed, "party0").jobs.jobs and ex(fed, "party0").jobs.jobs[bad].status is JobStatus.FAILED,
+            what="FAILED on parameters",
+        )
+        rejected = ex(fed, "party0").jobs.jobs[bad]
+        assert rejected.reason_code == "BAD_PARAMS"
+        assert "rounds" in rejected.reason
+        assert "colour" in rejected.reason
+        assert not rejected.finished
