@@ -77,8 +77,9 @@ def test_operator_and_node_join_through_the_cli(bootstrap: str, tmp_path: Path) 
         assert "HEALTHY" in table
     finally:
         node.terminate()
-        _, err = node.communicate(timeout=30)
+        printed, err = node.communicate(timeout=30)
     assert node.returncode == 0, err
+    assert "catalog, components, executor" in printed  # the executor runs over this node's store and catalog
     log = (bank / "logs" / "bank.jsonl").read_text()
     assert '"event": "announced"' in log
 
