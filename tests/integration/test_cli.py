@@ -122,6 +122,7 @@ def test_demo_runs_the_main_job_to_completion(bootstrap: str, tmp_path: Path) ->
     assert proc.stdout.count("HEALTHY") >= 12
     assert "audit passed" in proc.stdout
     assert "final signed tree head" in proc.stdout
+    assert "every party has hfl 1.0.0 installed and enabled" in proc.stdout  # published by the bank, verified
     assert "SUCCESS released" in proc.stdout  # the job: accepted by all, trained, its model released
     assert "released model" in proc.stdout
     report = json.loads((tmp_path / "demo" / "audit.json").read_text(encoding="utf-8"))
