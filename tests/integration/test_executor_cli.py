@@ -47,6 +47,9 @@ async def test_a_pending_job_is_listed_everywhere_and_stopped_by_its_initiator(b
 
         refused = await interfed(fed, "task", "stop", job_id[:8], "--home", host, "--reason", "not mine", code=5)
         assert "NOT_PARTICIPANT" in refused.stderr
+        # Accepting by hand checks the installation through the node's own components store, in this process too.
+        await interfed(fed, "task", "accept", job_id[:8], "--home", host)
+        await eventually(lambda: "party1" in ex(fed, "party0").jobs.jobs[job_id].accepted, what="accepted")
         await interfed(fed, "task", "stop", job_id[:8], "--home", initiator, "--reason", "wrong dataset")
         await eventually(lambda: ex(fed, "party1").jobs.jobs[job_id].status is JobStatus.FAILED, what="stopped")
         shown = json.loads((await interfed(fed, "task", "show", job_id, "--home", host, "--json")).stdout)
