@@ -2,7 +2,8 @@
 
 One federation per party count, every party in this process with its own broker connection and
 executor; one job per model size, proposed and accepted through the ordinary path, running the
-``bench-roundtrip`` component (bench/components/roundtrip) from FolderSource. The figure is the
+``bench_roundtrip`` component (bench/components/roundtrip), published by the aggregator and
+installed by every party through their components services. The figure is the
 aggregator's median round time over the rounds after the first (the first includes start-up).
 
 Secure aggregation: the overhead figures against these plaintext rounds come from the HFL
@@ -24,10 +25,10 @@ from mesh.service import Context, Service
 from mesh.settings import MeshSettings
 from mesh.testing import eventually, federation
 from services.catalog.service import CatalogService
+from services.components.service import ComponentsService
 from services.executor.policy import JobPolicy
 from services.executor.service import ExecutorService
 from services.executor.state import JobStatus
-from services.executor.testing import FolderSource
 
 COMPONENT = Path(__file__).parent / "components" / "roundtrip"
 ACCEPT = JobPolicy.model_validate({"rule": [{"name": "bench", "decision": "accept"}]})
@@ -52,7 +53,12 @@ def _ended(executor: ExecutorService, job_id: str) -> bool:
 
 def _services(ctx: Context) -> Sequence[Service]:
     catalog = CatalogService(ctx, readonly=True)
-    return [catalog, ExecutorService(ctx, catalog=catalog, components=FolderSource(COMPONENT), policy=ACCEPT)]
+    store = ComponentsService(ctx)
+    return [catalog, store, ExecutorService(ctx, catalog=catalog, components=store, policy=ACCEPT)]
+
+
+def _installed(store: Service) -> bool:
+    return isinstance(store, ComponentsService) and store.installed("bench_roundtrip", "0.1.0") is not None
 
 
 async def run_rounds_bench(
@@ -73,11 +79,16 @@ async def run_rounds_bench(
         async with federation(root / f"n{n}", address, configs, settings=fresh, services=_services) as fed:
             aggregator = fed.member("p00").service("executor")
             assert isinstance(aggregator, ExecutorService)
+            publisher = fed.member("p00").service("components")
+            assert isinstance(publisher, ComponentsService)
+            await publisher.publish_folder(COMPONENT)
+            for m in fed.everyone:
+                await eventually(partial(_installed, m.service("components")), 120, f"{m.node_id} installing")
             for size in sizes:
                 progress(f"{n} parties, {size:,} parameters")
                 started = time.perf_counter()
                 job_id = await aggregator.propose(
-                    component=("bench-roundtrip", "0.1.0"),
+                    component=("bench_roundtrip", "0.1.0"),
                     participants=[(c.node_id, "aggregator" if i == 0 else "host") for i, c in enumerate(configs)],
                     datasets=[],
                     params={"rounds": rounds, "size": size},

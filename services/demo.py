@@ -185,6 +185,7 @@ def demo(
     out.print(
         "[green]demo complete[/]: three parties joined, approved, announced and healthy; "
         "datasets published, one request approved and one rejected by policy, one use recorded; "
-        "a job accepted by all, trained over the broker and its model released; "
+        "the bank's built-in components installed by every party after verifying them; "
+        "an HFL job (FedAvg, masked updates) accepted by all, trained over the broker and its model released; "
         "every step evidenced and audited"
     )

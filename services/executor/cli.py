@@ -18,8 +18,8 @@ from mesh.errors import ConfigurationError
 from mesh.node import connect, open_context, running
 from mesh.settings import MeshSettings
 from services.catalog.service import CatalogService
+from services.components.service import ComponentsService
 from services.executor.service import ExecutorService
-from services.executor.source import node_components
 from services.executor.state import Job
 from services.registry.cli import BootstrapOpt, HomeOpt, JsonOpt, _open_home, _settings
 
@@ -35,19 +35,24 @@ COLOURS = {"PENDING": "cyan", "READY": "blue", "RUNNING": "yellow", "SUCCESS": "
 
 @contextlib.asynccontextmanager
 async def task_session(home: Path, settings: MeshSettings, *, with_store: bool) -> AsyncIterator[ExecutorService]:
-    """A read-only executor (and catalog) for one command, caught up with ``tasks``, ``rounds`` and ``catalog``.
+    """A read-only executor (and catalog, and with ``with_store`` the components directory over this node's
+    store) for one command, caught up with ``tasks``, ``rounds``, ``catalog`` (and ``components``, ``artifacts``).
 
     It neither dead-letters, decides nor runs jobs: that is the running node's job.
     """
     assert settings.bootstrap
     node = _open_home(home)
-    source = node_components(node) if with_store else None
     async with connect(settings, settings.bootstrap) as bus:
         ctx = open_context(node, bus, settings)
         catalog = CatalogService(ctx, readonly=True)
-        executor = ExecutorService(ctx, catalog=catalog, components=source, readonly=True)
-        async with running(catalog), running(executor) as caught_up:
-            yield caught_up  # type: ignore[misc]
+        store = ComponentsService(ctx, readonly=True) if with_store else None
+        executor = ExecutorService(ctx, catalog=catalog, components=store, readonly=True)
+        async with contextlib.AsyncExitStack() as stack:
+            for svc in (catalog, store):  # the directories the executor's checks read, caught up first
+                if svc is not None:
+                    await stack.enter_async_context(running(svc))
+            await stack.enter_async_context(running(executor))
+            yield executor
 
 
 def _run(

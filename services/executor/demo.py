@@ -1,9 +1,11 @@
-"""The executor's part of the main job: a component installed at every party, a job approved by all, trained, released.
+"""The executor's part of the main job: a component published by one party and installed by the others, an HFL
+job approved by all, trained with a progress display, its model released.
 
-The executor is not wired to the component store (services.components) yet: ``demo_components``
-serves the federated-mean test component through FolderSource, and the demo says so. The job then
-runs through the executor path it will keep (checks, permits, acceptance, rounds on the broker,
-release). Wiring the store in ``demo_components`` and ``install_component`` is open work (issue 5).
+Every party runs its components service: the bank publishes the built-in algorithms
+(``ComponentsService.publish_builtin``, what ``interfed components publish-builtin`` does), every
+other party verifies and installs them, and the executors run the installed ``hfl`` component
+(FedAvg logistic regression under pairwise-mask secure aggregation) on the hosts' breast-cancer
+halves, published in the catalog with their label column.
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ from mesh.testing import TestFederation, eventually
 from services.catalog.demo import catalog_services
 from services.catalog.policy import DAY_MS
 from services.catalog.service import CatalogService
+from services.components.service import ComponentsService
 from services.executor.cli import job_row, print_jobs
 from services.executor.service import POLICY_FILE, ExecutorService
-from services.executor.source import ComponentSource
 from services.executor.state import JobStatus
-from services.executor.testing import FEDMEAN, FolderSource
 
 Step = Callable[[str], contextlib.AbstractContextManager[None]]
 
@@ -44,31 +45,30 @@ projects = ["hfl-*"]
 max_participants = 5
 """
 PROJECT = "hfl-demo"
-ROUNDS = 5
-
-
-def demo_components(ctx: Context) -> tuple[ComponentSource, tuple[str, str]]:
-    """The party's component source and the component the demo job runs.
-
-    Wiring point: with the store in the build, this returns ``ComponentStore(ctx.home)`` and the
-    HFL component's (code, version); until then, the test component from its folder.
-    """
-    source = FolderSource(FEDMEAN)
-    return source, next(iter(source.found))
+HFL = ("hfl", "1.0.0")
+EPOCHS = 5
+#: FedAvg logistic regression, each update hidden from the aggregator by pairwise X25519 masks.
+HFL_PARAMS = {"model": "logreg", "classes": 2, "epochs": EPOCHS, "learning_rate": 0.5, "secure_aggregation": "masks"}
 
 
 def demo_services(ctx: Context) -> Sequence[Service]:
-    """Each party runs its catalog and an executor deciding jobs by the policy in its home."""
+    """Each party runs its catalog, its components service and an executor deciding jobs by its home's policy."""
     (ctx.home.path / POLICY_FILE).write_text(JOB_POLICY, encoding="utf-8")
     (catalog,) = catalog_services(ctx)
     assert isinstance(catalog, CatalogService)
-    source, _ = demo_components(ctx)
-    return [catalog, ExecutorService(ctx, catalog=catalog, components=source)]
+    store = ComponentsService(ctx)
+    return [catalog, store, ExecutorService(ctx, catalog=catalog, components=store)]
 
 
 def _svc(fed: TestFederation, node_id: str, name: str) -> Service:
     member = fed.operator if node_id == fed.operator.node_id else fed.member(node_id)
     return member.service(name)
+
+
+def _store(fed: TestFederation, node_id: str) -> ComponentsService:
+    svc = _svc(fed, node_id, "components")
+    assert isinstance(svc, ComponentsService)
+    return svc
 
 
 def _ex(fed: TestFederation, node_id: str) -> ExecutorService:
@@ -100,40 +100,54 @@ def _release_seen(executor: ExecutorService, job_id: str, digest: bytes) -> bool
     return executor.jobs.jobs[job_id].release_sha256 == digest
 
 
-def _training_file(path: Path, seed: int, rows: int) -> Path:
-    """A host's numeric training table (same columns at every host, different distributions)."""
-    rng = np.random.default_rng(seed)
-    x = rng.normal(seed % 7, 1.0 + seed % 3, (rows, 4))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["id,x1,x2,x3,x4"] + [f"{i}," + ",".join(f"{v:.5f}" for v in row) for i, row in enumerate(x)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+def _installed(store: ComponentsService, code: str, version: str) -> bool:
+    return store.installed(code, version) is not None
 
 
-async def install_component(fed: TestFederation, step: Step, out: Console) -> tuple[str, str]:
-    """Stage two: one party publishes the component and the others install it (wiring point for the store)."""
-    _, component = demo_components(fed.operator.registry.ctx)
-    out.print(
-        "  [yellow]the executor is not wired to the component store yet:[/] every party serves the "
-        f"{component[0]} {component[1]} test component from its folder (the same executor path)"
-    )
-    with step(f"every party has {component[0]} {component[1]} installed and enabled, with one digest"):
-        digests = {_ex(fed, n).components.installed(*component).digest for n in ("bank", "hospital", "telecom")}  # type: ignore[union-attr]
-        if len(digests) != 1:
-            raise AssertionError(f"the parties hold {len(digests)} different artifacts")
-    return component
+def _training_files(root: Path, hosts: Sequence[str]) -> list[Path]:
+    """Each host's half of scikit-learn's breast-cancer data (standardised): id, 30 features, label."""
+    from sklearn.datasets import load_breast_cancer  # heavy: only when the demo trains
+
+    x, y = load_breast_cancer(return_X_y=True)
+    x = (x - x.mean(axis=0)) / x.std(axis=0)
+    order = np.random.default_rng(2026).permutation(len(y))
+    paths = []
+    for i, (host, rows) in enumerate(zip(hosts, np.array_split(order, len(hosts)), strict=True)):
+        path = root / "data" / host / "hfl-train.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = ["id", *(f"x{k:02d}" for k in range(x.shape[1])), "label"]
+        lines = [",".join(header)] + [f"{i}-{r}," + ",".join(f"{v:.6f}" for v in x[r]) + f",{int(y[r])}" for r in rows]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+async def install_component(fed: TestFederation, step: Step) -> tuple[str, str]:
+    """Stage two: the bank publishes the built-in components; every other party verifies and installs them."""
+    with step("the bank publishes the built-in components (signed artifacts on the bus); the others install them"):
+        published = await _store(fed, "bank").publish_builtin()
+        if HFL not in {(p.spec.code, p.spec.version) for p in published}:
+            raise AssertionError(f"the bank did not publish {HFL[0]} {HFL[1]}")
+        for m in fed.everyone:
+            await eventually(partial(_installed, _store(fed, m.node_id), *HFL), 30, f"{m.node_id} installing hfl")
+    with step(f"every party has {HFL[0]} {HFL[1]} installed and enabled, verified, with one digest"):
+        found = [_store(fed, m.node_id).runnable(*HFL) for m in fed.everyone]
+        if len({f.artifact_sha256 for f in found}) != 1:
+            raise AssertionError("the parties hold different artifacts")
+    return HFL
 
 
 async def train_and_release(fed: TestFederation, root: Path, step: Step, out: Console) -> None:
     """Permits, a job proposed by the bank, accepted by all by policy, trained with progress, its model released."""
-    component = await install_component(fed, step, out)
+    component = await install_component(fed, step)
     bank = _ex(fed, "bank")
     hosts = ("hospital", "telecom")
     datasets: list[tuple[str, str, str, str | None]] = []
     with step("hospital and telecom publish training tables; the bank asks for them for the project; both grant"):
-        for i, host in enumerate(hosts):
-            path = _training_file(root / "data" / host / "hfl-train.csv", 11 + i, 120 + 60 * i)
-            dataset = await _cat(fed, host).publish(path, "hfl-train", category="hfl")
+        for host, path in zip(hosts, _training_files(root, hosts), strict=True):
+            dataset = await _cat(fed, host).publish(
+                path, "hfl-train", category="hfl", id_columns=("id",), label_columns=("label",)
+            )
             await eventually(partial(_has_dataset, _cat(fed, "bank"), dataset), 30, f"bank seeing {dataset}")
             until = time.time_ns() // 1_000_000 + DAY_MS
             rid = await _cat(fed, "bank").request(
@@ -150,7 +164,7 @@ async def train_and_release(fed: TestFederation, root: Path, step: Step, out: Co
             component=component,
             participants=[("bank", "aggregator"), ("hospital", "host"), ("telecom", "host")],
             datasets=datasets,
-            params={"rounds": ROUNDS, "pause": 0.2},
+            params=HFL_PARAMS,
             project=PROJECT,
             round_deadline=30,
             seed=2026,
@@ -163,19 +177,24 @@ async def train_and_release(fed: TestFederation, root: Path, step: Step, out: Co
         if bank.jobs.jobs[job_id].status is JobStatus.FAILED:
             raise AssertionError(bank.jobs.jobs[job_id].reason)
     job = bank.jobs.jobs[job_id]
+    seen = _ex(fed, "hospital").jobs.jobs[job_id]  # a host's own progress: its loss and accuracy on its data
     columns = (TextColumn("  training {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with (
-        step("the job runs: rounds on the broker between the hosts and the aggregator"),
+        step("the job runs: FedAvg rounds on the broker, each host's update masked from the aggregator"),
         Progress(*columns, console=out) as bar,
     ):
-        task = bar.add_task(job_id[:8], total=ROUNDS)
+        task = bar.add_task(job_id[:8], total=EPOCHS)
         deadline = time.monotonic() + 120
         while not job.ended and time.monotonic() < deadline:
-            done = job.progress.get("round", -1) + 1
-            norm = job.progress.get("metrics", {}).get("norm")
-            bar.update(task, completed=done, description=f"{job_id[:8]} {job.status} norm={norm or 0:.4f}")
+            metrics = seen.progress.get("metrics", {})
+            bar.update(
+                task,
+                completed=max(0, seen.progress.get("round", 0)),
+                description=f"{job_id[:8]} {job.status} hospital loss={metrics.get('loss', 0):.4f} "
+                f"accuracy={metrics.get('accuracy', 0):.3f}",
+            )
             await asyncio.sleep(0.1)
-        bar.update(task, completed=ROUNDS)
+        bar.update(task, completed=EPOCHS)
         for m in fed.everyone:
             await eventually(
                 partial(lambda n: _ex(fed, n).jobs.jobs[job_id].ended, m.node_id), 30, f"{m.node_id} seeing the end"
@@ -198,4 +217,5 @@ async def train_and_release(fed: TestFederation, root: Path, step: Step, out: Co
             if dead:
                 raise AssertionError(f"{m.node_id}'s executor refused events: {dead}")
     print_jobs([job_row(_ex(fed, "telecom").jobs.jobs[job_id])], "jobs as telecom sees them", out)
-    out.print(f"  released model {digest.hex()[:16]}: {dict(bank.results[job_id].metrics)}")
+    trained = {host: dict(_ex(fed, host).results[job_id].metrics) for host in hosts}
+    out.print(f"  released model {digest.hex()[:16]}; each host's final loss and accuracy on its data: {trained}")

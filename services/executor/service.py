@@ -27,9 +27,14 @@ from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
 from mesh.evidence import GOVERNED
 from mesh.service import Context, Event, Service, handles
 from services.catalog.service import CatalogService
+from services.components.errors import ParamsError
+from services.components.service import ComponentsService
+from services.components.spec import validate_params
+from services.components.store import InstalledComponent
 from services.executor.api import ComponentResult, LocalDataset, QuorumError, TaskContext
 from services.executor.checkpoints import FileCheckpoints, model_digest
 from services.executor.errors import (
+    BAD_PARAMS,
     BAD_ROLES,
     COMPONENT_DIGEST_MISMATCH,
     COMPONENT_DISABLED,
@@ -44,7 +49,6 @@ from services.executor.errors import (
     UnknownJobError,
 )
 from services.executor.policy import JobPolicy
-from services.executor.source import ComponentSource, InstalledComponent, validate_params
 from services.executor.state import (
     JOB_ACCEPTED,
     JOB_PROPOSED,
@@ -80,7 +84,7 @@ class ExecutorService(Service):
         ctx: Context,
         *,
         catalog: CatalogService,
-        components: ComponentSource | None,
+        components: ComponentsService | None,
         policy: JobPolicy | None = None,
         accel: AccelClient | None = None,
         readonly: bool = False,
@@ -187,14 +191,22 @@ class ExecutorService(Service):
             raise JobCheckError(COMPONENT_NOT_INSTALLED, f"component {what} is not installed here")
         if not found.enabled:
             raise JobCheckError(COMPONENT_DISABLED, f"component {what} is disabled here")
-        if found.digest != job.component_sha256:
+        if found.artifact_sha256 != job.component_sha256:
             raise JobCheckError(
-                COMPONENT_DIGEST_MISMATCH, f"the installed {what} is {found.digest.hex()[:16]}, not the proposed one"
+                COMPONENT_DIGEST_MISMATCH,
+                f"the installed {what} is {found.artifact_sha256.hex()[:16]}, not the proposed one",
             )
-        roles = found.spec.get("roles")
-        if roles is not None and job.role_of(self.me) not in roles:
+        assert self.components is not None
+        try:  # retracted since, its publisher revoked since, or installed with another than the published artifact
+            found = self.components.runnable(job.component_code, job.component_version)
+        except MeshError as exc:
+            raise JobCheckError(COMPONENT_DISABLED, f"component {what} may not run here: {exc}") from None
+        if job.role_of(self.me) not in found.spec.roles:
             raise JobCheckError(BAD_ROLES, f"component {what} has no role {job.role_of(self.me)}")
-        params = validate_params(found.spec, job.params)
+        try:
+            params = validate_params(found.spec, job.params)
+        except ParamsError as exc:
+            raise JobCheckError(BAD_PARAMS, str(exc)) from None
         for d in job.datasets_of(self.me):
             self.scope_of(job, d)
         return params
@@ -279,7 +291,7 @@ class ExecutorService(Service):
             "project": project,
             "component_code": code,
             "component_version": version,
-            "component_sha256": found.digest,
+            "component_sha256": found.artifact_sha256,
             "participants": parts,
             "datasets": [{"node_id": n, "input": i, "dataset_id": d, "request_id": r} for n, i, d, r in datasets],
             "params_json": json.dumps(params, sort_keys=True),

@@ -27,6 +27,7 @@ from mesh.settings import MeshSettings, load_settings
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
 from services.evidence.service import EvidenceService
+from services.executor.service import ExecutorService
 from services.registry.service import RegistryService
 
 out = Console(highlight=False)
@@ -144,13 +145,17 @@ def node_up(
         stop_on_signals(stop)
         async with connect(settings, address) as bus:
             ctx = open_context(node, bus, settings)
+            catalog = CatalogService(ctx)  # decides requests by HOME/catalog-policy.toml, if there is one
+            store = ComponentsService(ctx)  # installs every component that passes the checks of protocol §15.5
             services: list[Service] = [
                 RegistryService(
                     ctx, heartbeat_interval=settings.heartbeat_interval, unreachable_after=settings.unreachable_after
                 ),
                 EvidenceService(ctx, head_interval=settings.head_interval),
-                CatalogService(ctx),  # decides requests by HOME/catalog-policy.toml, if there is one
-                ComponentsService(ctx),  # installs every component that passes the checks of protocol §15.5
+                catalog,
+                store,
+                # decides jobs by HOME/job-policy.toml, if there is one; runs the components `store` installed
+                ExecutorService(ctx, catalog=catalog, components=store),
             ]
             out.print(
                 f"node [bold]{ctx.config.node_id}[/] up on {address} "

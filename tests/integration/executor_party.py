@@ -3,8 +3,9 @@
 ``python -m tests.integration.executor_party HOME BOOTSTRAP PREFIX``:
 
 It runs a read-only catalog (for permits and local files; it records uses through this
-process's publisher) and the executor with the test component source and the accept-all
-policy, until it is killed.
+process's publisher), a read-only components service (the directory; the installation is the
+one party2's in-federation components service made in this home) and the executor with the
+accept-all policy, until it is killed.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from mesh.logs import configure
 from mesh.node import connect, open_context, run_services
 from mesh.settings import load_settings
 from services.catalog.service import CatalogService
+from services.components.service import ComponentsService
 from services.executor.policy import JobPolicy
 from services.executor.service import ExecutorService
-from tests.integration.components import fedmean_source
 
 ACCEPT_ALL = JobPolicy.model_validate({"rule": [{"name": "tests", "decision": "accept"}]})
 
@@ -31,8 +32,9 @@ async def main(home_path: Path, bootstrap: str, prefix: str) -> None:
     async with connect(settings, bootstrap) as bus:
         ctx = open_context(home, bus, settings)
         catalog = CatalogService(ctx, readonly=True)
-        executor = ExecutorService(ctx, catalog=catalog, components=fedmean_source(), policy=ACCEPT_ALL)
-        await run_services([catalog, executor], asyncio.Event())
+        store = ComponentsService(ctx, readonly=True)
+        executor = ExecutorService(ctx, catalog=catalog, components=store, policy=ACCEPT_ALL)
+        await run_services([catalog, store, executor], asyncio.Event())
 
 
 if __name__ == "__main__":

@@ -77,8 +77,9 @@ def test_operator_and_node_join_through_the_cli(bootstrap: str, tmp_path: Path) 
         assert "HEALTHY" in table
     finally:
         node.terminate()
-        _, err = node.communicate(timeout=30)
+        printed, err = node.communicate(timeout=30)
     assert node.returncode == 0, err
+    assert "catalog, components, executor" in printed  # the executor runs over this node's store and catalog
     log = (bank / "logs" / "bank.jsonl").read_text()
     assert '"event": "announced"' in log
 
@@ -121,6 +122,7 @@ def test_demo_runs_the_main_job_to_completion(bootstrap: str, tmp_path: Path) ->
     assert proc.stdout.count("HEALTHY") >= 12
     assert "audit passed" in proc.stdout
     assert "final signed tree head" in proc.stdout
+    assert "every party has hfl 1.0.0 installed and enabled" in proc.stdout  # published by the bank, verified
     assert "SUCCESS released" in proc.stdout  # the job: accepted by all, trained, its model released
     assert "released model" in proc.stdout
     report = json.loads((tmp_path / "demo" / "audit.json").read_text(encoding="utf-8"))

@@ -11,9 +11,10 @@ import pytest
 from mesh.service import Context, Service
 from mesh.testing import eventually, federation, fresh_settings
 from services.catalog.service import CatalogService
+from services.components.service import ComponentsService
 from services.executor.service import ExecutorService
 from services.executor.state import JobStatus
-from tests.integration.components import fedmean_source
+from tests.integration.components import publish_fedmean
 from tests.integration.test_catalog_cli import interfed
 from tests.integration.test_executor_flow import ex, permits_for
 
@@ -22,12 +23,14 @@ pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
 def services(ctx: Context) -> Sequence[Service]:
     catalog = CatalogService(ctx)
-    return [catalog, ExecutorService(ctx, catalog=catalog, components=fedmean_source())]  # no policy: by hand
+    store = ComponentsService(ctx)
+    return [catalog, store, ExecutorService(ctx, catalog=catalog, components=store)]  # no policy: by hand
 
 
 async def test_a_pending_job_is_listed_everywhere_and_stopped_by_its_initiator(bootstrap: str, home_root: Path) -> None:
     settings = fresh_settings(heartbeat_interval=10.0, unreachable_after=30.0)  # see test_catalog_cli
     async with federation(home_root, bootstrap, n=2, services=services, settings=settings) as fed:
+        await publish_fedmean(fed)
         datasets = await permits_for(fed, home_root, ["party1"], "study-cli")
         job_id = await ex(fed, "party0").propose(
             component=("fedmean", "0.1.0"),
@@ -44,6 +47,9 @@ async def test_a_pending_job_is_listed_everywhere_and_stopped_by_its_initiator(b
 
         refused = await interfed(fed, "task", "stop", job_id[:8], "--home", host, "--reason", "not mine", code=5)
         assert "NOT_PARTICIPANT" in refused.stderr
+        # Accepting by hand checks the installation through the node's own components store, in this process too.
+        await interfed(fed, "task", "accept", job_id[:8], "--home", host)
+        await eventually(lambda: "party1" in ex(fed, "party0").jobs.jobs[job_id].accepted, what="accepted")
         await interfed(fed, "task", "stop", job_id[:8], "--home", initiator, "--reason", "wrong dataset")
         await eventually(lambda: ex(fed, "party1").jobs.jobs[job_id].status is JobStatus.FAILED, what="stopped")
         shown = json.loads((await interfed(fed, "task", "show", job_id, "--home", host, "--json")).stdout)

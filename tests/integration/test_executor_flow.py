@@ -1,7 +1,7 @@
 """Jobs on a real broker: proposed, checked and accepted by every participant, run over ``rounds``, released.
 
-The component comes from a folder through FolderSource, the test stand-in for the component
-store; the broker, the catalog permits and the evidence are real.
+The test component is published by party0 and verified and installed by every party's components
+service (the real store); the broker, the catalog permits and the evidence are real.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from mesh.evidence import EVIDENCE_RECORDED
 from mesh.service import Context, Service
 from mesh.testing import TestFederation, dead_letters, eventually, federation, read_topic
 from services.catalog.service import CatalogService
+from services.components.service import ComponentsService
 from services.executor.policy import JobPolicy
 from services.executor.service import ExecutorService
 from services.executor.state import JobStatus
 from services.executor.transport import BusChannel
-from tests.integration.components import fedmean_source
+from tests.integration.components import components, publish_fedmean
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(150)]
 
@@ -36,19 +37,13 @@ def write_csv(path: Path, offset: float, rows: int) -> Path:
     return path
 
 
-def services(source_disabled_for: str | None = None):  # type: ignore[no-untyped-def]
-    def make(ctx: Context) -> Sequence[Service]:
-        catalog = CatalogService(ctx)
-        catalog.retry_window = 1.0
-        source = fedmean_source()
-        if ctx.config.node_id == source_disabled_for:
-            for c in source.found.values():
-                c.enabled = False
-        executor = ExecutorService(ctx, catalog=catalog, components=source, policy=ACCEPT_ALL)
-        executor.retry_window = 2.0
-        return [catalog, executor]
-
-    return make
+def services(ctx: Context) -> Sequence[Service]:
+    catalog = CatalogService(ctx)
+    catalog.retry_window = 1.0
+    store = ComponentsService(ctx)
+    executor = ExecutorService(ctx, catalog=catalog, components=store, policy=ACCEPT_ALL)
+    executor.retry_window = 2.0
+    return [catalog, store, executor]
 
 
 def ex(fed: TestFederation, node: str) -> ExecutorService:
@@ -101,7 +96,8 @@ def expected_model(root: Path, hosts: list[str], rounds: int, rate: float) -> np
 
 async def test_job_accepted_by_all_runs_records_uses_and_releases_its_model(bootstrap: str, home_root: Path) -> None:
     """Accepted by all → READY → RUNNING → SUCCESS at every party, each use recorded, the model released by all."""
-    async with federation(home_root, bootstrap, n=4, services=services(), evidence=0.5) as fed:
+    async with federation(home_root, bootstrap, n=4, services=services, evidence=0.5) as fed:
+        await publish_fedmean(fed)
         hosts = ["party1", "party2"]
         datasets = await permits_for(fed, home_root, hosts, "study-1")
         for node in ("party0", *hosts):
@@ -166,8 +162,11 @@ async def test_job_accepted_by_all_runs_records_uses_and_releases_its_model(boot
 async def test_a_participant_without_the_component_enabled_rejects_and_the_job_fails(
     bootstrap: str, home_root: Path
 ) -> None:
-    """A disabled component: a signed JobRejected with COMPONENT_DISABLED; the job FAILED, never run."""
-    async with federation(home_root, bootstrap, n=2, services=services(source_disabled_for="party1")) as fed:
+    """A disabled component, then parameters off the spec: signed JobRejected with COMPONENT_DISABLED, then
+    BAD_PARAMS naming every bad parameter; each job FAILED, never run."""
+    async with federation(home_root, bootstrap, n=2, services=services) as fed:
+        await publish_fedmean(fed)
+        await components(fed, "party1").disable("fedmean:0.1.0", reason="not here")
         datasets = await permits_for(fed, home_root, ["party1"], "study-2")
         job_id = await ex(fed, "party0").propose(
             component=("fedmean", "0.1.0"),
@@ -187,3 +186,22 @@ async def test_a_participant_without_the_component_enabled_rejects_and_the_job_f
         assert job.reason_code == "COMPONENT_DISABLED"
         assert not job.finished
         assert cat(fed, "party0").catalog.permits[datasets[0][3]].uses == 0
+
+        # Enabled again, a job whose parameters do not fit the spec is rejected listing every bad one.
+        await components(fed, "party1").enable("fedmean:0.1.0", reason="back")
+        bad = await ex(fed, "party0").propose(
+            component=("fedmean", "0.1.0"),
+            participants=[("party0", "aggregator"), ("party1", "host")],
+            datasets=datasets,
+            params={"rounds": 0, "colour": "red"},
+            project="study-2",
+        )
+        await eventually(
+            lambda: bad in ex(fed, "party0").jobs.jobs and ex(fed, "party0").jobs.jobs[bad].status is JobStatus.FAILED,
+            what="FAILED on parameters",
+        )
+        rejected = ex(fed, "party0").jobs.jobs[bad]
+        assert rejected.reason_code == "BAD_PARAMS"
+        assert "rounds" in rejected.reason
+        assert "colour" in rejected.reason
+        assert not rejected.finished

@@ -19,9 +19,10 @@ import pytest
 from mesh.service import Context, Service
 from mesh.testing import eventually, federation
 from services.catalog.service import CatalogService
+from services.components.service import ComponentsService
 from services.executor.service import ExecutorService
 from services.executor.state import JobStatus
-from tests.integration.components import fedmean_source
+from tests.integration.components import publish_fedmean
 from tests.integration.test_executor_flow import ACCEPT_ALL, cat, ex, expected_model, permits_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
@@ -31,11 +32,12 @@ OUT_OF_PROCESS = "party2"
 
 def services(ctx: Context) -> Sequence[Service]:
     catalog = CatalogService(ctx)
+    store = ComponentsService(ctx)  # installs fedmean (party2's too: the process reads that installation)
     if ctx.config.node_id == OUT_OF_PROCESS:
-        return [catalog]  # its executor is the separate process
-    executor = ExecutorService(ctx, catalog=catalog, components=fedmean_source(), policy=ACCEPT_ALL)
+        return [catalog, store]  # its executor is the separate process
+    executor = ExecutorService(ctx, catalog=catalog, components=store, policy=ACCEPT_ALL)
     executor.retry_window = 2.0
-    return [catalog, executor]
+    return [catalog, store, executor]
 
 
 def party(home: Path, bootstrap: str, prefix: str) -> subprocess.Popen[bytes]:
@@ -53,6 +55,7 @@ async def test_a_party_killed_mid_round_resumes_and_the_job_ends_as_if_uninterru
     bootstrap: str, home_root: Path
 ) -> None:
     async with federation(home_root, bootstrap, n=3, services=services) as fed:
+        await publish_fedmean(fed)
         hosts = ["party1", OUT_OF_PROCESS]
         datasets = await permits_for(fed, home_root, hosts, "study-kill")
         home = fed.member(OUT_OF_PROCESS).home.path

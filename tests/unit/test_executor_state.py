@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from mesh.errors import InvalidTransitionError, MalformedPayloadError
-from services.executor.errors import BAD_PARAMS, JobCheckError, NotParticipantError
-from services.executor.source import validate_params
+from services.executor.errors import NotParticipantError
 from services.executor.state import (
     JOB_ACCEPTED,
     JOB_PROPOSED,
@@ -131,12 +130,3 @@ def test_a_party_failing_fails_the_job() -> None:
     step(jobs, JOB_STARTED, "a")
     step(jobs, PARTY_FINISHED, "b", **finished(ok=False))
     assert jobs.jobs[JOB].status is JobStatus.FAILED
-
-
-def test_parameters_are_validated_and_defaulted() -> None:
-    spec = {"parameters": [{"name": "rounds", "type": "int", "default": 3, "validator": {"min": 1, "max": 9}}]}
-    assert validate_params(spec, {}) == {"rounds": 3}
-    for bad in ({"rounds": 0}, {"rounds": "3"}, {"rounds": True}, {"epochs": 2}):
-        with pytest.raises(JobCheckError) as exc:
-            validate_params(spec, bad)
-        assert exc.value.reason == BAD_PARAMS

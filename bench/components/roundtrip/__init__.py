@@ -1,0 +1,1 @@
+"""The round-trip benchmark component (a Python package, as every installed component is)."""
