@@ -233,6 +233,7 @@ async def test_an_owner_that_was_away_decides_waiting_requests_when_it_starts(
         dataset_id, "audit", scope_type="COMPONENT", scope_ids=["psi"], not_after=now_ms() + DAY_MS, use_limit=1
     )
     await eventually(lambda: waiting in catalog(fed.member("party0")).catalog.permits, what="request at the owner")
+    await eventually(lambda: waiting in hospital.catalog.permits, what="request read back by the requester")
     assert hospital.catalog.permits[waiting].status is PermitStatus.APPLIED  # no rule of party0's policy matches
     policy_file = tmp_path / "later.toml"
     policy_file.write_text('[[rule]]\nname = "psi-ok"\ndecision = "approve"\nscope_ids = ["psi"]\n', encoding="utf-8")
