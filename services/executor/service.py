@@ -104,6 +104,7 @@ class ExecutorService(Service):
         self._runs: dict[str, asyncio.Task[None]] = {}
         # Steps this node has signed but may not have read back yet: each is taken once.
         self._taken: set[tuple[str, str]] = set()
+        self._ready = False  # set once this executor and the views it checks jobs against have caught up
 
     def _installed(self, code: str, version: str) -> InstalledComponent | None:
         if self.components is None:
@@ -120,7 +121,7 @@ class ExecutorService(Service):
         env = ev.envelope
         job = self.jobs.apply(env.payload_type, ev.payload, env.sender, env.issued_at, env.subject)
         self.log.info("job_applied", change=env.payload_type.rsplit(".", 1)[1], job=job.job_id, status=job.status)
-        if self.caught_up.is_set():
+        if self._ready:
             self._react(job)
 
     @handles(ROUND_PART)
@@ -142,6 +143,12 @@ class ExecutorService(Service):
     # -- reacting to the state: what this node does next ----------------------------------
 
     async def on_start(self) -> None:
+        # A job's checks read the catalog's permits and the store's installations: deciding or
+        # resuming before those have replayed their own topics would fail a job this node could run.
+        for view in (self.catalog, self.components):
+            if view is not None:
+                await view.caught_up.wait()
+        self._ready = True
         for job in self.jobs.jobs.values():
             self._react(job)
 
