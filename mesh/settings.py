@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field, ValidationError
+import tomllib
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mesh.errors import ConfigurationError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class MeshSettings(BaseSettings):
@@ -31,3 +37,19 @@ def load_settings(**overrides: object) -> MeshSettings:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else "?"
         raise ConfigurationError(f"INTERFED_{field.upper()}: {err['msg']}") from None
+
+
+def load_toml_model(model: type[M], path: Path, what: str) -> M:
+    """Read TOML file ``path`` as ``model``; any problem is one line naming ``what``, the file and the bad entry."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"{what} {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{what} {path}: not TOML: {exc}") from None
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        raise ConfigurationError(f"{what} {path}: {where}: {err['msg']}") from None

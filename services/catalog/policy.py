@@ -9,15 +9,14 @@ from the events. The format is documented in docs/operations.md.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from mesh.errors import ConfigurationError
+from mesh.settings import load_toml_model
 from services.catalog.state import Permit
 
 DAY_MS = 86_400_000
@@ -84,15 +83,4 @@ class Policy(BaseModel):
     @classmethod
     def load(cls, path: Path) -> Policy:
         """Read and check a policy file; any problem is one line naming the file and the bad entry."""
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigurationError(f"policy {path}: {exc.strerror or exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError(f"policy {path}: not TOML: {exc}") from None
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(part) for part in err["loc"]) or "(top level)"
-            raise ConfigurationError(f"policy {path}: {where}: {err['msg']}") from None
+        return load_toml_model(cls, path, "policy")

@@ -7,14 +7,13 @@ A policy's accept never skips the checks of permits and installation: those come
 
 from __future__ import annotations
 
-import tomllib
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from mesh.errors import ConfigurationError
+from mesh.settings import load_toml_model
 from services.executor.state import Job
 
 
@@ -58,15 +57,4 @@ class JobPolicy(BaseModel):
 
     @classmethod
     def load(cls, path: Path) -> JobPolicy:
-        try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigurationError(f"job policy {path}: {exc.strerror or exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigurationError(f"job policy {path}: not TOML: {exc}") from None
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(part) for part in err["loc"]) or "(top level)"
-            raise ConfigurationError(f"job policy {path}: {where}: {err['msg']}") from None
+        return load_toml_model(cls, path, "job policy")
