@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from rich.console import Console
 
 from mesh import evidence as evidence_module
 from mesh.bus import KafkaBus, Record
@@ -24,6 +25,7 @@ from mesh.settings import load_settings
 from mesh.signing import NodeSigner
 from mesh.trust import Applicant
 from services.evidence.audit import Auditor, governed_topics
+from services.evidence.cli import print_summary
 from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosign
 from services.evidence.service import EvidenceService
 
@@ -249,6 +251,12 @@ async def test_a_countersigned_head_refused_after_its_keepers_revocation_is_repo
     assert cosigned["root_hash"] == auditor.tree.root(3).hex()
     assert cosigned["reason"] == "REVOKED_SENDER"
     assert "operator" not in report["logs"]  # its head was never accepted
+    console = Console(record=True, width=200)
+    print_summary(report, console)
+    text = console.export_text()
+    assert "1 records refused as signed after their sender's revocation" in text
+    assert "alice countersigned operator's head of 3" in text
+    assert "audit passed" in text
 
 
 async def test_a_countersignature_of_a_head_nobody_signed_is_a_mismatch_though_another_was_refused(
