@@ -128,12 +128,12 @@ class EvidenceService(Service):
             self._to_cosign[(head.log_id, head.tree_size, head.root_hash)] = (head, ev.envelope.issued_at)
 
     def _may_cosign(self, head: TreeHead, issued_at: int) -> bool:
-        """Whether, as far as this party has read, the head's keeper could sign it when it did.
+        """Whether, as far as this party has read, the head's keeper was not yet revoked when it signed it.
 
         The envelope passed §6 when it was read, but a revocation or termination read since may cut
         before it: the head's own timestamp and its envelope's issued_at must both be before the cut.
         """
-        return all(self.trust.can_sign(head.log_id, at) for at in (head.timestamp, issued_at))
+        return not any(self.trust.revoked(head.log_id, at) for at in (head.timestamp, issued_at))
 
     @handles(CONTRACT_TERMINATED, CERTIFICATE_REVOKED)
     async def on_revocation(self, ev: Event) -> None:
