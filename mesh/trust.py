@@ -82,6 +82,12 @@ class TrustStore:
         revoked = self._revoked.get(cert.serial)
         return cert.valid_at(when) and (revoked is None or when < revoked[0])
 
+    def revoked(self, node_id: str, at_ms: int) -> bool:
+        """Whether events ``node_id`` issued at ``at_ms`` are refused as REVOKED_SENDER, as far as read so far."""
+        cert = self._certs.get(node_id)
+        revoked = self._revoked.get(cert.serial) if cert is not None else None
+        return revoked is not None and at_ms >= revoked[0]
+
     def _public_key(self, raw: bytes) -> Verifier:
         key = self._keys.get(raw)
         if key is None:

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mesh.bus import Record
-from mesh.errors import BadSignatureError, RevokedSenderError
+from mesh.envelope import Envelope
+from mesh.errors import BadSignatureError, MeshError, RevokedSenderError
 from mesh.evidence import EVIDENCE_RECORDED, GOVERNED
 from mesh.service import Context, Event, Service
+from mesh.signing import Verifier
 from mesh.topics import topic_for
 from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosigned_head, verify_cosignature
 from services.evidence.merkle import MerkleLog, verify_consistency
@@ -67,6 +69,15 @@ class Evidence:
     payload: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedHead:
+    """A head its keeper really signed (both signatures checked) that the pipeline refused as REVOKED_SENDER."""
+
+    head: TreeHead
+    detail: str
+    offset: int
+
+
 @dataclass
 class LogHeads:
     """Every head one log published, in topic order, and who countersigned which."""
@@ -89,6 +100,8 @@ class Auditor(Service):
         self.logs: dict[str, LogHeads] = {}
         self.violations: list[Violation] = []
         self.after_revocation: list[Violation] = []  # refused alike by everyone; reported, not a violation
+        self.refused_heads: dict[tuple[str, int, bytes], RefusedHead] = {}  # (log, size, root): the first refused
+        self.cosigned_refused: list[dict[str, Any]] = []  # countersignatures of refused heads; reported likewise
         self.records = 0
         self.trusted = trusted or []
         for payload_type in GOVERNED:
@@ -115,6 +128,8 @@ class Auditor(Service):
 
         Except REVOKED_SENDER: a party that signs before it has read its own revocation or termination is
         refused by every receiver alike, so every honest log leaves it out and nothing was falsified.
+        A tree head refused so is kept (once its signatures check), so that a countersignature of it
+        by a party that read it before the revocation is known for what it is (``on_cosigned``).
         """
         await super().dead_letter(record, reason, detail)
         topic = self.ctx.bus.names.protocol_name(record.topic)
@@ -122,8 +137,35 @@ class Auditor(Service):
             return
         if reason == REVOKED_SENDER:
             self.after_revocation.append(Violation(reason, detail, topic, record.offset))
+            if topic == "evidence":
+                self._keep_refused_head(record, detail)
         else:
             self.violations.append(Violation(reason, detail, topic, record.offset))
+
+    def _keep_refused_head(self, record: Record, detail: str) -> None:
+        """Remember a refused TreeHead by (log, size, root), if its keeper's certified key signed it.
+
+        The pipeline refuses a revoked sender before it checks the signature (docs/protocol.md §6.1), so
+        both the envelope's and the head's signatures are checked here: a head nobody signed is not kept,
+        and a countersignature of it stays COSIGNATURE_MISMATCH.
+        """
+        env = Envelope.decode(record.value)  # the pipeline decoded it before refusing it
+        if env.payload_type != TREE_HEAD:
+            return
+        cert = self.trust.certificate(env.sender)  # known: REVOKED_SENDER names a certificate
+        try:
+            if cert is None:
+                raise BadSignatureError(f"no certificate known for {env.sender!r}")
+            env.verify(Verifier(cert.public_key))
+            head = TreeHead.from_payload(self.schemas.decode(env.payload_type, env.payload_fingerprint, env.payload))
+            if head.log_id != env.sender:
+                raise BadSignatureError(f"{env.sender} signed a head of {head.log_id}'s log")
+            head.verify(cert.public_key)
+        except MeshError as exc:
+            self.log.warning("refused_head_not_kept", sender=env.sender, offset=record.offset, error=str(exc))
+            return
+        refused = RefusedHead(head, detail, record.offset)
+        self.refused_heads.setdefault((head.log_id, head.tree_size, head.root_hash), refused)
 
     # -- handlers ----------------------------------------------------------------------
 
@@ -158,11 +200,31 @@ class Auditor(Service):
             return
         verify_cosignature(p, ev.speaker.public_key)
         head = cosigned_head(p)
-        history = self.logs.setdefault(head.log_id, LogHeads())
-        if not any(h.tree_size == head.tree_size and h.root_hash == head.root_hash for h in history.heads):
+        key = (head.tree_size, head.root_hash)
+        history = self.logs.get(head.log_id)
+        if history is not None and any((h.tree_size, h.root_hash) == key for h in history.heads):
+            if self._check_against_tree(head, ev, COSIGNATURE_MISMATCH):
+                history.cosigners.setdefault(key, set()).add(ev.sender)
+        elif (refused := self.refused_heads.get((head.log_id, head.tree_size, head.root_hash))) is not None:
+            # The keeper signed it after its revocation or termination, and the witness read it before
+            # reading that (receivers apply membership in their own read order, docs/protocol.md §11):
+            # reported, not a violation, as long as the witness's log really had that root.
+            if self._check_against_tree(head, ev, COSIGNATURE_MISMATCH):
+                self.cosigned_refused.append(
+                    {
+                        "witness": ev.sender,
+                        "log_id": head.log_id,
+                        "tree_size": head.tree_size,
+                        "root_hash": head.root_hash.hex(),
+                        "reason": REVOKED_SENDER,
+                        "detail": refused.detail,
+                        "head_offset": refused.offset,
+                        "topic": ev.topic,
+                        "offset": ev.offset,
+                    }
+                )
+        else:
             self.violate(COSIGNATURE_MISMATCH, f"{ev.sender} countersigned a head {head.log_id} never signed", ev)
-        elif self._check_against_tree(head, ev, COSIGNATURE_MISMATCH):
-            history.cosigners.setdefault((head.tree_size, head.root_hash), set()).add(ev.sender)
 
     # -- checks ----------------------------------------------------------------------------
 
@@ -267,6 +329,7 @@ class Auditor(Service):
             "violations_by_reason": dict(sorted(reasons.items())),
             "violations": [v.to_json() for v in self.violations],
             "refused_after_revocation": [v.to_json() for v in self.after_revocation],
+            "cosigned_refused_heads": list(self.cosigned_refused),
         }
 
     def final_head(self) -> TreeHead | None:

@@ -110,6 +110,13 @@ def print_summary(report: dict[str, Any], console: Console = out) -> None:
             ", ".join(h["cosigned_by"]) or "-",
         )
     console.print(heads)
+    refused, cosigned = report["refused_after_revocation"], report["cosigned_refused_heads"]
+    if refused or cosigned:
+        console.print(
+            f"not violations (docs/audit.md): {len(refused)} records refused as signed after their sender's "
+            f"revocation or termination; {len(cosigned)} countersignatures of such refused heads"
+            + "".join(f"\n  {c['witness']} countersigned {c['log_id']}'s head of {c['tree_size']}" for c in cosigned)
+        )
     if report["passed"]:
         console.print("[green]audit passed[/]: every signature, head, consistency and completeness check holds")
         return

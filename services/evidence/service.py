@@ -13,7 +13,7 @@ from mesh.envelope import Envelope
 from mesh.errors import UnauthorisedError
 from mesh.evidence import EVIDENCE_RECORDED, GOVERNED, evidence_of
 from mesh.service import Context, Event, Service, handles
-from mesh.trust import JOIN_REQUESTED
+from mesh.trust import CERTIFICATE_REVOKED, CONTRACT_TERMINATED, JOIN_REQUESTED
 from services.evidence.errors import HistoryRewrittenError, SplitViewError
 from services.evidence.heads import (
     TREE_HEAD,
@@ -66,7 +66,8 @@ class EvidenceService(Service):
         self._witnessed = 0  # position in this run's replay of the evidence topic
         self.heads: dict[tuple[str, int], bytes] = {}  # (log, size) -> root, from every head and cosignature seen
         self.latest_head: dict[str, TreeHead] = {}
-        self._to_cosign: dict[tuple[str, int, bytes], TreeHead] = {}
+        # Heads of other logs to countersign, with their envelopes' issued_at (what a revocation cuts by).
+        self._to_cosign: dict[tuple[str, int, bytes], tuple[TreeHead, int]] = {}
         self._unrecorded: dict[str, Envelope] = {}  # join requests no evidence record covers yet
         self.split_views: list[str] = []
 
@@ -123,8 +124,31 @@ class EvidenceService(Service):
         head.verify(ev.speaker.public_key)
         self._judge(head, ev.sender)
         self.latest_head[head.log_id] = head
-        if head.log_id != self.me:
-            self._to_cosign[(head.log_id, head.tree_size, head.root_hash)] = head
+        if head.log_id != self.me and self._may_cosign(head, ev.envelope.issued_at):
+            self._to_cosign[(head.log_id, head.tree_size, head.root_hash)] = (head, ev.envelope.issued_at)
+
+    def _may_cosign(self, head: TreeHead, issued_at: int) -> bool:
+        """Whether, as far as this party has read, the head's keeper was not yet revoked when it signed it.
+
+        The envelope passed §6 when it was read, but a revocation or termination read since may cut
+        before it: the head's own timestamp and its envelope's issued_at must both be before the cut.
+        """
+        return not any(self.trust.revoked(head.log_id, at) for at in (head.timestamp, issued_at))
+
+    @handles(CONTRACT_TERMINATED, CERTIFICATE_REVOKED)
+    async def on_revocation(self, ev: Event) -> None:
+        """Drop pending countersignatures of heads their keeper signed from the cut on (trust is applied first).
+
+        A head read before the revocation can still have been countersigned already; the auditor
+        reports such a countersignature rather than failing it (docs/protocol.md §13.5).
+        """
+        for key, (head, issued_at) in list(self._to_cosign.items()):
+            if not self._may_cosign(head, issued_at):
+                del self._to_cosign[key]
+                self.counts["cosignature_dropped"] += 1
+                self.log.info(
+                    "cosignature_dropped", log_id=head.log_id, tree_size=head.tree_size, after=ev.envelope.payload_type
+                )
 
     @handles(TREE_HEAD_COSIGNED)
     async def on_cosigned(self, ev: Event) -> None:
@@ -162,8 +186,15 @@ class EvidenceService(Service):
             await self.ctx.publisher.publish("evidence", EVIDENCE_RECORDED, proof, env.subject)
             self._unrecorded.pop(event_id, None)
 
+    @property
+    def pending_cosignatures(self) -> int:
+        """Heads of other logs read and not yet countersigned (published and acknowledged)."""
+        return len(self._to_cosign)
+
     async def _cosign_pending(self) -> None:
-        for key, head in list(self._to_cosign.items()):
+        for key, (head, _) in list(self._to_cosign.items()):
+            if key not in self._to_cosign:
+                continue  # dropped by a revocation read while an earlier countersignature was being published
             payload = cosign(head, self.me, self.ctx.publisher.signer)
             await self.ctx.publisher.publish("evidence", TREE_HEAD_COSIGNED, payload, subject=head.log_id)
             self._to_cosign.pop(key, None)

@@ -14,17 +14,12 @@ from mesh.evidence import GOVERNED
 from mesh.node import running
 from mesh.testing import auditor_home, dead_letters, eventually, evidence_settled, federation
 from services.evidence.cli import replay
-from services.evidence.heads import TREE_HEAD, TreeHead
-from services.evidence.service import EvidenceService
+from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosign
+from services.evidence.service import EvidenceService, now_ms
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 
 
-@pytest.mark.tansu_limitation(
-    "open bug, not tansu's: a head the terminated party1 signed after its termination, read by another party "
-    "before the termination and countersigned, fails the audit as COSIGNATURE_MISMATCH; tansu's slow fetches "
-    "make that read order likely (seen in CI); the auditor must treat it as it treats REVOKED_SENDER"
-)
 async def test_registry_steps_are_evidenced_logs_agree_and_the_audit_passes(bootstrap: str, home_root: Path) -> None:
     async with federation(home_root, bootstrap, n=2, evidence=0.3) as fed:
         op = fed.operator.registry
@@ -59,9 +54,57 @@ async def test_registry_steps_are_evidenced_logs_agree_and_the_audit_passes(boot
             assert set(logs[log_id]["cosigned_by"]) == active - {log_id}
         if "party1" in logs:
             assert logs["party1"]["latest"]["tree_size"] < size
+        # A head party1 signed after its termination but before reading it, countersigned by a party that
+        # read it before the termination (their read order, docs/protocol.md §11): reported, not failed.
+        for cosigned in report["cosigned_refused_heads"]:
+            assert (cosigned["log_id"], cosigned["reason"]) == ("party1", "REVOKED_SENDER")
+            assert cosigned["witness"] in active
         final = auditor.final_head()
         assert final is not None
         assert final.tree_size == size
+
+
+async def test_a_countersigned_head_of_a_terminated_party_is_reported_and_one_never_signed_fails(
+    bootstrap: str, home_root: Path
+) -> None:
+    """The race of the test above, made certain: party1 signs a head after its termination and party0
+    countersigns it (as a party that read the head before the termination would); party0 also
+    countersigns a head party1 never signed. The first is reported, the second is COSIGNATURE_MISMATCH."""
+    async with federation(home_root, bootstrap, n=2, evidence=0.3) as fed:
+        await fed.operator.registry.terminate("party1", "left the consortium")
+        await eventually(lambda: evidence_settled(fed), 60, "every party's log and heads agreeing")
+        await eventually(
+            lambda: not any(m.evidence is not None and m.evidence.trust.can_sign("party1") for m in fed.everyone),
+            30,
+            "every party reading the termination",
+        )
+        party0, party1 = fed.members
+        assert party0.evidence is not None
+        refused = {m.node_id: m.evidence.counts["dead:REVOKED_SENDER"] for m in fed.everyone if m.evidence}
+        size = party0.evidence.size
+        tree = party0.evidence.log_state.tree
+        late = TreeHead("party1", size, tree.root(size), now_ms()).signed(party1.registry.ctx.publisher.signer)
+        await party1.registry.ctx.publisher.publish("evidence", TREE_HEAD, late.payload(), subject="party1")
+        never = TreeHead("party1", 0, tree.root(0), now_ms())  # party1 signs no head of an empty log
+        for head in (late, never):
+            payload = cosign(head, "party0", party0.registry.ctx.publisher.signer)
+            await party0.registry.ctx.publisher.publish("evidence", TREE_HEAD_COSIGNED, payload, subject="party1")
+        for m in fed.everyone:
+            await eventually(
+                lambda m=m: m.evidence is not None and m.evidence.counts["dead:REVOKED_SENDER"] > refused[m.node_id],
+                30,
+                f"{m.node_id} refusing party1's late head",
+            )
+        auditor = await replay(auditor_home(home_root, fed), fed.settings, bootstrap)
+        report = auditor.report()
+        assert report["violations_by_reason"] == {"COSIGNATURE_MISMATCH": 1}
+        [violation] = report["violations"]
+        assert "party0 countersigned a head party1 never signed" in violation["detail"]
+        [cosigned] = report["cosigned_refused_heads"]
+        assert (cosigned["witness"], cosigned["log_id"], cosigned["tree_size"]) == ("party0", "party1", size)
+        assert cosigned["root_hash"] == tree.root(size).hex()
+        assert cosigned["reason"] == "REVOKED_SENDER"
+        assert "party1" not in report["logs"] or report["logs"]["party1"]["latest"]["tree_size"] < size
 
 
 async def test_a_restarted_evidence_service_resumes_its_stored_log(bootstrap: str, home_root: Path) -> None:

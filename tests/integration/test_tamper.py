@@ -26,7 +26,8 @@ from mesh.signing import NodeSigner
 from mesh.testing import AuditedHistory as History
 from mesh.testing import copy_topics, fresh_settings
 from services.evidence.cli import replay
-from services.evidence.heads import TREE_HEAD, TreeHead
+from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosign
+from services.evidence.merkle import MerkleLog
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
@@ -167,6 +168,23 @@ async def test_two_heads_of_one_size_by_one_log_are_a_split_view(history: Histor
 
     report = await audit_copy(history, fork)
     assert {"SPLIT_VIEW", "HEAD_MISMATCH"} <= reasons(report)
+
+
+async def test_a_countersignature_of_a_head_its_log_never_signed_is_a_cosignature_mismatch(history: History) -> None:
+    """A member's genuine key countersigning the operator's log at a size the operator never signs (0, so the
+    root is right and only "never signed" can fail it); a refused head of that log does not exist to excuse it."""
+    key = NodeSigner(history.member.key())
+    never = TreeHead("operator", 0, MerkleLog().root(), 1)
+
+    def insert(records: list[Record]) -> list[Record]:
+        i = positions(records, TREE_HEAD)[-1]
+        fake = forged(history.member, TREE_HEAD_COSIGNED, cosign(never, "party0", key), "operator", key)
+        return [*records[: i + 1], fake, *records[i + 1 :]]
+
+    report = await audit_copy(history, insert)
+    assert report["violations_by_reason"] == {"COSIGNATURE_MISMATCH": 1}
+    assert "party0 countersigned a head operator never signed" in report["violations"][0]["detail"]
+    assert report["cosigned_refused_heads"] == []
 
 
 def _cli(history: History, prefix: str, report: Path) -> subprocess.CompletedProcess[str]:

@@ -1,4 +1,5 @@
-"""docs/audit.md's offline verifier, run as written: it accepts every true proof and refuses altered ones."""
+"""docs/audit.md's offline verifier, run as written: it accepts every true proof and refuses altered ones;
+and docs/protocol.md §13.1's table of governed steps, which must be GOVERNED row for row."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from mesh.evidence import GOVERNED
 from mesh.signing import NodeSigner
 from services.evidence.heads import TreeHead
 from services.evidence.merkle import MerkleLog
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "audit.md"
+PROTOCOL = DOC.with_name("protocol.md")
 KEY = NodeSigner(Ed25519PrivateKey.generate())
 
 
@@ -63,3 +66,18 @@ def test_the_documented_verifier_refuses_a_head_signed_by_another_key(snippet: d
     other = NodeSigner(Ed25519PrivateKey.generate()).public_key.hex()
     with pytest.raises(Exception, match="Signature was forged or corrupt"):
         snippet["inclusion_ok"](claim, other)
+
+
+def _sections(text: str) -> dict[str, str]:
+    """docs/protocol.md's numbered sections by number ("13.1"), each with its text up to the next heading."""
+    parts = re.split(r"^#{2,3} (\d+(?:\.\d+)?)\.? .*$", text, flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def test_the_protocols_table_of_governed_steps_is_governed_and_names_where_each_event_is_defined() -> None:
+    sections = _sections(PROTOCOL.read_text(encoding="utf-8"))
+    rows = re.findall(r"^\| `(interfed\.[\w.]+)` \| `([\w.]+)` \| §([\d.]+) \|", sections["13.1"], re.M)
+    assert [(t, a) for t, a, _ in rows] == list(GOVERNED.items())
+    for payload_type, _, where in rows:
+        short = payload_type.rsplit(".", 1)[1]
+        assert f"`{short}`" in sections[where] or f"`{payload_type}`" in sections[where], (payload_type, where)
