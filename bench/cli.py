@@ -395,7 +395,9 @@ def bench_vertical(
 @app.command("psi")
 def bench_psi(
     sizes: Annotated[str, typer.Option("--sizes", help="comma-separated ids per side")] = "10000,100000",
-    repeat: Annotated[int, typer.Option("--repeat", min=1, help="end-to-end runs per size")] = 1,
+    repeat: Annotated[
+        int, typer.Option("--repeat", min=0, help="end-to-end runs per size (0: the stage table only)")
+    ] = 1,
     workers: Annotated[int, typer.Option("--workers", min=1, help="worker processes (shared by both parties)")] = 2,
     sample: Annotated[int, typer.Option("--sample", min=1000, help="ids the stage costs are measured on")] = 20000,
 ) -> None:
@@ -417,6 +419,8 @@ def bench_psi(
     table.add_row("all stages", "", *(f"{t:.2f}" for t in totals))
     table.add_row(f"lower bound on {cores} idle core(s)", "", *(f"{t / cores:.2f}" for t in totals))
     out.print(table)
+    if not repeat:
+        return
     runs = Table(title=f"end to end: 80% common ids, {workers} worker process(es) shared by both parties")
     for column in ("ids per side", "run", "seconds", "bytes sent", "load before", "load after"):
         runs.add_column(column, justify="right")

@@ -3,7 +3,7 @@
 The stages are timed one by one in this process (CPU time, ``time.process_time``) on a sample
 of ids, as the component runs them: reading the id column, hashing to the curve, the X25519
 blinding (libsodium, which the component uses, and OpenSSL through ``cryptography``, the
-alternative), the round trip of a batch to a worker process (pickling), the batch messages and
+alternative, timed in turns), the round trip of a batch to a worker process (pickling), the batch messages and
 the final matching. A run with ``n`` ids per side does each stage a known number of times per
 id (``per_run``: 2 for what both sides do to their own ids, 4 for the blindings), so the CPU
 seconds of a run and its lower bound on the machine's cores follow; the end-to-end runs
@@ -43,6 +43,19 @@ def _cpu(fn: Callable[[], object], items: int) -> float:
     return (time.process_time() - started) / items * 1e6
 
 
+def _interleaved(fns: list[Callable[[bytes], object]], items: bytes, rounds: int = 10) -> list[float]:
+    """CPU microseconds per point of each of ``fns``, taking turns on slices of ``items``: a shared
+    machine's load then weighs on each alike, where timing one after the other would not."""
+    step = -(-len(items) // curve.POINT_BYTES // rounds) * curve.POINT_BYTES
+    spent = [0.0] * len(fns)
+    for start in range(0, len(items), step):
+        for i, fn in enumerate(fns):
+            began = time.process_time()
+            fn(items[start : start + step])
+            spent[i] += time.process_time() - began
+    return [t / (len(items) // curve.POINT_BYTES) * 1e6 for t in spent]
+
+
 def _openssl_blind(scalar: bytes, points: bytes) -> bytes:
     key = X25519PrivateKey.from_private_bytes(scalar)
     return b"".join(
@@ -63,6 +76,7 @@ def stage_costs(sample: int, batch: int = 8192, truncate_bytes: int = 16) -> lis
     hashed = b"".join(curve.hash_to_u(i) for i in ids)
     first = curve.blind(scalar, hashed)
     batches = [ids[i : i + batch] for i in range(0, sample, batch)]
+    sodium, openssl = _interleaved([lambda p: curve.blind(scalar, p), lambda p: _openssl_blind(scalar, p)], hashed)
 
     def round_trips() -> None:  # the ids or points to a worker and the 32-byte results back, as the pool pickles them
         for start in range(0, sample, batch):
@@ -84,12 +98,8 @@ def stage_costs(sample: int, batch: int = 8192, truncate_bytes: int = 16) -> lis
     return [
         Stage("read the id column (CSV)", read, 2),
         Stage("hash to the curve (SHA-512)", _cpu(lambda: [curve.hash_to_u(i) for i in ids], sample), 2),
-        Stage("X25519 blinding, libsodium (both stages)", _cpu(lambda: curve.blind(scalar, hashed), sample), 4),
-        Stage(
-            "X25519 blinding, OpenSSL via cryptography (not used)",
-            _cpu(lambda: _openssl_blind(scalar, hashed), sample),
-            0,
-        ),
+        Stage("X25519 blinding, libsodium (both stages)", sodium, 4),
+        Stage("X25519 blinding, OpenSSL via cryptography (not used)", openssl, 0),
         Stage("batch to a worker and back (pickle)", _cpu(round_trips, sample), 4),
         Stage("batch messages and truncation", _cpu(messages, sample), 2),
         Stage("matching (the guest's dictionary and lookups)", _cpu(matching, sample), 1),
