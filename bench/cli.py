@@ -336,7 +336,9 @@ def bench_vertical(
     psi_sizes: Annotated[
         str, typer.Option("--psi-sizes", help="comma-separated ids per side")
     ] = "10000,100000,1000000",
-    workers: Annotated[int, typer.Option("--workers", min=1, help="PSI worker processes per party")] = 2,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="PSI worker processes (one pool, shared by both parties)")
+    ] = 2,
 ) -> None:
     """One hetero LR epoch: accelerator (in-process, service) against phe; PSI time at several sizes."""
     from bench.vertical import PSI_AIM_SECONDS, RATIO_AIM, machine, run_epochs, run_psi
@@ -381,7 +383,9 @@ def bench_vertical(
         mark = "" if row is epochs[-1] else (" [green]✓[/]" if ratio >= RATIO_AIM else " [red]✗[/]")
         table.add_row(row.path, f"{row.seconds:.2f}", f"{row.bytes_sent:,}", f"{ratio:.1f}x{mark}")
     out.print(table)
-    psi_table = Table(title=f"ECDH-PSI over X25519, 80% common ids, {workers} worker process(es) per party")
+    psi_table = Table(
+        title=f"ECDH-PSI over X25519, 80% common ids, {workers} worker process(es) shared by both parties"
+    )
     for column in ("ids per side", "seconds", "bytes sent"):
         psi_table.add_column(column, justify="right")
     for size, seconds, sent in psi:

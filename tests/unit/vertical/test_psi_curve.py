@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from accel.client import AccelClient
 from services.executor.algorithms.local_run import Party, run_local
 from services.executor.algorithms.psi import curve, handshake
-from services.executor.algorithms.psi.component import PSI
-from services.executor.api import LocalDataset
+from services.executor.algorithms.psi.component import ENC, HANDSHAKE, PSI, RESPONSE, PsiProtocolError, batch_message
+from services.executor.api import ComponentResult, LocalDataset, TaskContext
 
 #: RFC 7748 §5.2: (scalar, u, X25519(scalar, u)); the second u has bit 255 set, which X25519 ignores.
 RFC7748 = [
@@ -142,3 +143,40 @@ async def test_runs_and_parties_share_one_set_of_worker_processes(tmp_path: Path
     expected = sorted(set(guest) & set(host))
     for results in (first, second):
         assert [r.model["ids"].tolist() for r in results.values()] == [expected, expected]
+
+
+class _RaggedHost(PSI):
+    """A guest as usual; a host that agrees in the handshake, then sends a first-stage batch of 33 bytes."""
+
+    async def run(self, ctx: TaskContext) -> ComponentResult:
+        if ctx.role == "guest":
+            return await super().run(ctx)
+        got = await ctx.channel.gather("guest", HANDSHAKE, 0, deadline=ctx.round_deadline)
+        request = got["guest"]["request"]
+        assert isinstance(request, bytes)
+        response = handshake.respond(handshake.decode(request), 1, handshake.ALL_RANKS, 128)
+        await ctx.channel.send("guest", RESPONSE, 0, {"response": handshake.encode(response)})
+        await ctx.channel.send("guest", ENC, 0, batch_message(0, True, 1, bytes(33)))
+        return ComponentResult(model={}, metrics={})
+
+
+async def test_a_ragged_batch_fails_the_run_with_the_reason_while_the_guest_still_blinds(tmp_path: Path) -> None:
+    """The guest's own batches are still in the workers when the host's bad batch arrives: the run fails with
+    the reason, and the pending batches are cancelled rather than left running past the run."""
+    (tmp_path / "guest.csv").write_text("id\n" + "".join(f"g{i}\n" for i in range(2000)))
+    (tmp_path / "host.csv").write_text("id\nh\n")
+    params = {"result_to": "all", "batch_size": 100, "truncate_bits": 128, "workers": 2}
+    parties = [
+        Party(
+            side,
+            side,
+            {"data": LocalDataset(side, tmp_path / f"{side}.csv", {"id": "id"})},
+            AccelClient.in_process(),
+            params,
+        )
+        for side in ("guest", "host")
+    ]
+    with pytest.raises(PsiProtocolError, match=r"batch 0: index 0, count 1, 33 bytes"):
+        await run_local(_RaggedHost(), parties, round_deadline=30.0)
+    leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert leftover == []

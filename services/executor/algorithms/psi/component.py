@@ -167,7 +167,7 @@ class PSI:
         async with blinder(int(ctx.params["workers"])) as me:
             # one task per batch, shared by every host: each host's sender takes them in order as they finish
             own = [me.start(me.hash_and_blind(ids[i : i + batch])) for i in range(0, len(ids), batch)]
-            matched = await asyncio.gather(*(self._with_host(ctx, me, h, own, agreements[h]) for h in hosts))
+            matched = await asyncio.gather(*(me.start(self._with_host(ctx, me, h, own, agreements[h])) for h in hosts))
         # own row i is in the intersection if every host's matching set holds it
         common = set(range(len(ids)))
         for own_rows, _ in matched:
@@ -202,7 +202,10 @@ class PSI:
             return bytes(out)
 
         sending = send_batches(ctx, host, ENC, own_batches, curve.POINT_BYTES)
-        _, theirs, ours = await asyncio.gather(sending, theirs_blinded_again(), ours_from_them())
+        # started on the blinder, so a failure of one (a bad batch) cancels the others with the run
+        _, theirs, ours = await asyncio.gather(
+            me.start(sending), me.start(theirs_blinded_again()), me.start(ours_from_them())
+        )
         sent = sum(len(b.result()) for b in own_batches) // curve.POINT_BYTES
         if len(ours) != width * sent:
             raise PsiProtocolError(f"{host} returned {len(ours) // width} second-stage items for {sent}")
@@ -247,7 +250,7 @@ class PSI:
                     index += 1
                 await asyncio.gather(*answers)
 
-            await asyncio.gather(send_own(), serve_guest())
+            await asyncio.gather(me.start(send_own()), me.start(serve_guest()))
         if result_to != handshake.ALL_RANKS:
             return [], {f"items.{guest}": float(proposal["io_param"]["item_num"])}
         got = await ctx.channel.gather(guest, RESULT, 0, deadline=ctx.round_deadline)
