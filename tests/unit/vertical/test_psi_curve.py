@@ -120,22 +120,21 @@ def test_the_guest_refuses_a_decision_it_did_not_offer() -> None:
         handshake.accept(other, 10)
 
 
+def _two_parties(tmp_path: Path, sides: dict[str, list[str]], *, batch_size: int) -> list[Party]:
+    """A guest and a host on two worker processes, each with its ids in a CSV file."""
+    params = {"result_to": "all", "batch_size": batch_size, "truncate_bits": 128, "workers": 2}
+    parties = []
+    for side, ids in sides.items():
+        (tmp_path / f"{side}.csv").write_text("id\n" + "".join(f"{i}\n" for i in ids))
+        dataset = LocalDataset(side, tmp_path / f"{side}.csv", {"id": "id"})
+        parties.append(Party(side, side, {"data": dataset}, AccelClient.in_process(), params))
+    return parties
+
+
 async def test_runs_and_parties_share_one_set_of_worker_processes(tmp_path: Path) -> None:
     """Two runs with workers=2: both parties use the same pool, kept between runs, and the result is exact."""
     guest, host = [f"u{i}" for i in range(300)], [f"u{i}" for i in range(150, 420)]
-    params = {"result_to": "all", "batch_size": 64, "truncate_bits": 128, "workers": 2}
-    for side, ids in (("guest", guest), ("host", host)):
-        (tmp_path / f"{side}.csv").write_text("id\n" + "".join(f"{i}\n" for i in ids))
-    parties = [
-        Party(
-            side,
-            side,
-            {"data": LocalDataset(side, tmp_path / f"{side}.csv", {"id": "id"})},
-            AccelClient.in_process(),
-            params,
-        )
-        for side in ("guest", "host")
-    ]
+    parties = _two_parties(tmp_path, {"guest": guest, "host": host}, batch_size=64)
     first = await run_local(PSI(), parties, round_deadline=60.0)
     pool = curve.worker_pool(2)
     second = await run_local(PSI(), parties, round_deadline=60.0)
@@ -163,19 +162,7 @@ class _RaggedHost(PSI):
 async def test_a_ragged_batch_fails_the_run_with_the_reason_while_the_guest_still_blinds(tmp_path: Path) -> None:
     """The guest's own batches are still in the workers when the host's bad batch arrives: the run fails with
     the reason, and the pending batches are cancelled rather than left running past the run."""
-    (tmp_path / "guest.csv").write_text("id\n" + "".join(f"g{i}\n" for i in range(2000)))
-    (tmp_path / "host.csv").write_text("id\nh\n")
-    params = {"result_to": "all", "batch_size": 100, "truncate_bits": 128, "workers": 2}
-    parties = [
-        Party(
-            side,
-            side,
-            {"data": LocalDataset(side, tmp_path / f"{side}.csv", {"id": "id"})},
-            AccelClient.in_process(),
-            params,
-        )
-        for side in ("guest", "host")
-    ]
+    parties = _two_parties(tmp_path, {"guest": [f"g{i}" for i in range(2000)], "host": ["h"]}, batch_size=100)
     with pytest.raises(PsiProtocolError, match=r"batch 0: index 0, count 1, 33 bytes"):
         await run_local(_RaggedHost(), parties, round_deadline=30.0)
     leftover = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
