@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import tempfile
 import uuid
 from pathlib import Path
@@ -315,6 +316,13 @@ def bench_hfl(
     out.print(", ".join(f"{key}={value}" for key, value in meta.items()))
 
 
+def _sizes(option: str, value: str) -> list[int]:
+    try:
+        return [int(s) for s in value.split(",") if s]
+    except ValueError:
+        raise typer.BadParameter(f"{option} takes comma-separated integers, not {value!r}") from None
+
+
 @app.command("vertical")
 def bench_vertical(
     bootstrap: Annotated[
@@ -328,15 +336,14 @@ def bench_vertical(
     psi_sizes: Annotated[
         str, typer.Option("--psi-sizes", help="comma-separated ids per side")
     ] = "10000,100000,1000000",
-    workers: Annotated[int, typer.Option("--workers", min=1, help="PSI worker processes per party")] = 2,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="PSI worker processes (one pool, shared by both parties)")
+    ] = 2,
 ) -> None:
     """One hetero LR epoch: accelerator (in-process, service) against phe; PSI time at several sizes."""
     from bench.vertical import PSI_AIM_SECONDS, RATIO_AIM, machine, run_epochs, run_psi
 
-    try:
-        sizes = [int(s) for s in psi_sizes.split(",") if s]
-    except ValueError:
-        raise typer.BadParameter(f"--psi-sizes takes comma-separated integers, not {psi_sizes!r}") from None
+    sizes = _sizes("--psi-sizes", psi_sizes)
     before = machine()
     with contextlib.ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-vertical-")))
@@ -376,7 +383,9 @@ def bench_vertical(
         mark = "" if row is epochs[-1] else (" [green]✓[/]" if ratio >= RATIO_AIM else " [red]✗[/]")
         table.add_row(row.path, f"{row.seconds:.2f}", f"{row.bytes_sent:,}", f"{ratio:.1f}x{mark}")
     out.print(table)
-    psi_table = Table(title=f"ECDH-PSI over X25519, 80% common ids, {workers} worker process(es) per party")
+    psi_table = Table(
+        title=f"ECDH-PSI over X25519, 80% common ids, {workers} worker process(es) shared by both parties"
+    )
     for column in ("ids per side", "seconds", "bytes sent"):
         psi_table.add_column(column, justify="right")
     for size, seconds, sent in psi:
@@ -385,6 +394,51 @@ def bench_vertical(
     out.print(psi_table)
     broker = "external " + address if bootstrap else "embedded tansu"
     out.print(f"broker={broker}, before={before}, after={machine()}")
+
+
+@app.command("psi")
+def bench_psi(
+    sizes: Annotated[str, typer.Option("--sizes", help="comma-separated ids per side")] = "10000,100000",
+    repeat: Annotated[
+        int, typer.Option("--repeat", min=0, help="end-to-end runs per size (0: the stage table only)")
+    ] = 1,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="worker processes (shared by both parties)")] = 2,
+    sample: Annotated[int, typer.Option("--sample", min=1000, help="ids the stage costs are measured on")] = 20000,
+) -> None:
+    """ECDH-PSI: each stage's CPU cost per id and per run, then end-to-end runs (both parties in this process)."""
+    from bench.psi import stage_costs
+    from bench.vertical import PSI_AIM_SECONDS, machine, run_psi
+
+    counts = _sizes("--sizes", sizes)
+    before = machine()
+    stages = stage_costs(sample)
+    table = Table(title=f"ECDH-PSI stages: CPU time in this process, measured on {sample:,} ids")
+    for column in ("stage", "µs per id", *(f"CPU-s, {n:,} per side" for n in counts)):
+        table.add_column(column, justify="left" if column == "stage" else "right")
+    for stage in stages:
+        cells = (f"{stage.run_seconds(n):.2f}" if stage.per_run else "-" for n in counts)
+        table.add_row(f"{stage.name} (x{stage.per_run})", f"{stage.micros_per_id:.2f}", *cells)
+    cores = max(1, min(workers, os.cpu_count() or 1))
+    totals = [sum(stage.run_seconds(n) for stage in stages) for n in counts]
+    table.add_row("all stages", "", *(f"{t:.2f}" for t in totals))
+    table.add_row(f"lower bound on {cores} idle core(s)", "", *(f"{t / cores:.2f}" for t in totals))
+    out.print(table)
+    if not repeat:
+        return
+    runs = Table(title=f"end to end: 80% common ids, {workers} worker process(es) shared by both parties")
+    for column in ("ids per side", "run", "seconds", "bytes sent", "load before", "load after"):
+        runs.add_column(column, justify="right")
+    with tempfile.TemporaryDirectory(prefix="interfed-bench-psi-") as root:
+        for n in counts:
+            for run in range(1, repeat + 1):
+                load = os.getloadavg()[0]
+                seconds, sent = asyncio.run(run_psi(Path(root), n, workers))
+                mark = (" [green]✓[/]" if seconds < PSI_AIM_SECONDS else " [red]✗[/]") if n == 100_000 else ""
+                runs.add_row(
+                    f"{n:,}", str(run), f"{seconds:.2f}{mark}", f"{sent:,}", f"{load:.2f}", f"{os.getloadavg()[0]:.2f}"
+                )
+    out.print(runs)
+    out.print(f"before={before}, after={machine()}; the first run in this process also starts the worker processes")
 
 
 #: Model sizes of the rounds benchmark: 10^3 to 10^6 parameters.

@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -25,6 +27,8 @@ import numpy.typing as npt
 from services.executor.algorithms.psi import curve, handshake
 from services.executor.algorithms.psi.handshake import Agreement, PsiHandshakeError
 from services.executor.api import ComponentResult, Message, TaskContext
+
+T = TypeVar("T")
 
 ENC, DUAL, HANDSHAKE, RESPONSE, RESULT = (
     "psi.enc",
@@ -45,6 +49,13 @@ class Blinder:
 
     scalar: bytes
     pool: Executor | None
+    tasks: list[asyncio.Future[Any]] = field(default_factory=list)
+
+    def start(self, work: Awaitable[T]) -> asyncio.Future[T]:
+        """``work`` started now, to be awaited later; the run cancels it if it ends first (a failure)."""
+        task = asyncio.ensure_future(work)
+        self.tasks.append(task)
+        return task
 
     async def hash_and_blind(self, ids: Sequence[str]) -> bytes:
         return await self._run(curve.hash_and_blind, list(ids))
@@ -58,24 +69,31 @@ class Blinder:
             return await loop.run_in_executor(self.pool, fn, self.scalar, arg)  # type: ignore[arg-type]
         except curve.SmallOrderPointError as exc:
             raise PsiProtocolError(f"a peer sent a small-order point: {exc}") from exc
+        except BrokenProcessPool as exc:
+            if self.pool is not None:
+                curve.forget_pool(self.pool)
+            raise RuntimeError(f"a PSI worker process died ({exc}); the next run starts new workers") from exc
 
 
 @contextlib.asynccontextmanager
 async def blinder(workers: int) -> AsyncIterator[Blinder]:
+    """This run's blinder on the process's shared workers; batches still running when the run ends are cancelled."""
     # The scalar is fresh per run, never derived from the job seed: the other parties know the seed.
-    pool = curve.worker_pool(workers)
+    me = Blinder(curve.new_scalar(), curve.worker_pool(workers))
     try:
-        yield Blinder(curve.new_scalar(), pool)
+        yield me
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        for task in me.tasks:
+            task.cancel()
+        if me.tasks:
+            await asyncio.gather(*me.tasks, return_exceptions=True)
 
 
-def _batch_message(index: int, last: bool, count: int, ciphertext: bytes) -> Message:
+def batch_message(index: int, last: bool, count: int, ciphertext: bytes) -> Message:
     return {"batch": np.array([index, int(last), count], dtype=np.int64), "ciphertext": ciphertext}
 
 
-def _read_batch(message: Message, index: int, width: int) -> tuple[bool, int, bytes]:
+def read_batch(message: Message, index: int, width: int) -> tuple[bool, int, bytes]:
     meta, ciphertext = message.get("batch"), message.get("ciphertext")
     if not isinstance(meta, np.ndarray) or meta.shape != (3,) or not isinstance(ciphertext, bytes):
         raise PsiProtocolError(f"batch {index}: not a PSI batch (need 'batch' [index, last, count] and 'ciphertext')")
@@ -87,13 +105,20 @@ def _read_batch(message: Message, index: int, width: int) -> tuple[bool, int, by
     return bool(last), count, ciphertext
 
 
-async def send_batches(ctx: TaskContext, to: str, tag: str, chunks: Sequence[bytes], width: int) -> None:
-    """Send ``chunks`` (whole ``width``-byte items each) as batches 0..n-1; an empty set is one empty batch."""
-    chunks = list(chunks) or [b""]
-    for index, chunk in enumerate(chunks):
+async def send_batches(ctx: TaskContext, to: str, tag: str, chunks: Sequence[Awaitable[bytes]], width: int) -> None:
+    """Send ``chunks`` (whole ``width``-byte items each) as batches 0..n-1, each as soon as it and those
+    before it are ready (so the peer starts on batch 0 while later ones are still being blinded);
+    an empty set is one empty batch."""
+    pending = list(chunks) or [_ready(b"")]
+    for index, part in enumerate(pending):
+        chunk = await part
         await ctx.channel.send(
-            to, tag, index, _batch_message(index, index == len(chunks) - 1, len(chunk) // width, chunk)
+            to, tag, index, batch_message(index, index == len(pending) - 1, len(chunk) // width, chunk)
         )
+
+
+async def _ready(value: bytes) -> bytes:
+    return value
 
 
 async def receive_batches(ctx: TaskContext, from_: str, tag: str, width: int) -> AsyncIterator[tuple[bool, bytes]]:
@@ -101,19 +126,14 @@ async def receive_batches(ctx: TaskContext, from_: str, tag: str, width: int) ->
     index = 0
     while True:
         got = await ctx.channel.gather(from_, tag, index, deadline=ctx.round_deadline)
-        last, _, ciphertext = _read_batch(got[from_], index, width)
+        last, _, ciphertext = read_batch(got[from_], index, width)
         yield last, ciphertext
         if last:
             return
         index += 1
 
 
-def _split(items: bytes, width: int, size: int) -> list[bytes]:
-    step = width * size
-    return [items[i : i + step] for i in range(0, len(items), step)]
-
-
-def _truncated(points: bytes, width: int) -> list[bytes]:
+def truncated(points: bytes, width: int) -> list[bytes]:
     return [points[i : i + width] for i in range(0, len(points), curve.POINT_BYTES)]
 
 
@@ -145,12 +165,9 @@ class PSI:
         agreements = {h: handshake.accept(handshake.decode(_bytes(replies[h], "response")), len(ids)) for h in hosts}
         batch = int(ctx.params["batch_size"])
         async with blinder(int(ctx.params["workers"])) as me:
-            own = b"".join(
-                await asyncio.gather(*(me.hash_and_blind(ids[i : i + batch]) for i in range(0, len(ids), batch)))
-            )
-            matched = await asyncio.gather(
-                *(self._with_host(ctx, me, h, own, agreements[h], batch=batch) for h in hosts)
-            )
+            # one task per batch, shared by every host: each host's sender takes them in order as they finish
+            own = [me.start(me.hash_and_blind(ids[i : i + batch])) for i in range(0, len(ids), batch)]
+            matched = await asyncio.gather(*(me.start(self._with_host(ctx, me, h, own, agreements[h])) for h in hosts))
         # own row i is in the intersection if every host's matching set holds it
         common = set(range(len(ids)))
         for own_rows, _ in matched:
@@ -163,14 +180,19 @@ class PSI:
         return rows, {f"items.{h}": float(a.host_items) for h, a in agreements.items()}
 
     async def _with_host(
-        self, ctx: TaskContext, me: Blinder, host: str, own: bytes, agreement: Agreement, *, batch: int
+        self,
+        ctx: TaskContext,
+        me: Blinder,
+        host: str,
+        own_batches: Sequence[asyncio.Future[bytes]],
+        agreement: Agreement,
     ) -> tuple[set[int], list[tuple[int, int]]]:
         """(own rows found at this host, [(host position, own row)] of the matches)."""
         width = agreement.truncate_bytes
 
         async def theirs_blinded_again() -> bytes:
             # every batch goes to the pool as it arrives, so the workers stay busy
-            pending = [asyncio.ensure_future(me.blind(chunk)) async for _, chunk in receive_batches(ctx, host, ENC, 32)]
+            pending = [me.start(me.blind(chunk)) async for _, chunk in receive_batches(ctx, host, ENC, 32)]
             return b"".join(await asyncio.gather(*pending))
 
         async def ours_from_them() -> bytes:
@@ -179,11 +201,15 @@ class PSI:
                 out += chunk
             return bytes(out)
 
-        sending = send_batches(ctx, host, ENC, _split(own, curve.POINT_BYTES, batch), curve.POINT_BYTES)
-        _, theirs, ours = await asyncio.gather(sending, theirs_blinded_again(), ours_from_them())
-        if len(ours) != width * (len(own) // curve.POINT_BYTES):
-            raise PsiProtocolError(f"{host} returned {len(ours) // width} second-stage items for {len(own) // 32}")
-        position = {value: i for i, value in enumerate(_truncated(theirs, width))}
+        sending = send_batches(ctx, host, ENC, own_batches, curve.POINT_BYTES)
+        # started on the blinder, so a failure of one (a bad batch) cancels the others with the run
+        _, theirs, ours = await asyncio.gather(
+            me.start(sending), me.start(theirs_blinded_again()), me.start(ours_from_them())
+        )
+        sent = sum(len(b.result()) for b in own_batches) // curve.POINT_BYTES
+        if len(ours) != width * sent:
+            raise PsiProtocolError(f"{host} returned {len(ours) // width} second-stage items for {sent}")
+        position = {value: i for i, value in enumerate(truncated(theirs, width))}
         pairs = [
             (position[v], row)
             for row, v in enumerate(ours[i : i + width] for i in range(0, len(ours), width))
@@ -209,22 +235,22 @@ class PSI:
         async with blinder(int(ctx.params["workers"])) as me:
 
             async def send_own() -> None:
-                parts = (me.hash_and_blind(shuffled[i : i + batch]) for i in range(0, len(shuffled), batch))
-                await send_batches(ctx, guest, ENC, await asyncio.gather(*parts), curve.POINT_BYTES)
+                parts = [me.start(me.hash_and_blind(shuffled[i : i + batch])) for i in range(0, len(shuffled), batch)]
+                await send_batches(ctx, guest, ENC, parts, curve.POINT_BYTES)
 
             async def answer(index: int, last: bool, chunk: bytes) -> None:
-                dual = b"".join(_truncated(await me.blind(chunk), width))
+                dual = b"".join(truncated(await me.blind(chunk), width))
                 count = len(chunk) // curve.POINT_BYTES
-                await ctx.channel.send(guest, DUAL, index, _batch_message(index, last, count, dual))
+                await ctx.channel.send(guest, DUAL, index, batch_message(index, last, count, dual))
 
             async def serve_guest() -> None:
                 answers, index = [], 0
                 async for last, chunk in receive_batches(ctx, guest, ENC, curve.POINT_BYTES):
-                    answers.append(asyncio.ensure_future(answer(index, last, chunk)))
+                    answers.append(me.start(answer(index, last, chunk)))
                     index += 1
                 await asyncio.gather(*answers)
 
-            await asyncio.gather(send_own(), serve_guest())
+            await asyncio.gather(me.start(send_own()), me.start(serve_guest()))
         if result_to != handshake.ALL_RANKS:
             return [], {f"items.{guest}": float(proposal["io_param"]["item_num"])}
         got = await ctx.channel.gather(guest, RESULT, 0, deadline=ctx.round_deadline)
