@@ -149,7 +149,10 @@ async def vertical(fed: TestFederation, root: Path, step: Step, out: Console) ->
             SEED,
         )
         if abs(compared.auc_federated - compared.auc_centralised) > 0.005:
-            raise AssertionError(f"AUC {compared.auc_federated:.4f} federated, {compared.auc_centralised:.4f} not")
+            raise AssertionError(
+                f"AUC federated {compared.auc_federated:.4f} and centralised {compared.auc_centralised:.4f} "
+                "differ by more than 0.005"
+            )
     metrics = results["bank"].metrics
     return VerticalFigures(
         compared=compared,
