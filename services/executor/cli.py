@@ -139,6 +139,7 @@ def show(job_id: str, home: HomeOpt, as_json: JsonOpt = False, bootstrap: Bootst
         return job_row(job) | {
             "params": job.params,
             "datasets": job.datasets,
+            "job_inputs": job.job_inputs,
             "results": {
                 n: {
                     "ok": f["ok"],
@@ -198,6 +199,9 @@ def propose(
     component: Annotated[str, typer.Option(help="CODE:VERSION of an installed component")],
     party: Annotated[list[str], typer.Option(help="NODE=ROLE, once per participant, in slot order")],
     dataset: Annotated[list[str], typer.Option(help="NODE=INPUT=DATASET_ID[=REQUEST_ID], once per input")] = [],  # noqa: B006
+    output: Annotated[
+        list[str], typer.Option("--input", help="NODE=INPUT=JOB_ID=OUTPUT: an earlier job's output, once per input")
+    ] = [],  # noqa: B006
     project: Annotated[str, typer.Option(help="what the job is for (the permits' PROJECT scope)")] = "default",
     params: Annotated[str, typer.Option(help="parameters as a JSON object")] = "{}",
     round_deadline: Annotated[float, typer.Option(help="seconds each round may take")] = 60.0,
@@ -218,6 +222,12 @@ def propose(
         if len(bits) not in (3, 4) or not all(bits):  # NODE=INPUT=DATASET[=REQUEST]
             raise ConfigurationError(f"--dataset {d!r}: use NODE=INPUT=DATASET_ID[=REQUEST_ID]")
         inputs.append((bits[0], bits[1], bits[2], bits[3] if len(bits) == 4 else None))
+    earlier: list[tuple[str, str, str, str]] = []
+    for o in output:
+        bits = o.split("=")
+        if len(bits) != 4 or not all(bits):
+            raise ConfigurationError(f"--input {o!r}: use NODE=INPUT=JOB_ID=OUTPUT")
+        earlier.append((bits[0], bits[1], bits[2], bits[3]))
     try:
         values = json.loads(params)
     except ValueError:
@@ -232,6 +242,7 @@ def propose(
             component=(code, version),
             participants=roles,
             datasets=inputs,
+            job_inputs=earlier,
             params=values,
             project=project,
             round_deadline=round_deadline,

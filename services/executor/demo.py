@@ -21,6 +21,9 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from accel.client import AccelClient, RemoteTransport, ReplyListener
+from accel.keystore import KeyStore
+from accel.service import AccelService
 from mesh.service import Context, Service
 from mesh.testing import TestFederation, eventually
 from services.catalog.demo import catalog_services
@@ -29,19 +32,19 @@ from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
 from services.executor.cli import job_row, print_jobs
 from services.executor.service import POLICY_FILE, ExecutorService
-from services.executor.state import JobStatus
+from services.executor.state import Job, JobStatus
 
 Step = Callable[[str], contextlib.AbstractContextManager[None]]
 
-#: Every party's job policy in the demo: jobs the bank proposes for an hfl-* project are accepted.
+#: Every party's job policy in the demo: jobs the bank proposes for an hfl-* or vfl-* project are accepted.
 JOB_POLICY = """\
 default = "manual"
 
 [[rule]]
-name = "bank-hfl"
+name = "bank-fl"
 decision = "accept"
 initiators = ["bank"]
-projects = ["hfl-*"]
+projects = ["hfl-*", "vfl-*"]
 max_participants = 5
 """
 PROJECT = "hfl-demo"
@@ -51,13 +54,30 @@ EPOCHS = 5
 HFL_PARAMS = {"model": "logreg", "classes": 2, "epochs": EPOCHS, "learning_rate": 0.5, "secure_aggregation": "masks"}
 
 
+#: The parties that run their own accelerator service (the vertical stage's guest and host): each sends its
+#: Paillier work, which involves its own features, to its own accelerator only.
+ACCELERATED = ("bank", "hospital")
+
+
 def demo_services(ctx: Context) -> Sequence[Service]:
-    """Each party runs its catalog, its components service and an executor deciding jobs by its home's policy."""
+    """Each party runs its catalog, its components service and an executor deciding jobs by its home's policy;
+    the bank and the hospital also their accelerator service, which their executor's Paillier requests go to."""
     (ctx.home.path / POLICY_FILE).write_text(JOB_POLICY, encoding="utf-8")
     (catalog,) = catalog_services(ctx)
     assert isinstance(catalog, CatalogService)
     store = ComponentsService(ctx)
-    return [catalog, store, ExecutorService(ctx, catalog=catalog, components=store)]
+    if ctx.config.node_id not in ACCELERATED:
+        return [catalog, store, ExecutorService(ctx, catalog=catalog, components=store)]
+    listener = ReplyListener(ctx, ctx.config.node_id)
+    client = AccelClient(RemoteTransport(listener, timeout=60, retries=1), ctx.config.node_id)
+    accelerator = AccelService(ctx, workers=1, keys=KeyStore.empty())
+    return [
+        catalog,
+        store,
+        accelerator,
+        listener,
+        ExecutorService(ctx, catalog=catalog, components=store, accel=client),
+    ]
 
 
 def _svc(fed: TestFederation, node_id: str, name: str) -> Service:
@@ -92,8 +112,8 @@ def _permit_is(catalog: CatalogService, request_id: str, status: str | None) -> 
     return permit is not None and (status is None or permit.status == status)
 
 
-def _used_once(catalog: CatalogService, request_id: str) -> bool:
-    return catalog.catalog.permits[request_id].uses == 1
+def _uses_are(catalog: CatalogService, request_id: str, count: int) -> bool:
+    return catalog.catalog.permits[request_id].uses == count
 
 
 def _release_seen(executor: ExecutorService, job_id: str, digest: bytes) -> bool:
@@ -137,30 +157,98 @@ async def install_component(fed: TestFederation, step: Step) -> tuple[str, str]:
     return HFL
 
 
+async def grant(
+    fed: TestFederation, owner: str, path: Path, local_name: str, *, labels: tuple[str, ...], project: str, uses: int
+) -> tuple[str, str]:
+    """``owner`` publishes a table's metadata; the bank asks for it for ``project`` (``uses`` uses); the owner grants.
+
+    Returns (dataset id, permit id)."""
+    dataset = await _cat(fed, owner).publish(
+        path, local_name, category=project, id_columns=("id",), label_columns=labels
+    )
+    await eventually(partial(_has_dataset, _cat(fed, "bank"), dataset), 30, f"bank seeing {dataset}")
+    until = time.time_ns() // 1_000_000 + DAY_MS
+    rid = await _cat(fed, "bank").request(
+        dataset, "federated training", scope_type="PROJECT", scope_ids=[project], not_after=until, use_limit=uses
+    )
+    await eventually(partial(_permit_is, _cat(fed, owner), rid, None), 30, f"{owner} seeing the request")
+    await _cat(fed, owner).approve(rid)
+    await eventually(partial(_permit_is, _cat(fed, owner), rid, "APPROVED"), 30, "the grant")
+    return dataset, rid
+
+
+async def accepted(fed: TestFederation, job_id: str) -> Job:
+    """The bank's view of its proposed job once every participant has decided; a rejection raises its reason."""
+    bank = _ex(fed, "bank")
+    await eventually(
+        lambda: job_id in bank.jobs.jobs and bank.jobs.jobs[job_id].status is not JobStatus.PENDING,
+        30,
+        "all deciding",
+    )
+    job = bank.jobs.jobs[job_id]
+    if job.status is JobStatus.FAILED:
+        raise AssertionError(f"{job.reason_code}: {job.reason}")
+    return job
+
+
+async def watch(fed: TestFederation, job: Job, observer: str, total: int, out: Console, *, budget: float = 120) -> None:
+    """Show ``observer``'s own progress of the job (its rounds and loss) until it ends; every party must see the end,
+    and the job must succeed."""
+    seen = _ex(fed, observer).jobs.jobs[job.job_id]
+    columns = (TextColumn("  training {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=out) as bar:
+        task = bar.add_task(job.job_id[:8], total=total)
+        deadline = time.monotonic() + budget
+        while not job.ended and time.monotonic() < deadline:
+            metrics = seen.progress.get("metrics", {})
+            shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+            bar.update(
+                task,
+                completed=max(0, seen.progress.get("round", -1) + 1),
+                description=f"{job.job_id[:8]} {job.status} {observer} {shown}",
+            )
+            await asyncio.sleep(0.1)
+        bar.update(task, completed=total)
+    for m in fed.everyone:
+        await eventually(
+            partial(lambda n: _ex(fed, n).jobs.jobs[job.job_id].ended, m.node_id), 30, f"{m.node_id} seeing the end"
+        )
+    if job.status is not JobStatus.SUCCESS:
+        raise AssertionError(f"job {job.status}: {job.reason_code}: {job.reason}")
+
+
+async def release(fed: TestFederation, job_id: str) -> bytes:
+    """The bank proposes the release by its digest; every participant approves; the bank records it."""
+    digest = await _ex(fed, "bank").propose_release(job_id)
+    for node in _ex(fed, "bank").jobs.jobs[job_id].nodes:
+        await eventually(partial(_release_seen, _ex(fed, node), job_id, digest), 30, "the proposal")
+        await _ex(fed, node).approve_release(job_id)
+    for m in fed.everyone:
+        await eventually(partial(lambda n: _ex(fed, n).jobs.jobs[job_id].released, m.node_id), 30, "the release")
+    return digest
+
+
+async def uses_recorded(fed: TestFederation, permits: dict[str, int]) -> None:
+    """Each permit has the given number of uses recorded (every party's view); no executor refused a job event."""
+    for m in fed.everyone:
+        for rid, count in permits.items():
+            await eventually(partial(_uses_are, _cat(fed, m.node_id), rid, count), 30, f"{m.node_id}: the uses")
+        dead = {k: v for k, v in _ex(fed, m.node_id).counts.items() if k.startswith("dead:")}
+        if dead:
+            raise AssertionError(f"{m.node_id}'s executor refused events: {dead}")
+
+
 async def train_and_release(fed: TestFederation, root: Path, step: Step, out: Console) -> None:
     """Permits, a job proposed by the bank, accepted by all by policy, trained with progress, its model released."""
     component = await install_component(fed, step)
-    bank = _ex(fed, "bank")
     hosts = ("hospital", "telecom")
     datasets: list[tuple[str, str, str, str | None]] = []
     with step("hospital and telecom publish training tables; the bank asks for them for the project; both grant"):
         for host, path in zip(hosts, _training_files(root, hosts), strict=True):
-            dataset = await _cat(fed, host).publish(
-                path, "hfl-train", category="hfl", id_columns=("id",), label_columns=("label",)
-            )
-            await eventually(partial(_has_dataset, _cat(fed, "bank"), dataset), 30, f"bank seeing {dataset}")
-            until = time.time_ns() // 1_000_000 + DAY_MS
-            rid = await _cat(fed, "bank").request(
-                dataset, "federated training", scope_type="PROJECT", scope_ids=[PROJECT], not_after=until, use_limit=1
-            )
-            await eventually(partial(_permit_is, _cat(fed, host), rid, None), 30, f"{host} seeing the request")
-            await _cat(fed, host).approve(rid)
+            dataset, rid = await grant(fed, host, path, "hfl-train", labels=("label",), project=PROJECT, uses=1)
             datasets.append((host, "train", dataset, rid))
-        for host, _, _, granted in datasets:
-            assert granted is not None
-            await eventually(partial(_permit_is, _cat(fed, host), granted, "APPROVED"), 30, "grants")
     with step("the bank proposes the job; every participant checks and accepts it by its policy"):
-        job_id = await bank.propose(
+        job_id = await _ex(fed, "bank").propose(
             component=component,
             participants=[("bank", "aggregator"), ("hospital", "host"), ("telecom", "host")],
             datasets=datasets,
@@ -169,53 +257,13 @@ async def train_and_release(fed: TestFederation, root: Path, step: Step, out: Co
             round_deadline=30,
             seed=2026,
         )
-        await eventually(
-            lambda: job_id in bank.jobs.jobs and bank.jobs.jobs[job_id].status is not JobStatus.PENDING,
-            30,
-            "all accepting",
-        )
-        if bank.jobs.jobs[job_id].status is JobStatus.FAILED:
-            raise AssertionError(bank.jobs.jobs[job_id].reason)
-    job = bank.jobs.jobs[job_id]
-    seen = _ex(fed, "hospital").jobs.jobs[job_id]  # a host's own progress: its loss and accuracy on its data
-    columns = (TextColumn("  training {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with (
-        step("the job runs: FedAvg rounds on the broker, each host's update masked from the aggregator"),
-        Progress(*columns, console=out) as bar,
-    ):
-        task = bar.add_task(job_id[:8], total=EPOCHS)
-        deadline = time.monotonic() + 120
-        while not job.ended and time.monotonic() < deadline:
-            metrics = seen.progress.get("metrics", {})
-            bar.update(
-                task,
-                completed=max(0, seen.progress.get("round", 0)),
-                description=f"{job_id[:8]} {job.status} hospital loss={metrics.get('loss', 0):.4f} "
-                f"accuracy={metrics.get('accuracy', 0):.3f}",
-            )
-            await asyncio.sleep(0.1)
-        bar.update(task, completed=EPOCHS)
-        for m in fed.everyone:
-            await eventually(
-                partial(lambda n: _ex(fed, n).jobs.jobs[job_id].ended, m.node_id), 30, f"{m.node_id} seeing the end"
-            )
-        if job.status is not JobStatus.SUCCESS:
-            raise AssertionError(f"job {job.status}: {job.reason}")
+        job = await accepted(fed, job_id)
+    with step("the job runs: FedAvg rounds on the broker, each host's update masked from the aggregator"):
+        await watch(fed, job, "hospital", EPOCHS, out)
     with step("the parties approve the release of the trained model by its digest; the bank records it"):
-        digest = await bank.propose_release(job_id)
-        for node in ("bank", *hosts):
-            await eventually(partial(_release_seen, _ex(fed, node), job_id, digest), 30, "the proposal")
-            await _ex(fed, node).approve_release(job_id)
-        for m in fed.everyone:
-            await eventually(partial(lambda n: _ex(fed, n).jobs.jobs[job_id].released, m.node_id), 30, "the release")
+        digest = await release(fed, job_id)
     with step("every use of a dataset in the job is recorded under its permit; no party refused a job event"):
-        for _, _, _, used in datasets:
-            assert used is not None
-            await eventually(partial(_used_once, _cat(fed, "telecom"), used), 30, "the uses")
-        for m in fed.everyone:
-            dead = {k: v for k, v in _ex(fed, m.node_id).counts.items() if k.startswith("dead:")}
-            if dead:
-                raise AssertionError(f"{m.node_id}'s executor refused events: {dead}")
+        await uses_recorded(fed, {rid: 1 for _, _, _, rid in datasets if rid is not None})
     print_jobs([job_row(_ex(fed, "telecom").jobs.jobs[job_id])], "jobs as telecom sees them", out)
     trained = {host: dict(_ex(fed, host).results[job_id].metrics) for host in hosts}
     out.print(f"  released model {digest.hex()[:16]}; each host's final loss and accuracy on its data: {trained}")

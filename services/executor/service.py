@@ -12,10 +12,11 @@ receivers ignore them.
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -40,6 +41,7 @@ from services.executor.errors import (
     COMPONENT_DISABLED,
     COMPONENT_FAILED,
     COMPONENT_NOT_INSTALLED,
+    JOB_INPUT_INVALID,
     MANUAL_REJECT,
     PERMIT_INVALID,
     POLICY_REFUSED,
@@ -63,6 +65,7 @@ from services.executor.state import (
     Job,
     Jobs,
     JobStatus,
+    release_digest,
 )
 from services.executor.transport import ROUND_PART, BusChannel, Inbox
 
@@ -123,6 +126,9 @@ class ExecutorService(Service):
         self.log.info("job_applied", change=env.payload_type.rsplit(".", 1)[1], job=job.job_id, status=job.status)
         if self._ready:
             self._react(job)
+            if job.ended:  # decisions that waited for this job's end (an input of theirs)
+                for later in self._awaiting(job.job_id):
+                    self._react(later)
 
     @handles(ROUND_PART)
     async def on_round_part(self, ev: Event) -> None:
@@ -216,6 +222,8 @@ class ExecutorService(Service):
             raise JobCheckError(BAD_PARAMS, str(exc)) from None
         for d in job.datasets_of(self.me):
             self.scope_of(job, d)
+        for i in job.job_inputs_of(self.me):
+            self.output_of(job, i)
         return params
 
     def scope_of(self, job: Job, d: dict[str, Any]) -> str | None:
@@ -246,10 +254,61 @@ class ExecutorService(Service):
             raise JobCheckError(PERMIT_INVALID, f"{exc.reason}: {exc}") from None
         return scope
 
+    def output_of(self, job: Job, named: dict[str, Any]) -> dict[str, Any]:
+        """The stored output of an earlier job that ``job`` names as this node's input ``named`` (protocol.md 16.4).
+
+        Raises JobCheckError(JOB_INPUT_INVALID) with the reason when it may not or cannot be used.
+        """
+        earlier = self.jobs.jobs.get(named["job_id"])
+        what = f"input {named['input']}: job {named['job_id']}"
+        if earlier is None:
+            raise JobCheckError(JOB_INPUT_INVALID, f"{what} is unknown here")
+        if earlier.project != job.project:
+            raise JobCheckError(JOB_INPUT_INVALID, f"{what} is of project {earlier.project!r}, not {job.project!r}")
+        if self.me not in earlier.nodes:
+            raise JobCheckError(JOB_INPUT_INVALID, f"{what}: {self.me} took no part in it")
+        if earlier.status is not JobStatus.SUCCESS:
+            ended = f" ({earlier.reason_code}: {earlier.reason})" if earlier.reason_code else ""
+            raise JobCheckError(JOB_INPUT_INVALID, f"{what} is {earlier.status}, not SUCCESS{ended}")
+        found = self._installed(earlier.component_code, earlier.component_version)
+        outputs = [o.name for o in found.spec.outputs] if found is not None else []
+        if named["output"] not in outputs:
+            raise JobCheckError(
+                JOB_INPUT_INVALID,
+                f"{what} ran {earlier.component_code} {earlier.component_version}, whose outputs here are "
+                f"{', '.join(outputs) or 'unknown'}, not {named['output']!r}",
+            )
+        stored = FileCheckpoints(self.folder(earlier.job_id) / "model").latest()
+        if stored is None or not stored[1]:
+            raise JobCheckError(JOB_INPUT_INVALID, f"{what}: this node holds no stored output of it")
+        columns = stored[1]
+        lengths: dict[str, tuple[int, ...]] = {name: getattr(v, "shape", ()) for name, v in columns.items()}
+        if any(len(shape) != 1 for shape in lengths.values()) or len({s[0] for s in lengths.values()}) != 1:
+            raise JobCheckError(JOB_INPUT_INVALID, f"{what}: its output {lengths} is not a table of equal columns")
+        return columns
+
+    def _awaiting(self, earlier: str) -> list[Job]:
+        """The pending jobs whose inputs of this node name job ``earlier``."""
+        return [
+            j
+            for j in self.jobs.jobs.values()
+            if j.status is JobStatus.PENDING and any(i["job_id"] == earlier for i in j.job_inputs_of(self.me))
+        ]
+
+    def _inputs_pending(self, job: Job) -> bool:
+        """Whether an earlier job this node's inputs name is known here but has not ended yet in this node's view.
+
+        Its last events may be on another partition than this proposal: the decision waits for them.
+        """
+        earlier = (self.jobs.jobs.get(i["job_id"]) for i in job.job_inputs_of(self.me))
+        return any(e is not None and not e.ended for e in earlier)
+
     async def _decide_by_policy(self, job_id: str) -> None:
         job = self.jobs.jobs[job_id]
         if job.status is not JobStatus.PENDING or self.me in job.accepted or (job_id, "decide") in self._taken:
             return
+        if self._inputs_pending(job):
+            return  # decided when the earlier job ends (on_task_event)
         try:
             self.check(job)
         except JobCheckError as exc:
@@ -280,8 +339,10 @@ class ExecutorService(Service):
         project: str,
         round_deadline: float = 60.0,
         seed: int = 0,
+        job_inputs: Sequence[tuple[str, str, str, str]] = (),
     ) -> str:
-        """Propose a job: participants as (node, role) in slot order; datasets as (node, input, dataset, permit)."""
+        """Propose a job: participants as (node, role) in slot order; datasets as (node, input, dataset, permit);
+        job inputs, outputs of earlier jobs, as (node, input, earlier job id, output name)."""
         code, version = component
         found = self._installed(code, version)
         if found is None:
@@ -301,6 +362,7 @@ class ExecutorService(Service):
             "component_sha256": found.artifact_sha256,
             "participants": parts,
             "datasets": [{"node_id": n, "input": i, "dataset_id": d, "request_id": r} for n, i, d, r in datasets],
+            "job_inputs": [{"node_id": n, "input": i, "job_id": j, "output": o} for n, i, j, o in job_inputs],
             "params_json": json.dumps(params, sort_keys=True),
             "round_deadline_ms": int(round_deadline * 1000),
             "seed": seed,
@@ -331,12 +393,11 @@ class ExecutorService(Service):
         await self._step(JOB_STOPPED, {"job_id": job_id, "reason": reason})
 
     async def propose_release(self, job_id: str) -> bytes:
-        """Initiator: propose releasing the model the participants reported (the digest most of them reported)."""
+        """Initiator: propose releasing the model the participants reported, by its release digest (protocol 16.6)."""
         job = self._job(job_id)
-        digests = [f["model_sha256"] for f in job.finished.values() if f["model_sha256"]]
-        if not digests:
+        digest = release_digest(job)
+        if digest is None:
             raise InvalidTransitionError(f"no participant of job {job_id} reported a model")
-        digest = max(set(digests), key=digests.count)
         await self._step(MODEL_RELEASE_PROPOSED, {"job_id": job_id, "model_sha256": digest})
         return bytes(digest)
 
@@ -378,13 +439,29 @@ class ExecutorService(Service):
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(uses), encoding="utf-8")
 
-    def _inputs(self, job: Job) -> dict[str, LocalDataset]:
+    def inputs_of(self, job: Job) -> dict[str, LocalDataset]:
+        """This node's inputs of ``job`` by input name: its datasets, and earlier jobs' outputs as tables."""
         out = {}
         for d in job.datasets_of(self.me):
             ds = self.catalog.catalog.datasets[d["dataset_id"]]
             path = Path(self.catalog.local.get(d["dataset_id"]).path)
             out[d["input"]] = LocalDataset(d["dataset_id"], path, {c["name"]: c["role"] for c in ds.columns})
+        for i in job.job_inputs_of(self.me):
+            out[i["input"]] = self._output_table(job, i)
         return out
+
+    def _output_table(self, job: Job, named: dict[str, Any]) -> LocalDataset:
+        """An earlier job's stored output as a CSV table in this job's folder: a column per tensor, ``ids`` the id."""
+        columns = self.output_of(job, named)
+        names = sorted(columns)
+        path = self.folder(job.job_id) / "inputs" / f"{named['input']}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(names)
+            writer.writerows(zip(*(columns[n].tolist() for n in names), strict=True))
+        roles = {n: "id" if n == "ids" else "feature" for n in names}
+        return LocalDataset(f"job:{named['job_id']}/{named['output']}", path, roles)
 
     async def _run(self, job: Job) -> None:
         finish: dict[str, Any] = {
@@ -406,14 +483,15 @@ class ExecutorService(Service):
                 job.progress = {"round": round_no, "metrics": dict(metrics)}
                 progress.write_text(json.dumps(job.progress), encoding="utf-8")
 
+            channel = BusChannel(self.ctx.publisher, self.inbox, job.job_id, self.me, job.roles)
             ctx = TaskContext(
                 job_id=job.job_id,
                 me=self.me,
                 role=job.role_of(self.me),
                 roles=job.roles,
                 params=params,
-                inputs=self._inputs(job),
-                channel=BusChannel(self.ctx.publisher, self.inbox, job.job_id, self.me, job.roles),
+                inputs=self.inputs_of(job),
+                channel=channel,
                 accel=self.accel or AccelClient.in_process(self.me),
                 checkpoints=FileCheckpoints(self.folder(job.job_id) / "checkpoints"),
                 round_deadline=job.round_deadline_ms / 1000,
@@ -425,7 +503,8 @@ class ExecutorService(Service):
             if result.model:
                 finish["model_sha256"] = model_digest(result.model)
                 FileCheckpoints(self.folder(job.job_id) / "model").save(0, result.model)
-            finish["metrics_json"] = json.dumps({k: float(v) for k, v in result.metrics.items()}, sort_keys=True)
+            metrics = {k: float(v) for k, v in result.metrics.items()} | {"bytes_sent": float(channel.sent_bytes)}
+            finish["metrics_json"] = json.dumps(metrics, sort_keys=True)
         except asyncio.CancelledError:
             self.log.info("job_run_cancelled", job=job.job_id, status=job.status)
             raise

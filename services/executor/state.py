@@ -7,6 +7,7 @@ same jobs. Each method checks everything before it changes anything (``commit=Fa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ class Job:
     round_deadline_ms: int
     seed: int
     proposed_at: int
+    #: inputs that are outputs of earlier jobs: node_id, input, job_id, output (protocol.md 16.4)
+    job_inputs: list[dict[str, Any]] = field(default_factory=list)
     status: JobStatus = JobStatus.PENDING
     accepted: dict[str, str] = field(default_factory=dict)  # node -> decided_by
     reason: str = ""
@@ -82,17 +85,24 @@ class Job:
     def datasets_of(self, node: str) -> list[dict[str, Any]]:
         return [d for d in self.datasets if d["node_id"] == node]
 
+    def job_inputs_of(self, node: str) -> list[dict[str, Any]]:
+        return [i for i in self.job_inputs if i["node_id"] == node]
+
     @property
     def ended(self) -> bool:
         return self.status in (JobStatus.SUCCESS, JobStatus.FAILED)
 
 
-def _check_proposal(p: dict[str, Any], sender: str) -> None:  # noqa: PLR0912  # one check per field, in order
+def _canonical(job_id: str) -> bool:
     try:
-        if str(uuid.UUID(p["job_id"])) != p["job_id"]:
-            raise ValueError
+        return str(uuid.UUID(job_id)) == job_id
     except ValueError:
-        raise MalformedPayloadError(f"job_id {p['job_id']!r} is not a canonical lower-case UUID") from None
+        return False
+
+
+def _check_proposal(p: dict[str, Any], sender: str) -> None:  # noqa: PLR0912  # one check per field, in order
+    if not _canonical(p["job_id"]):
+        raise MalformedPayloadError(f"job_id {p['job_id']!r} is not a canonical lower-case UUID")
     if p["initiator"] != sender:
         raise NotParticipantError(f"{sender} may not propose a job as {p['initiator']}")
     nodes = [x["node_id"] for x in p["participants"]]
@@ -111,6 +121,16 @@ def _check_proposal(p: dict[str, Any], sender: str) -> None:  # noqa: PLR0912  #
             raise MalformedPayloadError(f"dataset {d['dataset_id']} is for {d['node_id']}, not a participant")
         if d["request_id"] is None and d["node_id"] != sender:
             raise MalformedPayloadError(f"dataset {d['dataset_id']} of {d['node_id']} needs a permit")
+    named: set[tuple[str, str]] = set()
+    for i in [*p["datasets"], *p.get("job_inputs", [])]:
+        if (i["node_id"], i["input"]) in named:
+            raise MalformedPayloadError(f"input {i['input']} of {i['node_id']} is named twice")
+        named.add((i["node_id"], i["input"]))
+    for i in p.get("job_inputs", []):
+        if i["node_id"] not in nodes:
+            raise MalformedPayloadError(f"the input {i['input']} is for {i['node_id']}, not a participant")
+        if not _canonical(i["job_id"]) or i["job_id"] == p["job_id"]:
+            raise MalformedPayloadError(f"input {i['input']} names {i['job_id']!r}, not an earlier job's id")
     if p["round_deadline_ms"] <= 0:
         raise MalformedPayloadError("round_deadline_ms must be positive")
     try:
@@ -158,6 +178,7 @@ class Jobs:
             round_deadline_ms=p["round_deadline_ms"],
             seed=p["seed"],
             proposed_at=at,
+            job_inputs=[dict(x) for x in p.get("job_inputs", [])],
         )
         if commit:
             self.jobs[job.job_id] = job
@@ -230,13 +251,31 @@ def _finished(job: Job, p: dict[str, Any], sender: str, commit: bool) -> None:
             job.status = JobStatus.SUCCESS
 
 
+def release_digest(job: Job) -> bytes | None:
+    """The digest a job's model is released by (protocol.md 16.6), from the parties' reported digests; None: no model.
+
+    One model every reporting party holds whole (HFL) is released by its own digest; parts held by
+    different parties (a vertical model: each its own weights) by the digest of the list of parts.
+    """
+    parts = {node: bytes(f["model_sha256"]) for node, f in job.finished.items() if f["model_sha256"]}
+    if not parts:
+        return None
+    if len(set(parts.values())) == 1:
+        return next(iter(parts.values()))
+    listing = "".join(f"{node} {parts[node].hex()}\n" for node in sorted(parts))
+    return hashlib.sha256(listing.encode()).digest()
+
+
 def _release_proposed(job: Job, p: dict[str, Any], sender: str, commit: bool) -> None:
     _initiator(job, sender)
     _in(job, JobStatus.SUCCESS)
     if job.release_sha256 is not None:
         raise InvalidTransitionError(f"a release of job {job.job_id} is already proposed")
-    if p["model_sha256"] not in {f["model_sha256"] for f in job.finished.values()}:
-        raise InvalidTransitionError(f"no participant of job {job.job_id} reported model {p['model_sha256'].hex()}")
+    expected = release_digest(job)
+    if expected is None or p["model_sha256"] != expected:
+        raise InvalidTransitionError(
+            f"{p['model_sha256'].hex()} is not the release digest of the models reported in job {job.job_id}"
+        )
     if commit:
         job.release_sha256 = p["model_sha256"]
 

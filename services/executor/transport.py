@@ -176,6 +176,8 @@ class BusChannel:
     ) -> None:
         self.publisher, self.inbox, self.job_id, self.me, self.roles = publisher, inbox, job_id, me, roles
         self.piece_bytes = piece_bytes
+        #: field bytes this party sent in the job's round pieces (envelopes and signatures not counted)
+        self.sent_bytes = 0
         self._clock = clock or (lambda: asyncio.get_running_loop().time())
 
     def resolve(self, to: str) -> list[str]:
@@ -184,6 +186,7 @@ class BusChannel:
     async def send(self, to: str, tag: str, round_no: int, message: Message) -> None:
         for payload in pieces(self.job_id, to, tag, round_no, message, self.piece_bytes):
             await self.publisher.publish("rounds", ROUND_PART, payload, subject=self.job_id)
+            self.sent_bytes += len(payload["data"])
 
     async def gather(
         self, from_: str, tag: str, round_no: int, *, deadline: float, quorum: int | None = None

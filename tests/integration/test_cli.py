@@ -14,9 +14,11 @@ import pytest
 from mesh.testing import fresh_settings
 
 
-def interfed(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+def interfed(
+    *args: str, env: dict[str, str], check: bool = True, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "mesh", *args], capture_output=True, text=True, env=env, timeout=120, check=False
+        [sys.executable, "-m", "mesh", *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"interfed {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
@@ -111,10 +113,12 @@ def test_bad_environment_variable_is_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.broker
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_demo_runs_the_main_job_to_completion(bootstrap: str, tmp_path: Path) -> None:
     env = {**os.environ, "INTERFED_TOPIC_PREFIX": fresh_settings().topic_prefix, "COLUMNS": "200"}
-    proc = interfed("demo", "--bootstrap", bootstrap, "--workdir", str(tmp_path / "demo"), env=env, check=False)
+    proc = interfed(
+        "demo", "--bootstrap", bootstrap, "--workdir", str(tmp_path / "demo"), env=env, check=False, timeout=330
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "demo complete" in proc.stdout
     for party in ("bank", "hospital", "telecom"):
@@ -125,6 +129,19 @@ def test_demo_runs_the_main_job_to_completion(bootstrap: str, tmp_path: Path) ->
     assert "every party has hfl 1.0.0 installed and enabled" in proc.stdout  # published by the bank, verified
     assert "SUCCESS released" in proc.stdout  # the job: accepted by all, trained, its model released
     assert "released model" in proc.stdout
+    # the vertical stage: PSI, then hetero LR on its output through the accelerators, released, compared
+    assert "have psi and hetero_lr installed from the bank's built-ins" in proc.stdout
+    assert "the PSI job runs" in proc.stdout
+    assert "Paillier via the accelerators" in proc.stdout
+    assert "used once per job under its permit" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines() if "AUC federated | centralised" in line)
+    federated, centralised = (float(v) for v in row.split("│")[2].split("|"))
+    assert abs(federated - centralised) <= 0.005
+    assert federated > 0.95
+    intersection = next(line for line in proc.stdout.splitlines() if "intersection (rows)" in line)
+    assert 300 < int(intersection.split("│")[2]) < 420  # about 0.8 x 0.8 of 569 ids on both sides
+    for stage in ("join", "datasets and permits", "component migration, HFL job", "vertical", "audit"):
+        assert f"time: {stage}" in proc.stdout
     report = json.loads((tmp_path / "demo" / "audit.json").read_text(encoding="utf-8"))
     assert report["passed"]
     assert report["final_head"]["tree_size"] == report["tree_size"] > 0

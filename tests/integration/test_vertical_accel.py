@@ -13,8 +13,8 @@ from accel.keystore import KeyStore
 from accel.service import AccelService
 from mesh.node import open_context, running
 from mesh.testing import federation, fresh_settings
+from services.executor.algorithms.vertical_data import vertical_split
 from services.executor.algorithms.vertical_run import run_vertical
-from tests.unit.vertical.data import vertical_split
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 

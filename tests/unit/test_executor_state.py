@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -21,6 +22,7 @@ from services.executor.state import (
     PARTY_FINISHED,
     Jobs,
     JobStatus,
+    release_digest,
 )
 
 JOB = "0b6c2c52-96a2-4c8e-9b43-2a1f0a1e6a10"
@@ -130,3 +132,54 @@ def test_a_party_failing_fails_the_job() -> None:
     step(jobs, JOB_STARTED, "a")
     step(jobs, PARTY_FINISHED, "b", **finished(ok=False))
     assert jobs.jobs[JOB].status is JobStatus.FAILED
+
+
+EARLIER = "5d2f0f3e-2d7c-4d55-8f0e-7e1c2b9d4a01"
+
+
+@pytest.mark.parametrize(
+    ("job_input", "why"),
+    [
+        ({"node_id": "z", "input": "ids", "job_id": EARLIER, "output": "o"}, "not a participant"),
+        ({"node_id": "b", "input": "ids", "job_id": "job-1", "output": "o"}, "not an earlier job's id"),
+        ({"node_id": "b", "input": "ids", "job_id": JOB, "output": "o"}, "not an earlier job's id"),
+        ({"node_id": "b", "input": "train", "job_id": EARLIER, "output": "o"}, "named twice"),
+    ],
+)
+def test_a_job_input_for_an_outsider_a_bad_job_id_or_an_input_named_twice_is_malformed(
+    job_input: dict[str, str], why: str
+) -> None:
+    jobs = Jobs()
+    with pytest.raises(MalformedPayloadError, match=why):
+        jobs.apply(JOB_PROPOSED, proposal(job_inputs=[job_input]), "a", 0, JOB)
+    assert not jobs.jobs
+    good = {"node_id": "b", "input": "ids", "job_id": EARLIER, "output": "o"}
+    assert jobs.apply(JOB_PROPOSED, proposal(job_inputs=[good]), "a", 0, JOB).job_inputs_of("b") == [good]
+
+
+def _succeeded(models: dict[str, bytes]) -> Jobs:
+    jobs = Jobs()
+    jobs.apply(JOB_PROPOSED, proposal(), "a", 0, JOB)
+    for node in "abc":
+        step(jobs, JOB_ACCEPTED, node, decided_by="manual")
+    step(jobs, JOB_STARTED, "a")
+    for node in "abc":
+        step(jobs, PARTY_FINISHED, node, **finished() | {"model_sha256": models.get(node, b"")})
+    return jobs
+
+
+def test_a_model_every_party_holds_whole_is_released_by_its_own_digest() -> None:
+    jobs = _succeeded({"a": b"m", "b": b"m", "c": b"m"})
+    assert release_digest(jobs.jobs[JOB]) == b"m"
+
+
+def test_a_model_in_parts_is_released_by_the_digest_of_its_parts_and_by_nothing_else() -> None:
+    """Vertical: each party its own weights (c, like an arbiter, holds none): one digest names the parts."""
+    jobs = _succeeded({"a": b"\x01" * 32, "b": b"\x02" * 32})
+    parts = f"a {'01' * 32}\nb {'02' * 32}\n".encode()
+    assert release_digest(jobs.jobs[JOB]) == hashlib.sha256(parts).digest()
+    for part in (b"\x01" * 32, b"\x02" * 32):
+        with pytest.raises(InvalidTransitionError, match="not the release digest"):
+            step(jobs, MODEL_RELEASE_PROPOSED, "a", model_sha256=part)
+    step(jobs, MODEL_RELEASE_PROPOSED, "a", model_sha256=hashlib.sha256(parts).digest())
+    assert jobs.jobs[JOB].release_sha256 == hashlib.sha256(parts).digest()

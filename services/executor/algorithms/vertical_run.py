@@ -67,6 +67,46 @@ class VerticalSummary:
         ]
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """The federated model's AUC and the centralised reference's, on the same aligned rows."""
+
+    rows: int
+    auc_federated: float
+    auc_centralised: float
+    epochs_centralised: int
+    seconds: float  # training the reference
+
+
+def compare(  # noqa: PLR0917  # the guest's inputs and model, the hosts', then the schedule
+    guest_inputs: Mapping[str, LocalDataset],
+    host_inputs: Mapping[str, Mapping[str, LocalDataset]],
+    guest_model: Mapping[str, Any],
+    host_models: Mapping[str, Mapping[str, Any]],
+    lr_params: Mapping[str, Any],
+    seed: int,
+) -> Comparison:
+    """Score the parties' parts together on the intersection (the guest's weights and intercept, each host's
+    weights), and train the centralised reference on the same rows with the same hyperparameters and schedule."""
+    x_guest, labels, _ = load_aligned(guest_inputs)
+    if labels is None:
+        raise ValueError("the guest's training dataset has no label column")
+    aligned = {n: load_aligned(host_inputs[n])[0] for n in host_inputs}
+    score = x_guest @ guest_model["weights"] + guest_model["intercept"][0]
+    for n, x in aligned.items():
+        score = score + x @ host_models[n]["weights"]
+    started = time.perf_counter()
+    x_all = with_intercept(np.hstack([*aligned.values(), x_guest]))
+    reference = centralised(x_all, labels, Schedule.of(lr_params, seed))
+    return Comparison(
+        rows=len(labels),
+        auc_federated=float(roc_auc_score(labels, score)),
+        auc_centralised=float(roc_auc_score(labels, x_all @ reference.weights)),
+        epochs_centralised=len(reference.losses),
+        seconds=time.perf_counter() - started,
+    )
+
+
 def _write_ids(path: Path, ids: Sequence[str]) -> LocalDataset:
     path.write_text("id\n" + "".join(f"{i}\n" for i in ids))
     return LocalDataset(path.stem, path, {"id": "id"})
@@ -112,29 +152,25 @@ async def run_vertical(
         HeteroLR(), [*learners, Party("arbiter", "arbiter", {}, client("arbiter"), lr)], seed=seed, traffic=traffic
     )
     lr_seconds = time.perf_counter() - started
-    # the figures: scores of both models on the aligned rows
-    aligned = {n: load_aligned(inputs[n]) for n in datasets}
-    x_guest, labels, _ = aligned["guest"]
-    assert labels is not None
-    model = trained["guest"].model
-    score = x_guest @ model["weights"] + model["intercept"][0]
-    for n in hosts:
-        score = score + aligned[n][0] @ trained[n].model["weights"]
-    started = time.perf_counter()
-    x_all = with_intercept(np.hstack([aligned[n][0] for n in hosts] + [x_guest]))
-    reference = centralised(x_all, labels, Schedule.of(lr, seed))
-    centralised_seconds = time.perf_counter() - started
+    compared = compare(
+        inputs["guest"],
+        {n: inputs[n] for n in hosts},
+        trained["guest"].model,
+        {n: trained[n].model for n in hosts},
+        lr,
+        seed,
+    )
     return VerticalSummary(
-        intersection=len(labels),
-        auc_federated=float(roc_auc_score(labels, score)),
-        auc_centralised=float(roc_auc_score(labels, x_all @ reference.weights)),
+        intersection=compared.rows,
+        auc_federated=compared.auc_federated,
+        auc_centralised=compared.auc_centralised,
         epochs=int(trained["guest"].metrics["epochs"]),
-        epochs_centralised=len(reference.losses),
+        epochs_centralised=compared.epochs_centralised,
         rounds=int(trained["guest"].metrics["rounds"]),
         psi_bytes=psi_bytes,
         lr_bytes=traffic.total,
         psi_seconds=psi_seconds,
         lr_seconds=lr_seconds,
-        centralised_seconds=centralised_seconds,
+        centralised_seconds=compared.seconds,
         loss=float(trained["arbiter"].metrics.get("loss", float("nan"))),
     )

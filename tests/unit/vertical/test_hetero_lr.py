@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer, load_wine
 
+from services.executor.algorithms.vertical_data import vertical_split
 from services.executor.algorithms.vertical_run import VerticalSummary, run_vertical
-from tests.unit.vertical.data import vertical_split
 
 FAST = {"key_bits": 1024, "max_epochs": 4, "batch_size": 64}
 

@@ -1,4 +1,7 @@
-"""Vertically split public datasets with partly overlapping ids, written as the parties' CSV files."""
+"""Vertically split public datasets with partly overlapping ids, written as the parties' CSV files.
+
+Used by the tests, the benchmark and the demo alike (one split, one file format).
+"""
 
 from __future__ import annotations
 
@@ -33,9 +36,12 @@ def vertical_split(
     *,
     absent: float = 0.2,
     seed: int = 7,
+    names: Sequence[str] = (),
 ) -> list[LocalDataset]:
     """The guest (label + columns[0]) and one host per further column group; each side misses ``absent`` of the
-    others' ids (rows of its own that the others lack), in its own shuffled order."""
+    others' ids (rows of its own that the others lack), in its own shuffled order.
+
+    Party p's file is ``folder/<names[p]>.csv`` (default ``party<p>``)."""
     rng = np.random.default_rng(seed)
     n = len(y)
     ids = np.array([f"c{i:06d}" for i in range(n)])
@@ -44,6 +50,11 @@ def vertical_split(
         present = rng.random(n) >= absent  # each party lacks about ``absent`` of the rows
         rows = rng.permutation(np.flatnonzero(present))
         parties.append(
-            write(folder / f"party{p}.csv", ids[rows].tolist(), x[rows][:, list(cols)], y[rows] if p == 0 else None)
+            write(
+                folder / f"{names[p] if names else f'party{p}'}.csv",
+                ids[rows].tolist(),
+                x[rows][:, list(cols)],
+                y[rows] if p == 0 else None,
+            )
         )
     return parties
