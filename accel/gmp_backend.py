@@ -44,6 +44,7 @@ from accel import _gmp
 from accel.errors import MissingPrivateKeyError, PaillierKeyMismatchError, ShapeMismatchError
 from accel.fixedbase import FixedBaseTable
 from accel.keys import PrivateKey, PublicKey
+from accel.multiexp import multi_exp, multi_exp_rows
 
 
 class Encryption(enum.Enum):
@@ -178,16 +179,12 @@ class Gmpy2Backend:
 
     def dot(self, a: Sequence[int], scalars: Sequence[int]) -> int:
         _same_length(a, scalars)
-        n2 = self._n2
-        positive, negative = _gmp.mpz(1), _gmp.mpz(1)
-        for x, k in zip(a, scalars, strict=True):
-            if k > 0:
-                positive = positive * _gmp.powmod(x, k, n2) % n2
-            elif k < 0:
-                negative = negative * _gmp.powmod(x, -k, n2) % n2
-        if negative == 1:
-            return positive
-        return positive * _gmp.invert(negative, n2) % n2
+        return multi_exp(a, scalars, self._n2)
+
+    def matmul(self, a: Sequence[int], rows: Sequence[Sequence[int]]) -> list[int]:
+        for row in rows:
+            _same_length(a, row)
+        return multi_exp_rows(a, rows, self._n2)
 
     def sum(self, a: Sequence[int]) -> int:
         n2 = self._n2
