@@ -26,6 +26,10 @@ from services.executor.api import ComponentResult, LocalDataset, Message, TaskCo
 
 #: A public bound on |u_h| (declared, so the ciphertexts' bound reveals nothing about the data).
 U_BOUND = float(1 << 20)
+#: Fractional bits of the (standardised) features in X^T [[d]]: a feature is rounded to 2^-10 of its
+#: standard deviation, so the exponents of the multi-exponentiation are ~14 bits, not the ~26 of
+#: X/B at 32 bits; 1/B is applied after unmasking, in plaintext (docs/vertical.md, "Messages").
+X_PRECISION = 10
 
 
 class HeteroLRError(Exception):
@@ -252,12 +256,13 @@ class Learner:
         return await accel.add_plain(await accel.add(cross, square), plain)
 
     async def _gradient(self, d: EncryptedVector, x: Array, round_no: int, extra: Mapping[str, bytes]) -> Array:
-        """X^T [[d]] / B, masked (and packed), decrypted by the arbiter, unmasked here."""
+        """X^T [[d]], masked (and packed), decrypted by the arbiter, unmasked and divided by B here."""
         ctx = self.ctx
-        gradient = await ctx.accel.transpose_dot(d, x / x.shape[0])
+        gradient = await ctx.accel.transpose_dot(d, x, precision=X_PRECISION)
         sent, masks = await masking.mask_and_pack(ctx.accel, gradient, self.pack)
         message: dict[str, Any] = {"gradient": codec.vector_bytes(sent), "layout": masks.layout(), **extra}
         await ctx.channel.send("arbiter", "hlr.grad", round_no, message)
         got = await ctx.channel.gather("arbiter", "hlr.grad.plain", round_no, deadline=ctx.round_deadline)
         masked, _ = codec.ints_of(_raw(next(iter(got.values())), "masked"))
-        return masks.unmask(masked)
+        step: Array = masks.unmask(masked) / x.shape[0]
+        return step
