@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from accel import _gmp
 from accel.errors import MissingPrivateKeyError, PaillierKeyMismatchError, ShapeMismatchError
 from accel.fixedbase import FixedBaseTable
-from accel.keys import PrivateKey, PublicKey
+from accel.keys import PrivateKey, PublicKey, small_primes
 from accel.multiexp import multi_exp, multi_exp_rows
 
 
@@ -233,7 +233,7 @@ def factor_p_minus_1(p: int, bound: int = 1 << 16) -> list[int] | None:
     """The distinct prime factors of p - 1 if it is (primes below ``bound``) times at most one prime."""
     rest = p - 1
     factors = []
-    for r in _small_primes(bound):
+    for r in small_primes(bound):
         if rest % r == 0:
             factors.append(r)
             while rest % r == 0:
@@ -243,16 +243,6 @@ def factor_p_minus_1(p: int, bound: int = 1 << 16) -> list[int] | None:
     if _gmp.is_prime(rest):
         return [*factors, rest]
     return None
-
-
-@functools.cache
-def _small_primes(bound: int) -> tuple[int, ...]:
-    sieve = bytearray([1]) * bound
-    sieve[0:2] = b"\x00\x00"
-    for i in range(2, int(bound**0.5) + 1):
-        if sieve[i]:
-            sieve[i * i :: i] = bytearray(len(range(i * i, bound, i)))
-    return tuple(i for i, flag in enumerate(sieve) if flag)
 
 
 def _same_length(a: Sequence[int], b: Sequence[int]) -> None:
