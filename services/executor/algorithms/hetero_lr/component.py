@@ -30,6 +30,9 @@ U_BOUND = float(1 << 20)
 #: standard deviation, so the exponents of the multi-exponentiation are ~14 bits, not the ~26 of
 #: X/B at 32 bits; 1/B is applied after unmasking, in plaintext (docs/vertical.md, "Messages").
 X_PRECISION = 10
+#: Fractional bits of the loss's plaintext coefficients (u_g/4 - y/2 in the DOT, 1/8 on [[sum u_h^2]]):
+#: their rounding moves a batch's loss sum by < 256 * 2^-17 * |u_h|, far below ``tol`` once divided by the rows.
+LOSS_PRECISION = 16
 
 
 class HeteroLRError(Exception):
@@ -250,8 +253,9 @@ class Learner:
     ) -> EncryptedVector:
         """[[sum_i log 2 - y_i u_i / 2 + u_i^2 / 8]] with u = u_g + u_h, from [[u_h]] and [[sum u_h^2]]."""
         accel = self.ctx.accel
-        cross = await accel.dot(u_h, 0.25 * u_g - 0.5 * y)  # the terms linear in u_h
-        square = await accel.mul_plain(codec.vector_of(_raw(message, "u2"), key), 0.125)  # same exponent as cross
+        cross = await accel.dot(u_h, 0.25 * u_g - 0.5 * y, precision=LOSS_PRECISION)  # the terms linear in u_h
+        u2 = codec.vector_of(_raw(message, "u2"), key)
+        square = await accel.mul_plain(u2, 0.125, precision=LOSS_PRECISION)  # same exponent as cross
         plain = maths.taylor_loss_sum(u_g, y)
         return await accel.add_plain(await accel.add(cross, square), plain)
 
