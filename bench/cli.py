@@ -329,6 +329,9 @@ def bench_vertical(
         str, typer.Option("--psi-sizes", help="comma-separated ids per side")
     ] = "10000,100000,1000000",
     workers: Annotated[int, typer.Option("--workers", min=1, help="PSI worker processes per party")] = 2,
+    service: Annotated[
+        bool, typer.Option("--service/--no-service", help="also run the epoch through the accelerator service")
+    ] = True,
 ) -> None:
     """One hetero LR epoch: accelerator (in-process, service) against phe; PSI time at several sizes."""
     from bench.vertical import PSI_AIM_SECONDS, RATIO_AIM, machine, run_epochs, run_psi
@@ -341,7 +344,9 @@ def bench_vertical(
     with contextlib.ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-vertical-")))
         logs.configure(path=root / "bench.jsonl")
-        address = bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
+        address = None
+        if service:
+            address = bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
         progress = stack.enter_context(
             Progress(
                 TextColumn("{task.description}"),
@@ -383,7 +388,7 @@ def bench_vertical(
         mark = (" [green]✓[/]" if seconds < PSI_AIM_SECONDS else " [red]✗[/]") if size == 100_000 else ""
         psi_table.add_row(f"{size:,}", f"{seconds:.2f}{mark}", f"{sent:,}")
     out.print(psi_table)
-    broker = "external " + address if bootstrap else "embedded tansu"
+    broker = "none (--no-service)" if address is None else "external " + address if bootstrap else "embedded tansu"
     out.print(f"broker={broker}, before={before}, after={machine()}")
 
 

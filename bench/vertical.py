@@ -99,15 +99,27 @@ async def _epoch(
     return time.perf_counter() - started, traffic.total
 
 
-async def run_epochs(root: Path, bootstrap: str, rows: int, key_bits: int, report: Report) -> list[EpochRow]:
-    """The epoch on each path: accelerator in-process, accelerator service, phe in-process."""
+async def run_epochs(
+    root: Path, bootstrap: str | None, rows: int, key_bits: int, report: Report
+) -> list[EpochRow]:
+    """The epoch on each path: accelerator in-process, accelerator service (unless ``bootstrap`` is None), phe."""
     out = []
     report("hetero LR epoch: accelerator in-process", 0.0)
     local = {n: AccelClient.in_process(n) for n in ("guest", "host", "arbiter")}
     out.append(
         EpochRow("accelerator in-process (gmpy2, DJN, packed)", *(await _epoch(root, rows, key_bits, local, True)))
     )
-    report("hetero LR epoch: accelerator service", 0.33)
+    if bootstrap is not None:
+        report("hetero LR epoch: accelerator service", 0.33)
+        out.append(await _service_epoch(root, bootstrap, rows, key_bits))
+    report("hetero LR epoch: phe in-process", 0.66)
+    phe = {n: phe_client(n) for n in ("guest", "host", "arbiter")}
+    out.append(EpochRow("phe in-process (textbook, unpacked)", *(await _epoch(root, rows, key_bits, phe, False))))
+    return out
+
+
+async def _service_epoch(root: Path, bootstrap: str, rows: int, key_bits: int) -> EpochRow:
+    """The guest's and host's public-key work through one 2-worker accelerator service on the broker."""
     settings = fresh_settings(heartbeat_interval=5.0, unreachable_after=60.0)
     async with federation(root / "fed", bootstrap, 2, settings=settings) as fed:
         one, two = fed.member("party0"), fed.member("party1")
@@ -121,11 +133,7 @@ async def run_epochs(root: Path, bootstrap: str, rows: int, key_bits: int, repor
         ):
             remote = {"guest": g, "host": h, "arbiter": AccelClient.in_process("arbiter")}
             figures = await _epoch(root, rows, key_bits, remote, True)
-            out.append(EpochRow("accelerator service, 2 workers (gmpy2, DJN, packed)", *figures))
-    report("hetero LR epoch: phe in-process", 0.66)
-    phe = {n: phe_client(n) for n in ("guest", "host", "arbiter")}
-    out.append(EpochRow("phe in-process (textbook, unpacked)", *(await _epoch(root, rows, key_bits, phe, False))))
-    return out
+    return EpochRow("accelerator service, 2 workers (gmpy2, DJN, packed)", *figures)
 
 
 async def run_psi(root: Path, size: int, workers: int) -> tuple[float, int]:
