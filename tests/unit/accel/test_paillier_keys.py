@@ -32,11 +32,12 @@ def test_generated_keys_are_admissible(keypair: KeyPair) -> None:
 
 @pytest.mark.parametrize("bits", [256, 512, 1024])
 def test_sieved_primes_have_the_certified_form(bits: int) -> None:
-    """Each factor is p = 2*s*p' + 1 with s odd below 2^16 and p' prime, of exactly half the bits."""
+    """Each factor is p = 2*s*p' + 1 with s odd below 2^16 and p' prime, above sqrt(2) * 2^(bits/2 - 1)."""
     pair = generate_keypair(bits)
     assert pair.public_key.n.bit_length() == bits
     for prime in (pair.private_key.p, pair.private_key.q):
         assert prime.bit_length() == bits // 2
+        assert prime * prime > 1 << (bits - 1)
         factors = factor_p_minus_1(prime)
         assert factors is not None
         assert factors[0] == 2
