@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -176,7 +177,7 @@ def bench_paillier(
     ) as progress:
         task = progress.add_task(f"Paillier, {key_bits}-bit key: generating keys", total=len(TARGETS))
         rows, meta = run_paillier_bench(
-            key_bits, quick, lambda figure: progress.update(task, advance=1, description=f"done: {figure}")
+            key_bits, quick, lambda figure: progress.update(task, advance=1, description=f"done: {escape(figure)}")
         )
     table = Table(title=f"Paillier on one core, {key_bits}-bit key, ours vs phe (gmpy2: {meta['phe_uses_gmpy2']})")
     table.add_column("figure")
@@ -186,7 +187,7 @@ def bench_paillier(
     table.add_column("vs phe tuned", justify="right")
     for row in rows:
         table.add_row(
-            row.figure,
+            escape(row.figure),  # "X^T [[d]]" is not markup
             f"{row.ours_per_second:,.0f}",
             f"{row.phe_per_second:,.0f}",
             f"{row.ratio:,.1f}x",
