@@ -15,10 +15,15 @@ buckets, and the inverses of the bases are computed once for all rows by Montgom
 (three multiplications per base and one inversion), so rows over the same bases share them.
 
 Cost, in modular multiplications of residues mod M: about W * (N + 2^c) + b for N terms (less
-when buckets stay empty: ``estimated_cost``), against
-N * (0.9 b + 4) for one ``powmod`` per term (measured with gmpy2 for a 4096-bit M: a ``powmod``
-with a b-bit exponent costs ~0.9 b + 4 Python-level multiplications mod M, its own being
-Montgomery products without interpreter overhead). The window c is the one that minimises the
+when buckets stay empty: ``estimated_cost``), against N * (0.9 b + 4) for one ``powmod`` per term
+(measured with gmpy2 for a 4096-bit M: a ``powmod`` with a b-bit exponent costs ~0.9 b + 4
+Python-level multiplications mod M, its own being Montgomery products without interpreter
+overhead). Measured for 256 bases x 20 rows, 2048-bit key: 5.4x faster than one ``powmod`` per
+term at 12-bit exponents, 6.8x at 26 bits. Straus's interleaved windows, with per-base tables of
+g^1..g^(2^(c-1)) shared by the rows, would cost N * 2^(c-1) for the tables plus N * W + b per
+row; for X^T [[d]] in hetero LR (N = 256, 11 or 20 rows, b ~ 14) that estimate is above the
+buckets' for every c, so only the bucket method is implemented (chosen on the estimate, not on a
+measured Straus). The window c is the one that minimises the
 estimate for the row's N and b; when no window beats one ``powmod`` per term (one or two terms)
 the row is computed that way. Rows of very sparse exponents (the powers of two of a packing
 product) cost their b squarings once instead of once per term.
