@@ -107,9 +107,7 @@ async def _epoch(
     return time.perf_counter() - started, traffic.total, time.process_time() - cpu
 
 
-async def run_epochs(
-    root: Path, bootstrap: str | None, rows: int, key_bits: int, report: Report
-) -> list[EpochRow]:
+async def run_epochs(root: Path, bootstrap: str | None, rows: int, key_bits: int, report: Report) -> list[EpochRow]:
     """The epoch on each path: accelerator in-process, accelerator service (unless ``bootstrap`` is None), phe."""
     out = []
     report("hetero LR epoch: accelerator in-process", 0.0)
