@@ -55,6 +55,13 @@ class PaillierBackend(Protocol):
         """prod_i [[x_i]]^k_i = [[sum_i k_i*x_i]] for signed integers k_i."""
         ...
 
+    def matmul(self, a: Sequence[int], rows: Sequence[Sequence[int]]) -> list[int]:
+        """[dot(a, row) for row in rows]: M @ [[x]] for M given by its rows of signed integers.
+
+        One call for the whole matrix, so a backend can share work on the bases [[x_i]] across rows.
+        """
+        ...
+
     def sum(self, a: Sequence[int]) -> int:
         """prod_i [[x_i]] = [[sum_i x_i]]; [[0]] (the integer 1) for an empty list."""
         ...

@@ -43,7 +43,8 @@ from collections.abc import Callable, Sequence
 from accel import _gmp
 from accel.errors import MissingPrivateKeyError, PaillierKeyMismatchError, ShapeMismatchError
 from accel.fixedbase import FixedBaseTable
-from accel.keys import PrivateKey, PublicKey
+from accel.keys import PrivateKey, PublicKey, small_primes
+from accel.multiexp import multi_exp, multi_exp_rows
 
 
 class Encryption(enum.Enum):
@@ -178,16 +179,12 @@ class Gmpy2Backend:
 
     def dot(self, a: Sequence[int], scalars: Sequence[int]) -> int:
         _same_length(a, scalars)
-        n2 = self._n2
-        positive, negative = _gmp.mpz(1), _gmp.mpz(1)
-        for x, k in zip(a, scalars, strict=True):
-            if k > 0:
-                positive = positive * _gmp.powmod(x, k, n2) % n2
-            elif k < 0:
-                negative = negative * _gmp.powmod(x, -k, n2) % n2
-        if negative == 1:
-            return positive
-        return positive * _gmp.invert(negative, n2) % n2
+        return multi_exp(a, scalars, self._n2)
+
+    def matmul(self, a: Sequence[int], rows: Sequence[Sequence[int]]) -> list[int]:
+        for row in rows:
+            _same_length(a, row)
+        return multi_exp_rows(a, rows, self._n2)
 
     def sum(self, a: Sequence[int]) -> int:
         n2 = self._n2
@@ -236,7 +233,7 @@ def factor_p_minus_1(p: int, bound: int = 1 << 16) -> list[int] | None:
     """The distinct prime factors of p - 1 if it is (primes below ``bound``) times at most one prime."""
     rest = p - 1
     factors = []
-    for r in _small_primes(bound):
+    for r in small_primes(bound):
         if rest % r == 0:
             factors.append(r)
             while rest % r == 0:
@@ -246,16 +243,6 @@ def factor_p_minus_1(p: int, bound: int = 1 << 16) -> list[int] | None:
     if _gmp.is_prime(rest):
         return [*factors, rest]
     return None
-
-
-@functools.cache
-def _small_primes(bound: int) -> tuple[int, ...]:
-    sieve = bytearray([1]) * bound
-    sieve[0:2] = b"\x00\x00"
-    for i in range(2, int(bound**0.5) + 1):
-        if sieve[i]:
-            sieve[i * i :: i] = bytearray(len(range(i * i, bound, i)))
-    return tuple(i for i, flag in enumerate(sieve) if flag)
 
 
 def _same_length(a: Sequence[int], b: Sequence[int]) -> None:

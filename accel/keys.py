@@ -7,6 +7,7 @@ same key material works under every backend and converts losslessly to phe's key
 from __future__ import annotations
 
 import functools
+import math
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -92,8 +93,9 @@ def generate_keypair(bits: int = 2048, *, safe_primes: bool = False) -> KeyPair:
         raise ValueError(f"key bits must be even and >= {MIN_KEY_BITS}, got {bits}")
     half = bits // 2
     make = _safe_prime if safe_primes else _certified_prime
-    while True:
-        p, q = make(half), make(half)
+    p = make(half)
+    while True:  # both primes exceed sqrt(2) * 2^(half-1), so n has its full length; only q is redrawn
+        q = make(half)
         n = p * q
         if p != q and n.bit_length() == bits and _gmp.gcd(p - 1, q - 1) == 2:
             public = PublicKey(n)
@@ -106,13 +108,33 @@ def _random_odd(bits: int) -> int:
 
 
 def _certified_prime(bits: int) -> int:
-    """A prime p of ``bits`` bits with p - 1 = 2*s*p', p' prime, s odd and below 2^16."""
+    """A prime p > sqrt(2) * 2^(bits-1) of ``bits`` bits with p - 1 = 2*s*p', p' prime, s odd and below 2^16.
+
+    For one random prime p', the odd s in [sqrt(2) * 2^(bits-1) / (2p'), 2^16) are up to ~2^13
+    candidates. A sieve by the odd primes below 2^12 removes every s for which p has such a
+    factor (a prime p always survives), and the survivors are tried in a random order: s is
+    uniform over the s that make p prime, as when s is drawn at random and retried, at a tenth of
+    the primality tests. The lower bound makes the product of two such primes 2 * bits long.
+    """
+    lowest = math.isqrt(1 << (2 * bits - 1)) + 1  # > sqrt(2) * 2^(bits-1)
     while True:
         inner = int(_gmp.next_prime(_random_odd(bits - 1 - _COFACTOR_BITS)))
-        for _ in range(200):
-            s = secrets.randbits(_COFACTOR_BITS) | 1
-            p = 2 * s * inner + 1
-            if p.bit_length() == bits and _gmp.is_prime(p):
+        first = -(-(lowest - 1) // (2 * inner)) | 1  # the smallest odd s giving p >= lowest
+        size = max(0, ((1 << _COFACTOR_BITS) - first + 1) // 2)  # s = first + 2i for i < size
+        survivors = bytearray([1]) * size
+        for r in small_primes(1 << 12)[1:]:
+            # p = 2*s*p' + 1 is divisible by r iff s = -(2p')^-1 (mod r), i.e. i = (that - first) / 2 (mod r)
+            forbidden = -pow(2 * inner, -1, r) % r
+            start = (forbidden - first) * pow(2, -1, r) % r
+            survivors[start::r] = bytes(len(range(start, size, r)))
+        left = [i for i in range(size) if survivors[i]]
+        while left:  # a uniformly random survivor each time, without replacement
+            pick = secrets.randbelow(len(left))
+            i = left[pick]
+            left[pick] = left[-1]
+            left.pop()
+            p = 2 * (first + 2 * i) * inner + 1
+            if _gmp.is_prime(p):
                 return p
 
 
@@ -125,6 +147,17 @@ def _safe_prime(bits: int) -> int:
             continue
         if _gmp.is_prime(inner) and _gmp.is_prime(2 * inner + 1):
             return 2 * inner + 1
+
+
+@functools.cache
+def small_primes(bound: int) -> tuple[int, ...]:
+    """The primes below ``bound`` (a sieve of Eratosthenes)."""
+    sieve = bytearray([1]) * bound
+    sieve[0:2] = b"\x00\x00"
+    for i in range(2, int(bound**0.5) + 1):
+        if sieve[i]:
+            sieve[i * i :: i] = bytearray(len(range(i * i, bound, i)))
+    return tuple(i for i, flag in enumerate(sieve) if flag)
 
 
 _SIEVE = (3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97)

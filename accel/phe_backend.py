@@ -76,6 +76,9 @@ class PheBackend:
             total = total + self._wrap(x) * self._scalar(k)
         return int(total.ciphertext(be_secure=False))
 
+    def matmul(self, a: Sequence[int], rows: Sequence[Sequence[int]]) -> list[int]:
+        return [self.dot(a, row) for row in rows]
+
     def sum(self, a: Sequence[int]) -> int:
         total = self._wrap(1)
         for x in a:

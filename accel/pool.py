@@ -3,7 +3,10 @@
 ``PooledBackend`` implements ``PaillierBackend`` by cutting each list into one contiguous
 slice per worker and running the gmpy2 backend on each slice in a ``ProcessPoolExecutor``
 (processes, because big-integer arithmetic holds the GIL). Elementwise results are
-concatenated; ``dot`` and ``sum`` multiply the partial products modulo n^2. Every vector
+concatenated; ``dot`` and ``sum`` multiply the partial products modulo n^2. ``matmul`` gives each
+worker a contiguous block of the matrix's rows over all the bases (each worker's multi-exponentiation
+then shares its bases' inverses across its rows); a matrix of fewer rows than workers is cut by
+terms instead, like ``dot``, and the partial products multiplied row by row. Every vector
 operation above the seam (encoding, bounds, packing) is unchanged, so its overflow checks
 hold for pooled work too.
 
@@ -55,7 +58,7 @@ def _backend(spec: KeySpec) -> Gmpy2Backend:
     )
 
 
-def _run(spec: KeySpec, method: str, args: tuple[Sequence[int], ...]) -> Any:
+def _run(spec: KeySpec, method: str, args: tuple[Sequence[Any], ...]) -> Any:
     """In a worker: one backend call on one slice; mpz results go back as ints."""
     result = getattr(_backend(spec), method)(*args)
     return [int(x) for x in result] if isinstance(result, list) else int(result)
@@ -78,7 +81,7 @@ class WorkerPool:
         """Start every worker now (spawning takes a while), so the first request is not the one that waits."""
         return sorted({f.result() for f in [self._executor.submit(_ready) for _ in range(self.workers * 2)]})
 
-    def submit(self, spec: KeySpec, method: str, args: tuple[Sequence[int], ...]) -> Future[Any]:
+    def submit(self, spec: KeySpec, method: str, args: tuple[Sequence[Any], ...]) -> Future[Any]:
         return self._executor.submit(_run, spec, method, args)
 
     def close(self) -> None:
@@ -159,6 +162,20 @@ class PooledBackend:
 
     def dot(self, a: Sequence[int], scalars: Sequence[int]) -> int:
         return self._product(self._map("dot", a, scalars))
+
+    def matmul(self, a: Sequence[int], rows: Sequence[Sequence[int]]) -> list[int]:
+        for row in rows:
+            if len(row) != len(a):
+                raise ShapeMismatchError(f"operands of lengths {len(a)} and {len(row)}")
+        if len(rows) < self.pool.workers:
+            return [self.dot(a, row) for row in rows]
+        bases = list(a)
+        step = -(-len(rows) // self.pool.workers)
+        futures = [
+            self.pool.submit(self.spec, "matmul", (bases, [list(r) for r in rows[i : i + step]]))
+            for i in range(0, len(rows), step)
+        ]
+        return [x for f in futures for x in f.result()]
 
     def sum(self, a: Sequence[int]) -> int:
         return self._product(self._map("sum", a))

@@ -153,7 +153,7 @@ class EncryptedVector:
         if any(len(row) != len(self) for row in rows):
             raise ShapeMismatchError(f"matrix rows of lengths other than the vector's {len(self)}")
         bound = self._check_range(self.bound * max((sum(map(abs, row)) for row in rows), default=0))
-        return self._derive([self.backend.dot(self.ciphertexts, row) for row in rows], self.exponent + exponent, bound)
+        return self._derive(self.backend.matmul(self.ciphertexts, rows), self.exponent + exponent, bound)
 
     def transpose_dot(self, matrix: npt.ArrayLike, precision: int | None = None) -> EncryptedVector:
         """X^T @ [[d]] for X of shape (len(self), k): the gradient step of vertical logistic regression."""

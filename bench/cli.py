@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -177,7 +178,7 @@ def bench_paillier(
     ) as progress:
         task = progress.add_task(f"Paillier, {key_bits}-bit key: generating keys", total=len(TARGETS))
         rows, meta = run_paillier_bench(
-            key_bits, quick, lambda figure: progress.update(task, advance=1, description=f"done: {figure}")
+            key_bits, quick, lambda figure: progress.update(task, advance=1, description=f"done: {escape(figure)}")
         )
     table = Table(title=f"Paillier on one core, {key_bits}-bit key, ours vs phe (gmpy2: {meta['phe_uses_gmpy2']})")
     table.add_column("figure")
@@ -187,7 +188,7 @@ def bench_paillier(
     table.add_column("vs phe tuned", justify="right")
     for row in rows:
         table.add_row(
-            row.figure,
+            escape(row.figure),  # "X^T [[d]]" is not markup
             f"{row.ours_per_second:,.0f}",
             f"{row.phe_per_second:,.0f}",
             f"{row.ratio:,.1f}x",
@@ -339,6 +340,9 @@ def bench_vertical(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="PSI worker processes (one pool, shared by both parties)")
     ] = 2,
+    service: Annotated[
+        bool, typer.Option("--service/--no-service", help="also run the epoch through the accelerator service")
+    ] = True,
 ) -> None:
     """One hetero LR epoch: accelerator (in-process, service) against phe; PSI time at several sizes."""
     from bench.vertical import PSI_AIM_SECONDS, RATIO_AIM, machine, run_epochs, run_psi
@@ -348,7 +352,9 @@ def bench_vertical(
     with contextlib.ExitStack() as stack:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-vertical-")))
         logs.configure(path=root / "bench.jsonl")
-        address = bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
+        address = None
+        if service:
+            address = bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
         progress = stack.enter_context(
             Progress(
                 TextColumn("{task.description}"),
@@ -372,16 +378,29 @@ def bench_vertical(
         for size in sizes:
             progress.update(task, description=f"PSI, {size} ids per side")
             psi.append((size, *asyncio.run(run_psi(root, size, workers))))
-    baseline = epochs[-1].seconds
+    baseline = epochs[-1]
     table = Table(
         title=f"one hetero LR epoch, {rows} rows (guest 10 + host 20 features), batch 256, {key_bits}-bit key"
     )
-    for column in ("path", "seconds", "bytes sent", f"phe / this (>= {RATIO_AIM:g}x)"):
+    for column in ("path", "seconds", "bytes sent", f"phe / this (>= {RATIO_AIM:g}x)", "CPU s here", "phe / this, CPU"):
         table.add_column(column, justify="left" if column == "path" else "right")
+
+    def ratio_cell(theirs: float | None, ours: float | None, last: bool) -> str:
+        if theirs is None or ours is None:
+            return "n/a (worker processes)"
+        ratio = theirs / ours
+        return f"{ratio:.1f}x" + ("" if last else " [green]✓[/]" if ratio >= RATIO_AIM else " [red]✗[/]")
+
     for row in epochs:
-        ratio = baseline / row.seconds
-        mark = "" if row is epochs[-1] else (" [green]✓[/]" if ratio >= RATIO_AIM else " [red]✗[/]")
-        table.add_row(row.path, f"{row.seconds:.2f}", f"{row.bytes_sent:,}", f"{ratio:.1f}x{mark}")
+        last = row is baseline
+        table.add_row(
+            row.path,
+            f"{row.seconds:.2f}",
+            f"{row.bytes_sent:,}",
+            ratio_cell(baseline.seconds, row.seconds, last),
+            "" if row.cpu_seconds is None else f"{row.cpu_seconds:.2f}",
+            ratio_cell(baseline.cpu_seconds, row.cpu_seconds, last),
+        )
     out.print(table)
     psi_table = Table(
         title=f"ECDH-PSI over X25519, 80% common ids, {workers} worker process(es) shared by both parties"
@@ -392,7 +411,7 @@ def bench_vertical(
         mark = (" [green]✓[/]" if seconds < PSI_AIM_SECONDS else " [red]✗[/]") if size == 100_000 else ""
         psi_table.add_row(f"{size:,}", f"{seconds:.2f}{mark}", f"{sent:,}")
     out.print(psi_table)
-    broker = "external " + address if bootstrap else "embedded tansu"
+    broker = "none (--no-service)" if address is None else "external " + address if bootstrap else "embedded tansu"
     out.print(f"broker={broker}, before={before}, after={machine()}")
 
 

@@ -10,7 +10,11 @@ so additions never align exponents) and the scalar encoded once to 32 fractional
 like ours (phe's default encodes a float to its 53-bit mantissa, a longer exponent).
 Every rate is the best of three timed windows, ours and phe's interleaved (the machine is noisy).
 Packed figures are per value: the time of a packed operation divided by the values it
-carries, against phe's time for one value.
+carries, against phe's time for one value. The multi-exponentiation figures are per term:
+X^T [[d]] for d of 256 values and X of 256 x 20 entries at 10 fractional bits (hetero LR's
+gradient), and a dot product of 256 terms at 32 fractional bits (its loss), against phe's
+``sum(x * enc)`` (default: phe encodes each float itself; tuned: X encoded once to the same
+fractional bits as ours).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ from accel import Encryption, Gmpy2Backend, Packer, PackingSpec, Paillier, gener
 
 Report = Callable[[str], None]
 
+MATMUL_FIGURE = "X^T [[d]], per term (256 x 20, 10 fractional bits)"
+DOT_FIGURE = "dot, per term (256 terms, 32 fractional bits)"
+
 #: Targets (ratio ours/phe in ops per second) from the issue.
 TARGETS: dict[str, float] = {
     "encrypt (textbook-compatible)": 1.0,
@@ -40,6 +47,9 @@ TARGETS: dict[str, float] = {
     "packed 16+8 encrypt, per value (key owner)": 1000.0,
     "packed 16+8 add, per value": 150.0,
     "packed 16+8 decrypt, per value": 80.0,
+    # DESIGN.md: "a few modular multiplications per term instead of one full exponentiation".
+    MATMUL_FIGURE: 4.0,
+    DOT_FIGURE: 4.0,
 }
 
 
@@ -169,6 +179,8 @@ def run_paillier_bench(key_bits: int, quick: bool, report: Report) -> tuple[list
     phe_decrypting = (lambda: [phe_private.decrypt(x) for x in phe_short], slow_len)
     add("decrypt (CRT)", *_rates([(lambda: textbook.decrypt(ours_short), slow_len), phe_decrypting], min_seconds))
 
+    _multi_exp_rows(add, djn, phe_public, rng, quick, min_seconds)
+
     # -- packed, per value ---------------------------------------------------------------
     packed_len, slots = _packed_rows(
         add, djn, owner_backend, rng, quick, min_seconds, phe_encrypting, phe_adding, phe_decrypting
@@ -188,6 +200,52 @@ def run_paillier_bench(key_bits: int, quick: bool, report: Report) -> tuple[list
         "table_setup_seconds": setup_seconds,
     }
     return rows, meta
+
+
+def _multi_exp_rows(
+    add: Callable[..., None],
+    djn: Paillier,
+    phe_public: phe.PaillierPublicKey,
+    rng: np.random.Generator,
+    quick: bool,
+    min_seconds: float,
+) -> None:
+    """X^T [[d]] and a dot product, per term, against phe's sum of products (default and tuned encoding)."""
+    rows, columns = (256, 4) if quick else (256, 20)
+    d = rng.uniform(-1, 1, rows)
+    x = rng.normal(size=(rows, columns))
+    ours_d = djn.encrypt(d)
+    phe_d = [phe_public.encrypt(v) for v in d.tolist()]
+    tuned_x = [[phe.EncodedNumber.encode(phe_public, v, precision=2.0**-10) for v in col] for col in x.T.tolist()]
+
+    def phe_matmul(matrix: list[list[object]]) -> list[object]:
+        return [sum((c * v for c, v in zip(phe_d, col, strict=True)), phe_public.encrypt(0)) for col in matrix]
+
+    terms = rows * columns
+    add(
+        MATMUL_FIGURE,
+        *_rates(
+            [
+                (lambda: ours_d.transpose_dot(x, precision=10), terms),
+                (lambda: phe_matmul(x.T.tolist()), terms),
+                (lambda: phe_matmul(tuned_x), terms),
+            ],
+            min_seconds,
+        ),
+    )
+    k = 0.25 * rng.normal(size=rows) - 0.5
+    tuned_k = [[phe.EncodedNumber.encode(phe_public, v, precision=2.0**-32) for v in k.tolist()]]
+    add(
+        DOT_FIGURE,
+        *_rates(
+            [
+                (lambda: ours_d.left_matmul(k[None, :], precision=32), rows),
+                (lambda: phe_matmul([k.tolist()]), rows),
+                (lambda: phe_matmul(tuned_k), rows),
+            ],
+            min_seconds,
+        ),
+    )
 
 
 def _packed_rows(

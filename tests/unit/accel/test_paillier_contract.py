@@ -156,6 +156,47 @@ class BackendContract:
         # numpy defers to EncryptedVector: X.T @ [[d]] is the same product.
         assert ops.decrypt_mantissas(x.T @ self.encrypt_ints(ops, d)) == expected
 
+    @FAST
+    @given(
+        data=st.data(),
+        size=st.integers(0, 24),
+        bits=st.sampled_from([1, 4, 5, 8, 14, 33, 64, 200]),
+    )
+    def test_dot_is_exact_for_every_exponent_size(
+        self, ops: Paillier, data: st.DataObject, size: int, bits: int
+    ) -> None:
+        """Multi-exponentiation path: empty, one term, zeros, negatives, scalars up to 200 bits."""
+        values = data.draw(st.lists(ints, min_size=size, max_size=size))
+        limit = 1 << bits
+        scalars = data.draw(st.lists(st.one_of(st.just(0), st.integers(-limit, limit)), min_size=size, max_size=size))
+        encrypted = self.encrypt_ints(ops, values)
+        result = encrypted.left_matmul_encoded([scalars], 0)
+        assert ops.decrypt_mantissas(result) == [sum(k * v for k, v in zip(scalars, values, strict=True))]
+
+    @FAST
+    @given(data=st.data(), shape=st.tuples(st.integers(1, 12), st.integers(1, 7)))
+    def test_matmul_rows_are_exact_and_equal_their_dots(
+        self, ops: Paillier, data: st.DataObject, shape: tuple[int, int]
+    ) -> None:
+        """M @ [[x]] in one backend call: each row exactly its plaintext dot product, and the same as ``dot``."""
+        length, count = shape
+        values = data.draw(st.lists(ints, min_size=length, max_size=length))
+        scalars = st.lists(st.integers(-(2**40), 2**40), min_size=length, max_size=length)
+        rows = [data.draw(scalars) for _ in range(count)]
+        encrypted = self.encrypt_ints(ops, values)
+        product = ops.backend.matmul(encrypted.ciphertexts, rows)
+        assert product == [ops.backend.dot(encrypted.ciphertexts, row) for row in rows]
+        expected = [sum(k * v for k, v in zip(row, values, strict=True)) for row in rows]
+        assert ops.decrypt_mantissas(encrypted.left_matmul_encoded(rows, 0)) == expected
+
+    def test_packing_product_of_powers_of_two_is_exact(self, ops: Paillier) -> None:
+        """The masking step's P^T [[g]]: exponents 2^(w t) up to hundreds of bits, one bit set each."""
+        values = list(range(1, 11))
+        width = 40
+        rows = [[1 << (width * j) if j // 5 == c else 0 for j in range(10)] for c in range(2)]
+        packed = ops.decrypt_mantissas(self.encrypt_ints(ops, values).left_matmul_encoded(rows, 0))
+        assert packed == [sum(values[j] << (width * j) for j in range(5 * c, 5 * c + 5)) for c in range(2)]
+
     def test_float_pipeline_matches_numpy(self, ops: Paillier) -> None:
         rng = np.random.default_rng(7)
         d, x, w = rng.normal(size=6), rng.normal(size=(6, 3)), rng.normal(size=6)
@@ -175,6 +216,9 @@ class BackendContract:
         assert backend.add_plain(a, [1, 2, 3]) == reference.add_plain(a, [1, 2, 3])
         assert backend.mul_plain(a, scalars) == reference.mul_plain(a, scalars)
         assert backend.dot(a, scalars) == reference.dot(a, scalars)
+        rows = [scalars, [2**70, -(2**33) + 1, 17], [0, 0, 0]]
+        assert backend.matmul(a, rows) == reference.matmul(a, rows)
+        assert backend.matmul(a, []) == reference.matmul(a, []) == []
         assert backend.sum(a) == reference.sum(a)
         assert backend.decrypt([backend.dot(a, scalars)]) == [backend.public_key.n + 15 - 28]
 
@@ -255,3 +299,9 @@ class TestGmpy2KeyOwner(BackendContract):
 
 class TestGmpy2Djn(BackendContract):
     backend_name = "gmpy2-djn"
+
+
+class TestPooledGmpy2KeyOwner(BackendContract):
+    """The gmpy2 backend on two worker processes: every slice boundary, and MATMUL cut by rows or by terms."""
+
+    backend_name = "pool2-gmpy2-key-owner"

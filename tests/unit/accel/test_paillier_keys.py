@@ -30,6 +30,22 @@ def test_generated_keys_are_admissible(keypair: KeyPair) -> None:
     assert "p=" not in repr(private)
 
 
+@pytest.mark.parametrize("bits", [256, 512, 1024])
+def test_sieved_primes_have_the_certified_form(bits: int) -> None:
+    """Each factor is p = 2*s*p' + 1 with s odd below 2^16 and p' prime, above sqrt(2) * 2^(bits/2 - 1)."""
+    pair = generate_keypair(bits)
+    assert pair.public_key.n.bit_length() == bits
+    for prime in (pair.private_key.p, pair.private_key.q):
+        assert prime.bit_length() == bits // 2
+        assert prime * prime > 1 << (bits - 1)
+        factors = factor_p_minus_1(prime)
+        assert factors is not None
+        assert factors[0] == 2
+        assert (prime - 1) % 4 == 2
+        assert all(f < 1 << 16 for f in factors[:-1])
+        assert factors[-1].bit_length() >= bits // 2 - 17
+
+
 def test_safe_prime_keys() -> None:
     pair = generate_keypair(256, safe_primes=True)
     for prime in (pair.private_key.p, pair.private_key.q):

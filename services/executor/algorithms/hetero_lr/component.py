@@ -26,6 +26,13 @@ from services.executor.api import ComponentResult, LocalDataset, Message, TaskCo
 
 #: A public bound on |u_h| (declared, so the ciphertexts' bound reveals nothing about the data).
 U_BOUND = float(1 << 20)
+#: Fractional bits of the (standardised) features in X^T [[d]]: a feature is rounded to 2^-10 of its
+#: standard deviation, so the exponents of the multi-exponentiation are ~14 bits, not the ~26 of
+#: X/B at 32 bits; 1/B is applied after unmasking, in plaintext (docs/vertical.md, "Messages").
+X_PRECISION = 10
+#: Fractional bits of the loss's plaintext coefficients (u_g/4 - y/2 in the DOT, 1/8 on [[sum u_h^2]]):
+#: their rounding moves a batch's loss sum by < 256 * 2^-17 * |u_h|, far below ``tol`` once divided by the rows.
+LOSS_PRECISION = 16
 
 
 class HeteroLRError(Exception):
@@ -246,18 +253,20 @@ class Learner:
     ) -> EncryptedVector:
         """[[sum_i log 2 - y_i u_i / 2 + u_i^2 / 8]] with u = u_g + u_h, from [[u_h]] and [[sum u_h^2]]."""
         accel = self.ctx.accel
-        cross = await accel.dot(u_h, 0.25 * u_g - 0.5 * y)  # the terms linear in u_h
-        square = await accel.mul_plain(codec.vector_of(_raw(message, "u2"), key), 0.125)  # same exponent as cross
+        cross = await accel.dot(u_h, 0.25 * u_g - 0.5 * y, precision=LOSS_PRECISION)  # the terms linear in u_h
+        u2 = codec.vector_of(_raw(message, "u2"), key)
+        square = await accel.mul_plain(u2, 0.125, precision=LOSS_PRECISION)  # same exponent as cross
         plain = maths.taylor_loss_sum(u_g, y)
         return await accel.add_plain(await accel.add(cross, square), plain)
 
     async def _gradient(self, d: EncryptedVector, x: Array, round_no: int, extra: Mapping[str, bytes]) -> Array:
-        """X^T [[d]] / B, masked (and packed), decrypted by the arbiter, unmasked here."""
+        """X^T [[d]], masked (and packed), decrypted by the arbiter, unmasked and divided by B here."""
         ctx = self.ctx
-        gradient = await ctx.accel.transpose_dot(d, x / x.shape[0])
+        gradient = await ctx.accel.transpose_dot(d, x, precision=X_PRECISION)
         sent, masks = await masking.mask_and_pack(ctx.accel, gradient, self.pack)
         message: dict[str, Any] = {"gradient": codec.vector_bytes(sent), "layout": masks.layout(), **extra}
         await ctx.channel.send("arbiter", "hlr.grad", round_no, message)
         got = await ctx.channel.gather("arbiter", "hlr.grad.plain", round_no, deadline=ctx.round_deadline)
         masked, _ = codec.ints_of(_raw(next(iter(got.values())), "masked"))
-        return masks.unmask(masked)
+        step: Array = masks.unmask(masked) / x.shape[0]
+        return step
