@@ -204,6 +204,7 @@ async def full_request(accel: AccelClient, keypair: KeyPair, **fields: Any) -> d
         "matrix": None,
         "values": [],
         "packing": None,
+        "keygen": None,
         "timeout_ms": 0,
         **fields,
     }
