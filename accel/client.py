@@ -35,6 +35,7 @@ from accel.wire import (
     packed_record,
     plain_from_record,
     plain_record,
+    public_key_from_record,
     public_key_record,
     signed_to_le,
     spec_record,
@@ -62,7 +63,7 @@ class LocalTransport:
         self.node_id = node_id
 
     async def call(self, request: Record) -> Record:
-        empty: Record = {"vector": None, "packed": None, "plain": None}
+        empty: Record = {"vector": None, "packed": None, "plain": None, "public_key": None}
         try:
             result = await asyncio.to_thread(self.engine.compute, request, self.node_id)
         except AccelError as exc:  # the same error reply the service would send
@@ -169,29 +170,11 @@ class AccelClient:
 
     # -- the generic call ------------------------------------------------------------------
 
-    async def request(self, operation: str, key: Key, **operands: Any) -> Record:
-        """Send one request; its reply's result fields, or ``AccelRequestError`` with the reply's reason code."""
-        published = key if isinstance(key, PublishedKey) else PublishedKey(key)
-        request: Record = {
-            "request_id": uuid.uuid4().hex,
-            "service_node": self.service_node,
-            "reply_topic": "accel.replies",
-            "reply_key": "",
-            "operation": operation,
-            "key_id": published.key_id,
-            "public_key": public_key_record(published),
-            "encryption": "TEXTBOOK",
-            "vectors": [],
-            "packed": [],
-            "plain": None,
-            "bound": None,
-            "matrix": None,
-            "values": [],
-            "packing": None,
-            "timeout_ms": 0,
-            **operands,
-        }
-        request["reply_key"] = request["request_id"]
+    async def request(self, operation: str, key: Key | None, **operands: Any) -> Record:
+        """Send one request; its reply's result fields, or ``AccelRequestError`` with the reply's reason code.
+
+        ``key`` is the key worked under; None only for ``KEYGEN``, which names no key yet."""
+        request = request_record(self.service_node, operation, key, **operands)
         reply = await self.transport.call(request)
         if reply["error"] is not None:
             error = reply["error"]
@@ -199,6 +182,14 @@ class AccelClient:
         return reply
 
     # -- typed operations --------------------------------------------------------------------
+
+    async def generate_key(self, bits: int = 2048, *, safe_primes: bool = False) -> PublishedKey:
+        """A key pair made and kept by the accelerator (of the caller's own node only): its public form.
+
+        The private key stays in that accelerator's key store; decrypting under the returned key
+        through this client reaches it by key id (``decrypt``, ``packed_decrypt``)."""
+        reply = await self.request("KEYGEN", None, keygen={"bits": bits, "safe_primes": safe_primes})
+        return public_key_from_record(reply["public_key"])
 
     async def encrypt(
         self,
@@ -290,6 +281,33 @@ class AccelClient:
         reply = await self.request("PACKED_DECRYPT", _key_of(vector.backend), packed=[packed_record(vector)])
         mantissas, _ = plain_from_record(reply["plain"])
         return np.array(mantissas, dtype=np.int64)
+
+
+def request_record(service_node: str, operation: str, key: Key | None, **operands: Any) -> Record:
+    """A whole ``AccelRequest`` to ``service_node``'s accelerator: a fresh request id, ``operands`` over empty ones."""
+    published = key if isinstance(key, PublishedKey) or key is None else PublishedKey(key)
+    request: Record = {
+        "request_id": uuid.uuid4().hex,
+        "service_node": service_node,
+        "reply_topic": "accel.replies",
+        "reply_key": "",
+        "operation": operation,
+        "key_id": "" if published is None else published.key_id,
+        "public_key": None if published is None else public_key_record(published),
+        "encryption": "TEXTBOOK",
+        "vectors": [],
+        "packed": [],
+        "plain": None,
+        "bound": None,
+        "matrix": None,
+        "values": [],
+        "packing": None,
+        "keygen": None,
+        "timeout_ms": 0,
+        **operands,
+    }
+    request["reply_key"] = request["request_id"]
+    return request
 
 
 def _public_of(key: Key) -> PublicKey:

@@ -19,6 +19,7 @@ from accel.errors import (
     AccelError,
     DecryptRefusedError,
     ExponentMismatchError,
+    KeygenRefusedError,
     MalformedRequestError,
     MissingPrivateKeyError,
     PaillierKeyMismatchError,
@@ -37,6 +38,7 @@ from accel.wire import (
     plain_from_record,
     plain_record,
     public_key_from_record,
+    public_key_record,
     spec_from_record,
     vector_from_record,
     vector_record,
@@ -48,6 +50,8 @@ ACCEL_REPLY = "interfed.accel.reply.AccelReply"
 #: Operations that need the private key: served only to the key owner's own node.
 DECRYPTING = frozenset({"DECRYPT", "PACKED_DECRYPT"})
 ENCRYPTING = frozenset({"ENCRYPT", "PACKED_ENCRYPT"})
+#: Key sizes ``KEYGEN`` makes (those of ``interfed accel keygen``); the size must also be even.
+KEYGEN_BITS = range(512, 8193)
 
 Record = dict[str, Any]
 MakeBackend = Callable[[PublishedKey, PrivateKey | None, Encryption, int | None], PaillierBackend]
@@ -71,6 +75,12 @@ class Engine:
             raise DecryptRefusedError(
                 f"decryption is served only to the key owner's own node {self.node_id}; {requester} asked"
             )
+        if operation == "KEYGEN":
+            if requester != self.node_id:
+                raise KeygenRefusedError(
+                    f"keys are made only for the accelerator's own node {self.node_id}; {requester} asked"
+                )
+            return self.keygen(request)
         backend = self.backend_for(request)
         try:
             return OPERATIONS[operation](request, backend)
@@ -78,6 +88,21 @@ class Engine:
             raise
         except (ValueError, TypeError, KeyError) as exc:
             raise MalformedRequestError(f"{operation}: {exc}") from exc
+
+    def keygen(self, request: Record) -> Record:
+        """A fresh key pair with a DJN base, kept in this node's key store; the reply carries its public form."""
+        params = request["keygen"]
+        if params is None or request["key_id"] or request["public_key"] is not None:
+            raise MalformedRequestError("KEYGEN takes its keygen parameters, an empty key_id and no public_key")
+        if any(request[name] for name in ("vectors", "packed", "values")) or any(
+            request[name] is not None for name in ("plain", "bound", "matrix", "packing")
+        ):
+            raise MalformedRequestError("KEYGEN takes no operands")
+        bits = params["bits"]
+        if bits % 2 or bits not in KEYGEN_BITS:
+            raise MalformedRequestError(f"KEYGEN makes even key sizes of 512 to 8192 bits, not {bits}")
+        owned = self.keys.generate(bits, safe_primes=params["safe_primes"])
+        return {"public_key": public_key_record(owned.published)}
 
     def resolve(self, request: Record) -> tuple[PublishedKey, PrivateKey | None]:
         """The request's key: this node's own (with its private key), or the public key the request carries."""

@@ -77,6 +77,12 @@ class DecryptRefusedError(AccelError):
     reason = "DECRYPT_REFUSED"
 
 
+class KeygenRefusedError(AccelError):
+    """Key generation asked by a node other than the accelerator's own: a node makes keys only for itself."""
+
+    reason = "KEYGEN_REFUSED"
+
+
 class MalformedRequestError(AccelError, ValueError):
     """A request whose operands do not fit its operation (missing, extra, or of the wrong shape)."""
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from accel.keys import KeyPair, PrivateKey, PublicKey, generate_keypair
 from accel.wire import PublishedKey, key_id
 
 FORMAT = "interfed.accel.private-key/1"
+#: A key id as ``accel.wire.key_id`` writes it: the only names looked up in the folder.
+KEY_ID = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,12 @@ class OwnedKey:
 
 
 class KeyStore:
-    """The key pairs in one folder, loaded once; a missing folder is an empty store, no folder keeps keys in memory."""
+    """The key pairs in one folder; a missing folder is an empty store, no folder keeps keys in memory.
+
+    The folder is read whole at start, and ``get`` reads ``<key_id>.json`` again on a miss: several
+    processes of one node (the instances of its accelerator) share the folder, and a key one of them
+    made (``generate``) is then served by every other.
+    """
 
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
@@ -65,7 +73,12 @@ class KeyStore:
         return len(self._keys)
 
     def get(self, key_ref: str) -> OwnedKey | None:
-        return self._keys.get(key_ref)
+        owned = self._keys.get(key_ref)
+        if owned is None and self.folder is not None and KEY_ID.fullmatch(key_ref):
+            path = self.folder / f"{key_ref}.json"
+            if path.is_file():
+                owned = self._keys[key_ref] = load_key_file(path)
+        return owned
 
     def ids(self) -> list[str]:
         return sorted(self._keys)

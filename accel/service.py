@@ -162,6 +162,7 @@ class AccelService(Service):
             "vector": None,
             "packed": None,
             "plain": None,
+            "public_key": None,
             **(result or {}),
             "served_by": self.instance,
             "compute_ms": int((time.monotonic() - started) * 1000),
@@ -187,6 +188,7 @@ class AccelService(Service):
             "vector": None,
             "packed": None,
             "plain": None,
+            "public_key": None,
             "served_by": self.instance,
             "compute_ms": 0,
         }

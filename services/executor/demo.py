@@ -54,14 +54,15 @@ EPOCHS = 5
 HFL_PARAMS = {"model": "logreg", "classes": 2, "epochs": EPOCHS, "learning_rate": 0.5, "secure_aggregation": "masks"}
 
 
-#: The parties that run their own accelerator service (the vertical stage's guest and host): each sends its
-#: Paillier work, which involves its own features, to its own accelerator only.
-ACCELERATED = ("bank", "hospital")
+#: The parties that run their own accelerator service (the vertical stage's guest, host and arbiter): each sends
+#: its Paillier work, which involves its own features or its own key, to its own accelerator only. The arbiter's
+#: accelerator makes the job's key pair and keeps it in telecom's home (accel/keys/), where it decrypts.
+ACCELERATED = ("bank", "hospital", "telecom")
 
 
 def demo_services(ctx: Context) -> Sequence[Service]:
     """Each party runs its catalog, its components service and an executor deciding jobs by its home's policy;
-    the bank and the hospital also their accelerator service, which their executor's Paillier requests go to."""
+    the bank, the hospital and telecom also their accelerator service, where their executor sends its Paillier work."""
     (ctx.home.path / POLICY_FILE).write_text(JOB_POLICY, encoding="utf-8")
     (catalog,) = catalog_services(ctx)
     assert isinstance(catalog, CatalogService)
@@ -70,7 +71,7 @@ def demo_services(ctx: Context) -> Sequence[Service]:
         return [catalog, store, ExecutorService(ctx, catalog=catalog, components=store)]
     listener = ReplyListener(ctx, ctx.config.node_id)
     client = AccelClient(RemoteTransport(listener, timeout=60, retries=1), ctx.config.node_id)
-    accelerator = AccelService(ctx, workers=1, keys=KeyStore.empty())
+    accelerator = AccelService(ctx, workers=1, keys=KeyStore.of_home(ctx.home.path))
     return [
         catalog,
         store,

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from aiokafka.errors import KafkaError
 
 from accel.client import AccelClient
+from accel.keystore import KeyStore
 from mesh.envelope import Envelope
 from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
 from mesh.evidence import GOVERNED
@@ -492,7 +493,7 @@ class ExecutorService(Service):
                 params=params,
                 inputs=self.inputs_of(job),
                 channel=channel,
-                accel=self.accel or AccelClient.in_process(self.me),
+                accel=self.accel or AccelClient.in_process(self.me, KeyStore.of_home(self.ctx.home.path)),
                 checkpoints=FileCheckpoints(self.folder(job.job_id) / "checkpoints"),
                 round_deadline=job.round_deadline_ms / 1000,
                 seed=job.seed,

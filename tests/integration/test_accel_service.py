@@ -204,6 +204,7 @@ async def full_request(accel: AccelClient, keypair: KeyPair, **fields: Any) -> d
         "matrix": None,
         "values": [],
         "packing": None,
+        "keygen": None,
         "timeout_ms": 0,
         **fields,
     }
@@ -230,3 +231,40 @@ async def send_bad_chunk(member: Member, request_id: str) -> None:
     await member.registry.ctx.publisher.publish(
         "accel.requests", CHUNK_TYPE, chunk, subject=request_id, correlation_id=request_id
     )
+
+
+async def test_keygen_for_its_own_node_served_by_every_instance_refused_to_others(
+    bootstrap: str, home_root: Path
+) -> None:
+    """party0 asks its accelerator for a key and decrypts under it; party1's KEYGEN is refused; a second
+    instance on the same home, whose key store was read before the key existed, serves the key too."""
+    async with accel_federation(home_root, bootstrap) as fed:
+        owner, other = fed.member("party0"), fed.member("party1")
+        folder = owner.home.path / "accel" / "keys"
+
+        def instance() -> AccelService:
+            return AccelService(
+                open_context(owner.home, owner.bus, fed.settings), keys=KeyStore.of_home(owner.home.path)
+            )
+
+        first, second = instance(), instance()  # both stores read now: no key yet
+        values = np.array([0.5, -3.0, 1e3])
+        async with client(owner, fed, timeout=60) as mine, client(other, fed, timeout=60) as theirs:
+            async with running(first):
+                key = await mine.generate_key(KEY_BITS)
+                assert (folder / f"{key.key_id}.json").is_file()
+                assert key.djn_base is not None
+                encrypted = await theirs.encrypt(key, values, precision=16, fast=True)
+                np.testing.assert_array_equal(await mine.decrypt(encrypted), values)
+                with pytest.raises(AccelRequestError, match="party1 asked") as refused:
+                    await theirs.generate_key(KEY_BITS)
+                assert refused.value.code == "KEYGEN_REFUSED"
+                assert [p.stem for p in folder.glob("*.json")] == [key.key_id]
+            assert key.key_id not in second.keys
+            async with running(second):
+                await eventually(
+                    lambda: len(second.partitions()) == 6, timeout=60, what="the second instance holding accel.requests"
+                )
+                reply = await mine.request("DECRYPT", key, vectors=[vector_record(encrypted)])
+                assert reply["served_by"] == second.instance
+                np.testing.assert_array_equal(await mine.decrypt(encrypted), values)

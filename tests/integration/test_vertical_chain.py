@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from accel.keystore import KeyStore
 from mesh.testing import TestFederation, eventually, federation, fresh_settings
 from services.demo import PARTIES
-from services.executor.demo import _ex, _installed, _store, demo_services
+from services.executor.demo import _ex, _installed, _store, _svc, demo_services
 from services.executor.errors import BAD_PARAMS, JOB_INPUT_INVALID
 from services.executor.state import JobStatus, release_digest
 from services.executor.vertical_demo import LR_COMPONENT, LR_PARAMS, PROJECT, PSI_COMPONENT, vertical
@@ -91,6 +92,13 @@ async def test_psi_then_hetero_lr_chain_matches_centralised_and_refuses_bad_inpu
         ids = [sorted(line.split(",")[0] for line in t.splitlines()[1:]) for t in tables]
         assert ids[0] == ids[1]
         assert len(ids[0]) == figures.compared.rows
+        # the arbiter's key was made by telecom's own accelerator, kept in telecom's home only, and every
+        # decryption (each party's gradient and the loss, per round) was served there
+        homes = {m.node_id: m.home.path for m in fed.everyone}
+        assert len(KeyStore.of_home(homes["telecom"]).ids()) == 1
+        assert KeyStore.of_home(homes["bank"]).ids() == KeyStore.of_home(homes["hospital"]).ids() == []
+        rounds = int(_ex(fed, "telecom").results[lr.job_id].metrics["rounds"])
+        assert _svc(fed, "telecom", "accel").counts["replied"] == 1 + 3 * rounds
 
         # an input naming a failed job: refused with the failed job's status and reason
         bad_psi = await bank.propose(

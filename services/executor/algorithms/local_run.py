@@ -15,6 +15,7 @@ import numpy as np
 
 from accel.client import AccelClient
 from services.executor.api import (
+    Checkpoints,
     Component,
     ComponentResult,
     LocalChannel,
@@ -57,13 +58,15 @@ class CountingChannel(LocalChannel):
 
 @dataclass(frozen=True)
 class Party:
-    """One party of a local run: its node id, role, datasets, accelerator client and parameters."""
+    """One party of a local run: its node id, role, datasets, accelerator client, parameters and, to resume
+    from what an earlier run saved, its checkpoints (default: fresh ones)."""
 
     node: str
     role: str
     inputs: Mapping[str, LocalDataset]
     accel: AccelClient
     params: Mapping[str, Any]
+    checkpoints: Checkpoints | None = None
 
 
 async def run_local(
@@ -90,7 +93,7 @@ async def run_local(
             inputs=p.inputs,
             channel=CountingChannel(hub, p.node, counted),
             accel=p.accel,
-            checkpoints=MemoryCheckpoints(),
+            checkpoints=p.checkpoints if p.checkpoints is not None else MemoryCheckpoints(),
             round_deadline=round_deadline,
             seed=seed,
         )

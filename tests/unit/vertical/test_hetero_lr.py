@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer, load_wine
 
+from accel.client import AccelClient
+from accel.keystore import KeyStore
+from services.executor.algorithms.hetero_lr import codec
+from services.executor.algorithms.hetero_lr.component import HeteroLR
+from services.executor.algorithms.local_run import Party, run_local
 from services.executor.algorithms.vertical_data import vertical_split
-from services.executor.algorithms.vertical_run import VerticalSummary, run_vertical
+from services.executor.algorithms.vertical_run import LR_DEFAULTS, VerticalSummary, run_vertical
+from services.executor.api import ComponentResult, MemoryCheckpoints
 
 FAST = {"key_bits": 1024, "max_epochs": 4, "batch_size": 64}
 
@@ -65,3 +71,37 @@ async def test_packed_and_unpacked_gradients_train_identically(tmp_path: Path, p
     x, y = load_breast_cancer(return_X_y=True)
     summary = await _run(tmp_path, x, y, [range(10), range(10, 30)], max_epochs=1, pack_gradients=pack)
     assert abs(summary.auc_federated - summary.auc_centralised) <= 0.005
+
+
+async def test_a_restarted_arbiter_decrypts_under_the_key_its_accelerator_kept(tmp_path: Path) -> None:
+    """The arbiter's checkpoint holds the job key's public form only; resumed with a new accelerator client on the
+    same key folder (a restarted node), the job ends exactly as an uninterrupted one does."""
+    x, y = load_breast_cancer(return_X_y=True)
+    guest, host = vertical_split(tmp_path, x[:192], y[:192].astype(np.float64), [range(10), range(10, 30)], absent=0.0)
+    folder = tmp_path / "arbiter" / "accel" / "keys"
+
+    async def train(epochs: int, keys: KeyStore, saved: dict[str, MemoryCheckpoints]) -> dict[str, ComponentResult]:
+        params = {**LR_DEFAULTS, **FAST, "max_epochs": epochs, "tol": 0.0}
+        return await run_local(
+            HeteroLR(),
+            [
+                Party("guest", "guest", {"train": guest}, AccelClient.in_process("guest"), params, saved["guest"]),
+                Party("host", "host", {"train": host}, AccelClient.in_process("host"), params, saved["host"]),
+                Party("arbiter", "arbiter", {}, AccelClient.in_process("arbiter", keys), params, saved["arbiter"]),
+            ],
+        )
+
+    saved = {n: MemoryCheckpoints() for n in ("guest", "host", "arbiter")}
+    await train(1, KeyStore(folder), saved)
+    latest = saved["arbiter"].latest()
+    assert latest is not None
+    assert sorted(latest[1]) == ["key", "losses"]  # no factor of n
+    assert KeyStore(folder).ids() == [codec.key_of(latest[1]["key"]).key_id]
+    resumed = await train(2, KeyStore(folder), saved)
+    assert len(KeyStore(folder).ids()) == 1  # resumed under the kept key, not a new one
+    straight = await train(2, KeyStore.empty(), {n: MemoryCheckpoints() for n in saved})
+    assert resumed["arbiter"].metrics == straight["arbiter"].metrics
+    for party in ("guest", "host"):
+        assert sorted(resumed[party].model) == sorted(straight[party].model)
+        for name, value in straight[party].model.items():
+            np.testing.assert_array_equal(resumed[party].model[name], value)

@@ -15,9 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from accel.client import AccelClient
-from accel.keys import KeyPair, PrivateKey, PublicKey, generate_keypair
-from accel.keystore import KeyStore
 from accel.vector import EncryptedVector
 from accel.wire import PublishedKey
 from services.executor.algorithms.hetero_lr import codec, masking, maths
@@ -90,19 +87,15 @@ class Arbiter:
     async def run(self) -> ComponentResult:
         ctx = self.ctx
         saved = ctx.checkpoints.latest()
-        keys = KeyStore.empty()
+        # The key pair is made and kept by the node's accelerator (its service, or the in-process path):
+        # the private key never leaves it, and the arbiter decrypts through ctx.accel by key id.
         if saved is None:
-            pair = generate_keypair(int(ctx.params["key_bits"]))
-            owned = keys.add(pair)
-        else:  # the job's key is kept with the arbiter's checkpoints (private to its node)
-            n, p, q = (int.from_bytes(saved[1][name], "little") for name in ("n", "p", "q"))
-            public = PublicKey(n)
-            owned = keys.add(KeyPair(public, PrivateKey(public, p, q)))
-        # Decryption stays in the key owner's process: an in-process client holding the job's key.
-        decryptor = AccelClient.in_process(ctx.me, keys)
+            key = await ctx.accel.generate_key(int(ctx.params["key_bits"]))
+        else:  # the checkpoint names the job's key by its public form; the accelerator still holds it
+            key = codec.key_of(_raw(saved[1], "key"))
         parties = [*ctx.roles["guest"], *ctx.roles.get("host", [])]
-        await ctx.channel.send("guest", "hlr.key", 0, {"key": codec.key_bytes(owned.published)})
-        await ctx.channel.send("host", "hlr.key", 0, {"key": codec.key_bytes(owned.published)})
+        await ctx.channel.send("guest", "hlr.key", 0, {"key": codec.key_bytes(key)})
+        await ctx.channel.send("host", "hlr.key", 0, {"key": codec.key_bytes(key)})
         meta = await ctx.channel.gather("guest", "hlr.meta", 0, deadline=ctx.round_deadline)
         rows = int(_tensor(next(iter(meta.values())), "shape")[0])
         schedule = Schedule.of(ctx.params, ctx.seed)
@@ -115,13 +108,13 @@ class Arbiter:
             for _ in schedule.batches(rows, epoch):
                 got = await self._gather(parties, "hlr.grad", round_no)
                 for party, message in got.items():
-                    vector = codec.vector_of(_raw(message, "gradient"), owned.published)
-                    plain, _ = await decryptor.decrypt_mantissas(vector)
+                    vector = codec.vector_of(_raw(message, "gradient"), key)
+                    plain, _ = await ctx.accel.decrypt_mantissas(vector)
                     masked = masking.unpack(plain, _tensor(message, "layout"))
                     await ctx.channel.send(party, "hlr.grad.plain", round_no, {"masked": codec.ints_bytes(masked)})
                     if single_host and "loss" in message:
-                        loss = codec.vector_of(_raw(message, "loss"), owned.published)
-                        total += float((await decryptor.decrypt(loss))[0])
+                        loss = codec.vector_of(_raw(message, "loss"), key)
+                        total += float((await ctx.accel.decrypt(loss))[0])
                 round_no += 1
             if single_host:
                 losses.append(total / rows)
@@ -129,17 +122,7 @@ class Arbiter:
             verdict = {"loss": np.array([losses[-1] if losses else np.nan]), "stop": np.array([int(stop)])}
             await ctx.channel.send("guest", "hlr.epoch", epoch, verdict)
             await ctx.channel.send("host", "hlr.epoch", epoch, verdict)
-            private = owned.private_key
-            ctx.checkpoints.save(
-                epoch,
-                {
-                    "losses": np.array(losses),
-                    **{
-                        name: int(v).to_bytes((int(v).bit_length() + 7) // 8, "little")
-                        for name, v in (("n", private.public_key.n), ("p", private.p), ("q", private.q))
-                    },
-                },
-            )
+            ctx.checkpoints.save(epoch, {"losses": np.array(losses), "key": codec.key_bytes(key)})
             ctx.report(epoch, {"loss": losses[-1]} if losses else {})
             if stop:
                 break
