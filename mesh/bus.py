@@ -171,6 +171,18 @@ class Reader:
         starts = await self._consumer.beginning_offsets(parts)
         return sum(ends[p] - starts[p] for p in parts)
 
+    async def drained(self) -> bool:
+        """Whether every assigned partition has been read up to the high watermark of its last fetch.
+
+        "Nothing more to read right now" without waiting for an empty fetch, which a busy topic
+        (heartbeats of many nodes) may never give. False for a partition not fetched yet, or held back.
+        """
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is None or tp in self._paused_until or await self._consumer.position(tp) < high:
+                return False
+        return True
+
     def retry_later(self, record: Record, delay: float) -> None:
         """Rewind a partition to ``record`` and pause it for ``delay`` seconds (keeps order)."""
         tp = TopicPartition(record.topic, record.partition)
@@ -254,6 +266,9 @@ class MergedReader:
 
     def is_paused(self, topic: str, partition: int) -> bool:
         return self._of(topic).is_paused(topic, partition)
+
+    async def drained(self) -> bool:
+        return await self.whole.drained() and await self.shared.drained()
 
     async def batches(self, timeout_ms: int = 200) -> AsyncIterator[list[Record]]:
         sources = [self.whole.batches(timeout_ms), self.shared.batches(timeout_ms)]

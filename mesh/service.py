@@ -135,14 +135,14 @@ class Service:
                     await self.process(record)
                     if i % YIELD_EVERY == 0:
                         await asyncio.sleep(0)  # let the node's other tasks (its producer too) run
-                if not batch and not self._reader_has_paused():
-                    if not self.caught_up.is_set():
-                        self.caught_up.set()
-                        self.log.info("caught_up", counts=dict(self.counts))
-                    if not started:
-                        started = True
-                        await self.on_start()
-                        tasks = [asyncio.create_task(t) for t in self.background()]
+                # Caught up: nothing more to read right now, known by an empty fetch or, on topics
+                # too busy to ever give one, by every partition having reached its high watermark.
+                if not started and not self._reader_has_paused() and (not batch or await self._reader.drained()):
+                    started = True
+                    self.caught_up.set()
+                    self.log.info("caught_up", counts=dict(self.counts))
+                    await self.on_start()
+                    tasks = [asyncio.create_task(t) for t in self.background()]
                 for task in tasks:
                     if task.done() and not task.cancelled() and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]  # a dead background task fails the service

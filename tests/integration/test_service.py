@@ -1,4 +1,4 @@
-"""The service base's lifecycle on a real broker: clean stop, and no silent death of background work."""
+"""The service base's lifecycle on a real broker: catching up, clean stop, and no silent death of background work."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from mesh.node import connect, open_context
 from mesh.service import Service
-from mesh.testing import create_homes, fresh_settings
+from mesh.testing import create_homes, federation, fresh_settings
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
 
@@ -46,3 +46,19 @@ async def test_a_service_stops_cleanly_when_asked(bootstrap: str, home_root: Pat
         stop.set()
         await asyncio.wait_for(task, 10)
     assert task.exception() is None
+
+
+async def test_a_service_catches_up_with_topics_too_busy_to_ever_be_idle(bootstrap: str, home_root: Path) -> None:
+    """Heartbeats every 10 ms from three parties leave no fetch empty; caught up comes from the high watermarks."""
+    settings = fresh_settings(heartbeat_interval=0.01, unreachable_after=3.0)
+    async with federation(home_root, bootstrap, n=3, settings=settings) as fed:
+        await asyncio.sleep(1.0)  # a backlog of beats, and more arriving all the time
+        service = Service(open_context(fed.operator.home, fed.operator.bus, settings))
+        stop = asyncio.Event()
+        task = asyncio.create_task(service.run(stop))
+        try:
+            await asyncio.wait_for(service.caught_up.wait(), 20)
+            assert service.counts["applied"] > 50  # it read the backlog before saying so
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
