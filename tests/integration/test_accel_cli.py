@@ -26,7 +26,7 @@ def interfed(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     )
 
 
-@pytest.mark.cli_process
+@pytest.mark.reference_lane
 async def test_accel_up_serves_members_and_stops_cleanly(bootstrap: str, home_root: Path) -> None:
     settings = fresh_settings(heartbeat_interval=0.3, unreachable_after=3.0)
     env = {**os.environ, "INTERFED_TOPIC_PREFIX": settings.topic_prefix, "INTERFED_BOOTSTRAP": bootstrap}

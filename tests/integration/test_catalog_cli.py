@@ -48,7 +48,7 @@ def services(ctx: Context) -> Sequence[Service]:
 
 
 @pytest.mark.broker
-@pytest.mark.cli_process
+@pytest.mark.reference_lane
 async def test_publish_list_request_approve_use_through_the_cli(
     bootstrap: str, home_root: Path, tmp_path: Path
 ) -> None:

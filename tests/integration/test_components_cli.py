@@ -22,7 +22,7 @@ def services(ctx: Context) -> Sequence[Service]:
 
 
 @pytest.mark.broker
-@pytest.mark.cli_process
+@pytest.mark.reference_lane
 async def test_publish_builtin_list_inspect_install_disable_through_the_cli(bootstrap: str, home_root: Path) -> None:
     settings = fresh_settings(heartbeat_interval=10.0, unreachable_after=30.0)
     async with federation(home_root, bootstrap, n=2, services=services, settings=settings) as fed:

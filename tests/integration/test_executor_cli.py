@@ -18,7 +18,7 @@ from tests.integration.components import publish_fedmean
 from tests.integration.test_catalog_cli import interfed
 from tests.integration.test_executor_flow import ex, permits_for
 
-pytestmark = [pytest.mark.broker, pytest.mark.cli_process, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.broker, pytest.mark.reference_lane, pytest.mark.timeout(240)]
 
 
 def services(ctx: Context) -> Sequence[Service]:

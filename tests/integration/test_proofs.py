@@ -19,7 +19,7 @@ import pytest
 from mesh.evidence import EVIDENCE_RECORDED
 from mesh.testing import AuditedHistory, read_topic
 
-pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.broker, pytest.mark.reference_lane, pytest.mark.timeout(240)]
 
 
 # -- docs/audit.md, "Verifying offline in Python" -------------------------------------------------

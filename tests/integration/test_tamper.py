@@ -29,7 +29,7 @@ from services.evidence.cli import replay
 from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosign
 from services.evidence.merkle import MerkleLog
 
-pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.broker, pytest.mark.reference_lane, pytest.mark.timeout(240)]
 
 Edit = Callable[[list[Record]], list[Record]]
 

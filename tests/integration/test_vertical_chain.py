@@ -26,7 +26,7 @@ from services.executor.errors import BAD_PARAMS, JOB_INPUT_INVALID
 from services.executor.state import JobStatus, release_digest
 from services.executor.vertical_demo import LR_COMPONENT, LR_PARAMS, PROJECT, PSI_COMPONENT, vertical
 
-pytestmark = [pytest.mark.broker, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.broker, pytest.mark.reference_lane, pytest.mark.timeout(300)]
 
 
 @contextlib.contextmanager
