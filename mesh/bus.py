@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -26,13 +27,23 @@ RECORD_OVERHEAD = 512
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One consumed record, as the service pipeline sees it."""
+    """One consumed record, as the service pipeline sees it.
+
+    ``fetched_at_ms`` is when this reader first fetched the record (wall clock, ms): a record read
+    again after its partition was held keeps its first time, which is what a fence compares with.
+    """
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes
+    fetched_at_ms: int = 0
+
+
+def now_ms() -> int:
+    """Wall-clock ms, on aiokafka's own scale for ``last_poll_timestamp``."""
+    return int(1000 * time.time())
 
 
 class Bus(Protocol):
@@ -116,17 +127,102 @@ class KafkaBus:
         return GroupReader(self.bootstrap, list(topics), self.max_record_bytes, group_id)
 
 
+class Fence:
+    """A point on some topics: "everything appended to them before ``at_ms``".
+
+    It is reached once a reader has handled every record its partitions held at ``at_ms``: for each
+    partition, the position has come to the end offset listed after ``at_ms`` and to the high watermark
+    of the first fetch response processed after it (Apache Kafka's listed end offsets are exact; the
+    embedded broker's fall short when a produce request carried several records, its high watermarks
+    do not). A partition held back by a record that waits on a fence of its own counts as reached, so two
+    waiting records never wait on each other for ever. An event's prerequisites (a certificate, a
+    schema, a job proposal) were acknowledged before the event was produced, so before it was fetched:
+    once a fence taken after its first fetch is reached, a record still missing one will never get it.
+    """
+
+    def __init__(self, topics: frozenset[str], readers: list[Reader]) -> None:
+        self.topics = topics
+        self.at_ms = now_ms()
+        self.reached = False
+        self._readers = readers
+        self._targets: dict[TopicPartition, int] = {}
+        self._listed: asyncio.Task[dict[TopicPartition, int]] | None = None
+
+    def _partitions(self) -> list[tuple[Reader, TopicPartition]]:
+        return [(r, tp) for r in self._readers for tp in r.assignment() if tp.topic in self.topics]
+
+    async def check(self) -> bool:
+        """Whether the fence is reached (and stays so)."""
+        if self.reached:
+            return True
+        parts = self._partitions()
+        if self._listed is None:
+            self._listed = asyncio.ensure_future(_end_offsets(parts))
+        if not self._listed.done():
+            return False
+        listed = self._listed.result()
+        for reader, tp in parts:
+            if reader.holds(tp):
+                continue
+            target = self._targets.get(tp)
+            if target is None:
+                polled = reader.consumer.last_poll_timestamp(tp)
+                high = reader.consumer.highwater(tp)
+                if polled is None or polled <= self.at_ms or high is None:
+                    return False
+                target = self._targets[tp] = max(high, listed.get(tp, 0))
+            if await reader.consumer.position(tp) < target:
+                return False
+        self.reached = True
+        return True
+
+
+async def _end_offsets(parts: list[tuple[Reader, TopicPartition]]) -> dict[TopicPartition, int]:
+    listed: dict[TopicPartition, int] = {}
+    for reader in {id(r): r for r, _ in parts}.values():
+        mine = [tp for r, tp in parts if r is reader]
+        if mine:
+            listed.update(await reader.consumer.end_offsets(mine))
+    return listed
+
+
+class _FirstFetch:
+    """When each offset of one partition was first fetched: (end offset, time) steps, oldest first."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, int]] = []
+
+    def note(self, end: int, at_ms: int) -> None:
+        if not self.steps or end > self.steps[-1][0]:
+            self.steps.append((end, at_ms))
+
+    def of(self, offset: int, default: int) -> int:
+        for end, at in self.steps:
+            if offset < end:
+                return at
+        return default
+
+    def forget_below(self, offset: int) -> None:
+        while len(self.steps) > 1 and self.steps[0][0] <= offset:
+            del self.steps[0]
+
+
 class Reader:
     """Reads every partition of some topics from the beginning, without consumer-group membership.
 
-    Services must see every event of their topics, so they assign partitions
-    themselves and keep their own positions; the embedded broker's group joins
-    are slow and fragile, and the mesh needs none of what they offer here.
+    Services must see every event of their topics, so they assign partitions themselves and keep
+    their own positions; the embedded broker's group joins are slow and fragile, and the mesh needs
+    none of what they offer here.
+
+    The reader knows how far its partitions reached when it started (``caught_up``), and holds a
+    partition back at a record that waits for something other topics should bring (``wait_for``).
     """
 
     def __init__(self, bootstrap: str, topics: list[str], max_record_bytes: int, group_id: str | None = None) -> None:
         self._topics = topics
-        self._consumer = AIOKafkaConsumer(
+        self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=group_id,
             # A group commits what its members have fetched, so a restarted member goes on from there.
@@ -139,75 +235,135 @@ class Reader:
             # Apache Kafka answers as soon as there is a record.
             fetch_max_wait_ms=FETCH_WAIT_MS,
         )
-        self._paused_until: dict[TopicPartition, float] = {}
+        self._fence_scope: list[Reader] = [self]
+        self._start_ends: dict[TopicPartition, int] = {}
+        self._targets: dict[TopicPartition, int] = {}
+        self._held: dict[TopicPartition, Fence] = {}
+        self._fences: dict[frozenset[str], Fence] = {}
+        self._first_fetch: dict[TopicPartition, _FirstFetch] = {}
 
     async def start(self) -> None:
-        await self._consumer.start()
+        await self.consumer.start()
         partitions: list[TopicPartition] = []
         for topic in self._topics:
             parts = await self._partitions(topic)
             partitions += [TopicPartition(topic, p) for p in sorted(parts)]
-        self._consumer.assign(partitions)
-        await self._consumer.seek_to_beginning(*partitions)
+        self.consumer.assign(partitions)
+        await self.consumer.seek_to_beginning(*partitions)
+        self._start_ends = await self.consumer.end_offsets(partitions)
 
     async def _partitions(self, topic: str) -> set[int]:
         """The topic's partitions, once each has a leader (a new topic on Kafka needs a moment)."""
-        client = self._consumer._client  # noqa: SLF001 - aiokafka has no public metadata refresh
+        client = self.consumer._client  # noqa: SLF001 - aiokafka has no public metadata refresh
         for _ in range(100):
             await client.force_metadata_update()
-            parts = self._consumer.partitions_for_topic(topic)
+            parts = self.consumer.partitions_for_topic(topic)
             if parts and all((client.cluster.leader_for_partition(TopicPartition(topic, p)) or -1) >= 0 for p in parts):
                 return set(parts)
             await asyncio.sleep(0.1)
         raise KafkaError(f"topic {topic} does not exist; create the protocol topics first")
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        for fence in self._fences.values():
+            if fence._listed is not None:  # noqa: SLF001 - one module
+                fence._listed.cancel()  # noqa: SLF001
+        await self.consumer.stop()
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.consumer.assignment())
 
     async def held(self) -> int:
         """How many records the assigned partitions hold now (for the progress of a replay)."""
-        parts = list(self._consumer.assignment())
-        ends = await self._consumer.end_offsets(parts)
-        starts = await self._consumer.beginning_offsets(parts)
+        parts = list(self.consumer.assignment())
+        ends = await self.consumer.end_offsets(parts)
+        starts = await self.consumer.beginning_offsets(parts)
         return sum(ends[p] - starts[p] for p in parts)
 
-    async def drained(self) -> bool:
-        """Whether every assigned partition has been read up to the high watermark of its last fetch.
+    def _target(self, tp: TopicPartition) -> int | None:
+        target = self._targets.get(tp)
+        if target is None:
+            high = self.consumer.highwater(tp)
+            if high is None:
+                return None  # no fetch response yet: where the partition ends is not known
+            target = self._targets[tp] = max(high, self._start_ends.get(tp, 0))
+        return target
 
-        "Nothing more to read right now" without waiting for an empty fetch, which a busy topic
-        (heartbeats of many nodes) may never give. False for a partition not fetched yet, or held back.
+    def start_ends(self) -> dict[tuple[str, int], int | None]:
+        """Where each assigned partition ended as this reader started (None: not known yet).
+
+        The end offset listed at start, raised by the high watermark of the first fetch response.
         """
-        for tp in self._consumer.assignment():
-            high = self._consumer.highwater(tp)
-            if high is None or tp in self._paused_until or await self._consumer.position(tp) < high:
+        return {(tp.topic, tp.partition): self._target(tp) for tp in self.consumer.assignment()}
+
+    async def caught_up(self) -> bool:
+        """Whether every record the assigned partitions held when this reader started has been handled.
+
+        For each partition: a fetch response has come (so the broker really answered), and the position
+        has reached both the end offset listed at start and the high watermark of the first response;
+        and no partition is held back. An empty fetch means nothing: a paused broker gives nothing but.
+        """
+        for tp in self.consumer.assignment():
+            target = self._target(tp)
+            if target is None or tp in self._held or await self.consumer.position(tp) < target:
                 return False
         return True
 
-    def retry_later(self, record: Record, delay: float) -> None:
-        """Rewind a partition to ``record`` and pause it for ``delay`` seconds (keeps order)."""
-        tp = TopicPartition(record.topic, record.partition)
-        self._consumer.seek(tp, record.offset)
-        self._consumer.pause(tp)
-        self._paused_until[tp] = asyncio.get_running_loop().time() + delay
+    # -- holding a partition back at a record that waits ---------------------------------------
+
+    def holds(self, tp: TopicPartition) -> bool:
+        return tp in self._held
 
     def is_paused(self, topic: str, partition: int) -> bool:
-        return TopicPartition(topic, partition) in self._paused_until
+        return TopicPartition(topic, partition) in self._held
 
-    def _resume_due(self) -> None:
-        now = asyncio.get_running_loop().time()
-        for tp, until in list(self._paused_until.items()):
-            if until <= now:
-                del self._paused_until[tp]
-                self._consumer.resume(tp)
+    def wait_for(self, record: Record, topics: Iterable[str]) -> bool:
+        """Hold ``record``'s partition back until ``topics`` have been read as far as they were when it came.
+
+        True if the record now waits (its partition is read again from it once the fence is reached).
+        False if a fence taken after the record was first fetched is reached already: whatever the
+        record lacks is not coming, so its failure is final. Topics this reader's scope does not read
+        are never waited for.
+        """
+        key = frozenset(topics)
+        fence = self._fences.get(key)
+        if fence is None or fence.at_ms < record.fetched_at_ms:
+            fence = self._fences[key] = Fence(key, self._fence_scope)
+        elif fence.reached:
+            return False
+        tp = TopicPartition(record.topic, record.partition)
+        self.consumer.seek(tp, record.offset)
+        self.consumer.pause(tp)
+        self._held[tp] = fence
+        return True
+
+    async def _release_reached(self) -> None:
+        assigned = self.consumer.assignment()
+        for tp in [tp for tp in self._held if tp not in assigned]:
+            del self._held[tp]  # a group took it away; its next owner reads it from the committed position
+        for fence in {id(f): f for f in self._held.values()}.values():
+            await fence.check()
+        for tp, fence in list(self._held.items()):
+            if fence.reached:
+                del self._held[tp]
+                self.consumer.resume(tp)
 
     async def batches(self, timeout_ms: int = 200) -> AsyncIterator[list[Record]]:
         """Yield batches forever (empty ones when idle), in partition order within each partition."""
         while True:
-            self._resume_due()
-            fetched = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=500)
+            await self._release_reached()
+            fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=500)
+            at = now_ms()
             batch: list[Record] = []
             for tp, records in fetched.items():
-                batch += [Record(tp.topic, tp.partition, r.offset, r.key, r.value or b"") for r in records]
+                if not records:
+                    continue
+                first = self._first_fetch.setdefault(tp, _FirstFetch())
+                first.forget_below(records[0].offset)
+                batch += [
+                    Record(tp.topic, tp.partition, r.offset, r.key, r.value or b"", first.of(r.offset, at))
+                    for r in records
+                ]
+                first.note(records[-1].offset + 1, at)
             yield batch
 
 
@@ -225,26 +381,26 @@ class GroupReader(Reader):
         super().__init__(bootstrap, topics, max_record_bytes, group_id)
 
     async def start(self) -> None:
-        await self._consumer.start()
+        await self.consumer.start()
         for topic in self._topics:
             await self._partitions(topic)  # fail early, naming the topic, if it does not exist
-        self._consumer.subscribe(self._topics)
+        self.consumer.subscribe(self._topics)
 
     def assigned(self) -> set[tuple[str, int]]:
         """The partitions this member holds now (empty until the group has assigned them)."""
-        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+        return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
 
 
 class MergedReader:
     """A reader of whole topics and a group reader of shared ones, read side by side as one.
 
-    A batch is empty only when both readers last came back empty, so "caught up" keeps its
-    meaning: nothing more to read anywhere right now.
+    Fences span both: a request on a shared topic may wait for a certificate on ``registry``.
     """
 
     def __init__(self, whole: Reader, shared: GroupReader) -> None:
         self.whole = whole
         self.shared = shared
+        whole._fence_scope = shared._fence_scope = [whole, shared]  # noqa: SLF001 - one module
         self._shared_topics = set(shared._topics)  # noqa: SLF001 - one module
         self._pending: dict[asyncio.Future[list[Record]], AsyncIterator[list[Record]]] = {}
 
@@ -261,18 +417,20 @@ class MergedReader:
         self._pending.clear()
         await asyncio.gather(self.whole.stop(), self.shared.stop())
 
-    def retry_later(self, record: Record, delay: float) -> None:
-        self._of(record.topic).retry_later(record, delay)
+    def wait_for(self, record: Record, topics: Iterable[str]) -> bool:
+        return self._of(record.topic).wait_for(record, topics)
 
     def is_paused(self, topic: str, partition: int) -> bool:
         return self._of(topic).is_paused(topic, partition)
 
-    async def drained(self) -> bool:
-        return await self.whole.drained() and await self.shared.drained()
+    def start_ends(self) -> dict[tuple[str, int], int | None]:
+        return self.whole.start_ends()
+
+    async def caught_up(self) -> bool:
+        return await self.whole.caught_up() and await self.shared.caught_up()
 
     async def batches(self, timeout_ms: int = 200) -> AsyncIterator[list[Record]]:
         sources = [self.whole.batches(timeout_ms), self.shared.batches(timeout_ms)]
-        idle = dict.fromkeys(sources, False)
         for source in sources:
             self._pending[asyncio.ensure_future(anext(source))] = source
         while True:
@@ -280,9 +438,6 @@ class MergedReader:
             batch: list[Record] = []
             for future in done:
                 source = self._pending.pop(future)
-                got = future.result()
-                idle[source] = not got
-                batch += got
+                batch += future.result()
                 self._pending[asyncio.ensure_future(anext(source))] = source
-            if batch or all(idle.values()):
-                yield batch
+            yield batch

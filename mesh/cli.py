@@ -21,6 +21,7 @@ EXIT_CONFIG = 3
 EXIT_BROKER = 4
 EXIT_REFUSED = 5
 EXIT_AUDIT_FAILED = 6
+EXIT_INCOMPLETE = 7
 EXIT_INTERRUPTED = 130
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -15,9 +15,20 @@ from fastavro.schema import to_parsing_canonical_form
 from fastavro.validation import validate
 
 from mesh.avro_rules import check_schema, loads
-from mesh.errors import ConfigurationError, IncompatibleSchemaError, MalformedPayloadError, UnknownSchemaError
+from mesh.errors import (
+    ConfigurationError,
+    IncompatibleSchemaError,
+    MalformedPayloadError,
+    UnannouncedCoreSchemaError,
+    UnknownSchemaError,
+)
 
 Record = dict[str, Any]
+
+
+#: Schemas every party must have built in; they change only with the protocol version, so they are
+#: never announced, and a payload of theirs under any other fingerprint is refused (docs/protocol.md §2.4).
+CORE_TYPES = frozenset({"interfed.mesh.SchemaPublished", "interfed.registry.JoinRequested"})
 
 
 def strip_logical_types(schema: Any) -> Any:
@@ -163,6 +174,9 @@ class SchemaStore:
     def decode(self, full_name: str, fingerprint: bytes, data: bytes) -> Record:
         """Decode a payload written under ``fingerprint`` into this party's view of ``full_name``."""
         writer = self._by_fingerprint.get(fingerprint)
+        if full_name in CORE_TYPES and fingerprint != self._by_name[full_name].fingerprint:
+            # Never announced, so no other fingerprint can become known: refused now, not waited for.
+            raise UnannouncedCoreSchemaError(f"core schema {full_name} is not {fingerprint.hex()}")
         if writer is None:
             raise UnknownSchemaError(f"unknown writer schema {fingerprint.hex()} for {full_name}")
         if writer.full_name != full_name:

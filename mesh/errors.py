@@ -7,8 +7,10 @@ class MeshError(Exception):
     """Base of every interfed error.
 
     ``reason`` is the code written to the dead-letter topic and logs.
-    ``retriable`` errors may succeed later (e.g. a schema not yet seen), so the
-    service base retries them for a while before dead-lettering.
+    ``retriable`` errors may succeed once something other topics bring has been read (a schema,
+    a certificate, a job proposal): ``waits_for`` names those protocol topics. The service base
+    holds the record's partition back until they have been read as far as they were when the
+    record came (a fence, docs/protocol.md §6.5), tries once more, and refuses it if it still fails.
     ``dead_letter`` errors are about one record: the record is refused and the
     service goes on. Errors with neither flag stop the service.
     """
@@ -16,6 +18,7 @@ class MeshError(Exception):
     reason = "MESH_ERROR"
     retriable = False
     dead_letter = False
+    waits_for: tuple[str, ...] = ()
 
 
 class RejectedEventError(MeshError):
@@ -44,6 +47,13 @@ class OversizedRecordError(RejectedEventError):
 class UnknownSchemaError(RejectedEventError):
     reason = "UNKNOWN_SCHEMA"
     retriable = True
+    waits_for = ("schemas",)
+
+
+class UnannouncedCoreSchemaError(UnknownSchemaError):
+    """A core payload type (never announced) under another fingerprint than the built-in one: final at once."""
+
+    retriable = False
 
 
 class IncompatibleSchemaError(RejectedEventError):
@@ -61,6 +71,7 @@ class KeyMismatchError(RejectedEventError):
 class UnknownSenderError(RejectedEventError):
     reason = "UNKNOWN_SENDER"
     retriable = True
+    waits_for = ("registry",)
 
 
 class InvalidCertificateError(RejectedEventError):

@@ -6,7 +6,7 @@ import hashlib
 from typing import Any
 
 from mesh.bus import Bus
-from mesh.codec import Record, SchemaStore
+from mesh.codec import CORE_TYPES, Record, SchemaStore
 from mesh.envelope import Envelope, new_envelope
 from mesh.errors import PayloadTooLargeError
 from mesh.evidence import EVIDENCE_RECORDED, evidence_of
@@ -16,10 +16,6 @@ from mesh.topics import CHUNK_TYPE, check_payload_topic
 
 SCHEMA_PUBLISHED = "interfed.mesh.SchemaPublished"
 
-#: Schemas every party must have built in; they change only with the protocol version,
-#: so they are never announced. (An applicant, with no certificate yet, could not sign
-#: an announcement anyone would accept.)
-CORE_TYPES = frozenset({SCHEMA_PUBLISHED, "interfed.registry.JoinRequested"})
 
 #: Bytes by which a chunk's framing may exceed that of the empty chunk it was measured on.
 CHUNK_SLACK = 32

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import structlog
+from aiokafka.errors import KafkaError
 
 from mesh.bus import Bus, MergedReader, Reader, Record
 from mesh.chunks import ChunkAssembler
@@ -29,6 +30,9 @@ from mesh.topics import CHUNK_TYPE, MEMBERSHIP_TOPICS, check_payload_topic
 from mesh.trust import JOIN_REQUESTED, ReplayGuard, Speaker, TrustStore
 
 DEAD_LETTER = "interfed.mesh.DeadLetter"
+
+#: First and longest wait (s) between attempts to publish a dead letter while the broker refuses it.
+DEAD_LETTER_BACKOFF = (0.5, 10.0)
 
 #: Records processed between yields to the event loop: verification is CPU work, and a
 #: whole fetched batch at once would hold up everything else in the process.
@@ -93,8 +97,6 @@ class Service:
     #: Topics of ``topics`` that the instances of this service share as one consumer group
     #: (``consumer_group()``): each record goes to one instance. Every other topic is read whole.
     shared_topics: ClassVar[tuple[str, ...]] = ()
-    retry_window: ClassVar[float] = 5.0
-    retry_delay: ClassVar[float] = 0.25
 
     def __init__(self, ctx: Context, *, readonly: bool = False) -> None:
         self.ctx = ctx
@@ -105,7 +107,6 @@ class Service:
         self.log = structlog.get_logger(f"interfed.{self.name}").bind(node=ctx.config.node_id, service=self.name)
         self.counts: Counter[str] = Counter()
         self.caught_up = asyncio.Event()
-        self._first_failure: dict[tuple[str, int, int], float] = {}
         self._completed: list[tuple[str, bytes]] = []  # wholes the record being processed assembled
         self._handlers: dict[str, Handler] = {}
         for _, method in inspect.getmembers(self, inspect.ismethod):
@@ -135,9 +136,9 @@ class Service:
                     await self.process(record)
                     if i % YIELD_EVERY == 0:
                         await asyncio.sleep(0)  # let the node's other tasks (its producer too) run
-                # Caught up: nothing more to read right now, known by an empty fetch or, on topics
-                # too busy to ever give one, by every partition having reached its high watermark.
-                if not started and not self._reader_has_paused() and (not batch or await self._reader.drained()):
+                # Caught up: every record the topics held when the reader started has been handled
+                # (never "an empty fetch": a paused broker answers nothing but).
+                if not started and await self._reader.caught_up():
                     started = True
                     self.caught_up.set()
                     self.log.info("caught_up", counts=dict(self.counts))
@@ -172,26 +173,22 @@ class Service:
         did not reassemble); it runs after the dead letter. Unverified records never get here.
         """
 
-    def _reader_has_paused(self) -> bool:
-        return bool(self._first_failure)
-
     # -- the pipeline ----------------------------------------------------------------
 
     async def process(self, record: Record) -> None:
         """Verify and apply one record, or refuse it with a reason. Never raises for a bad record."""
         assert self._reader is not None
         if self._reader.is_paused(record.topic, record.partition):
-            return  # an earlier record of this partition is waiting to be retried
-        spot = (record.topic, record.partition, record.offset)
+            return  # an earlier record of this partition waits for a fence
         # Sequence numbers are recorded only once a record's fate is settled, so a record
-        # that is retried later is not mistaken for a duplicate of itself.
+        # that is read again later is not mistaken for a duplicate of itself.
         verified: list[tuple[Envelope, bytes]] = []
         try:
             await self._apply_value(record, record.value, verified)
         except MeshError as exc:
-            if exc.retriable and not self._give_up(spot):
-                self.counts["retried"] += 1
-                self._reader.retry_later(record, self.retry_delay)
+            names = self.ctx.bus.names
+            if exc.retriable and self._reader.wait_for(record, [names(t) for t in exc.waits_for]):
+                self.counts["held"] += 1
                 self._completed.clear()  # keep what this record assembled: its last chunk comes again
                 return
             if not exc.dead_letter:
@@ -210,15 +207,9 @@ class Service:
         for sender, digest in self._completed:
             self.chunks.release(sender, digest)
         self._completed.clear()
-        self._first_failure.pop(spot, None)
 
     def _protocol_topic(self, record: Record) -> str:
         return self.ctx.bus.names.protocol_name(record.topic)
-
-    def _give_up(self, spot: tuple[str, int, int]) -> bool:
-        now = asyncio.get_running_loop().time()
-        first = self._first_failure.setdefault(spot, now)
-        return now - first >= self.retry_window
 
     def _open(self, record: Record, value: bytes, chunked_by: str | None) -> Envelope:
         """Parse a record value into an envelope that may travel where it did, or say why not."""
@@ -314,5 +305,16 @@ class Service:
             "original_truncated": len(record.value) > keep,
         }
         subject = (record.key or b"").decode("utf-8", "replace")[:256] or "unkeyed"
-        await self.ctx.publisher.publish("deadletter", DEAD_LETTER, letter, subject=subject)
+        delay = DEAD_LETTER_BACKOFF[0]
+        while True:
+            # The pipeline waits here rather than lose the letter or stop the node: a broker that is
+            # down refuses the letter now and takes it when it is back (nothing is read meanwhile).
+            try:
+                await self.ctx.publisher.publish("deadletter", DEAD_LETTER, letter, subject=subject)
+                break
+            except (KafkaError, TimeoutError) as exc:
+                self.counts["dead_letter_publish_failed"] += 1
+                self.log.warning("dead_letter_publish_failed", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, DEAD_LETTER_BACKOFF[1])
         self.counts[f"dead:{reason}"] += 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mesh import logs
-from mesh.brokers import BrokerError
+from mesh.brokers import Broker, BrokerError
 from mesh.testing import BROKER_ENV, start_test_broker
 
 
@@ -44,18 +44,33 @@ def broker_lane(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def bootstrap(broker_lane: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The bootstrap address of the lane's broker, started once per session."""
+def lane_broker(broker_lane: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Broker | None]]:
+    """The lane's broker, started once per session: its address, and its handle when this session runs it."""
     workdir = tmp_path_factory.mktemp(f"broker-{broker_lane.replace(':', '_')}")
     try:
         address, broker = start_test_broker(broker_lane, workdir)
     except BrokerError as exc:
         pytest.exit(f"the {broker_lane} broker did not start: {exc}", returncode=3)
     try:
-        yield address
+        yield address, broker
     finally:
         if broker is not None:
             broker.stop()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(lane_broker: tuple[str, Broker | None]) -> str:
+    """The bootstrap address of the lane's broker."""
+    return lane_broker[0]
+
+
+@pytest.fixture
+def broker_process(lane_broker: tuple[str, Broker | None]) -> Broker:
+    """The lane's broker process, for tests that pause or stop it (not a broker given by its address)."""
+    broker = lane_broker[1]
+    if broker is None:
+        pytest.skip("the broker was given by its address: this session cannot pause or stop it")
+    return broker
 
 
 @pytest.fixture

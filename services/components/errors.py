@@ -27,7 +27,8 @@ class UnknownSignerError(RejectedEventError):
     """The named publisher holds no certificate this party knows."""
 
     reason = "UNKNOWN_SIGNER"
-    retriable = True  # its certificate may still be on its way on the registry topic
+    retriable = True
+    waits_for = ("registry",)  # its certificate may still be on its way there
 
 
 class RevokedSignerError(RejectedEventError):

@@ -103,6 +103,8 @@ class Auditor(Service):
         self.refused_heads: dict[tuple[str, int, bytes], RefusedHead] = {}  # (log, size, root): the first refused
         self.cosigned_refused: list[dict[str, Any]] = []  # countersignatures of refused heads; reported likewise
         self.records = 0
+        self.read_to: dict[tuple[str, int], int] = {}  # (Kafka topic, partition) -> offset after the last handled
+        self.ends_at_start: dict[tuple[str, int], int | None] = {}  # where each partition ended as the replay began
         self.trusted = trusted or []
         for payload_type in GOVERNED:
             self._handlers[payload_type] = self.on_governed
@@ -120,8 +122,31 @@ class Auditor(Service):
         self.log.warning("audit_violation", reason=reason, detail=detail, topic=topic, offset=offset)
 
     async def process(self, record: Record) -> None:
-        self.records += 1
         await super().process(record)
+        assert self._reader is not None
+        if not self._reader.is_paused(record.topic, record.partition):  # else it waits, and comes again
+            self.records += 1
+            self.read_to[(record.topic, record.partition)] = record.offset + 1
+
+    async def on_start(self) -> None:
+        assert self._reader is not None
+        self.ends_at_start = self._reader.start_ends()
+
+    def unread(self) -> list[dict[str, Any]]:
+        """The partitions of audited topics not read to where they ended as the replay began (none, normally).
+
+        "Caught up" already means exactly that; the auditor checks it again from what it handled itself,
+        so an audit can never pass on a partial read, whatever the runtime said.
+        """
+        names = self.ctx.bus.names
+        audited = {names(t) for t in ("schemas", "registry", *self.topics)}
+        missing = []
+        for (topic, partition), end in sorted(self.ends_at_start.items()):
+            got = self.read_to.get((topic, partition), 0)
+            if topic in audited and (end is None or got < end):
+                where = {"topic": names.protocol_name(topic), "partition": partition}
+                missing.append({**where, "read_to": got, "end": "unknown (no answer)" if end is None else end})
+        return missing
 
     async def dead_letter(self, record: Record, reason: str, detail: str) -> None:
         """A record the pipeline refused: on an audited topic that is a violation under the pipeline's reason.
@@ -308,8 +333,11 @@ class Auditor(Service):
             if self.tree.size and not any(h.heads for h in self.logs.values()):
                 self.violations.append(Violation(NO_TREE_HEAD, f"{self.tree.size} leaves and no signed tree head"))
         reasons = Counter(v.reason for v in self.violations)
+        unread = self.unread() if self.caught_up.is_set() else [{"topic": "*", "detail": "the replay never caught up"}]
         return {
-            "passed": not self.violations,
+            "passed": not self.violations and not unread,
+            "complete": not unread,
+            "unread": unread,
             "records_read": self.records,
             "tree_size": self.tree.size,
             "root_hash": self.tree.root().hex(),

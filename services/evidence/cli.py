@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mesh.bus import KafkaBus
-from mesh.cli import EXIT_AUDIT_FAILED, fail
+from mesh.cli import EXIT_AUDIT_FAILED, EXIT_INCOMPLETE, fail
 from mesh.home import NodeHome
 from mesh.node import connect, open_context, running
 from mesh.settings import MeshSettings
@@ -52,15 +52,22 @@ async def replay(
     bootstrap: str,
     trusted: list[TreeHead] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    timeout: float = 3600.0,
 ) -> Auditor:
-    """Replay everything an audit reads, read-only; return the auditor caught up (its report is ready)."""
+    """Replay everything an audit reads, read-only, and return the auditor.
+
+    Its report is ready either way: caught up within ``timeout`` seconds, or not, and then the
+    report says the audit is incomplete (it never passes on a partial read).
+    """
     async with connect(settings, bootstrap) as bus:
         auditor = Auditor(open_context(home, bus, settings), trusted)
         total = await record_count(bus, tuple(dict.fromkeys(("schemas", *MEMBERSHIP_TOPICS, *auditor.topics))))
         task = asyncio.create_task(_watch(auditor, total, progress))
         try:
-            async with running(auditor, timeout=3600):
+            async with running(auditor, timeout=timeout):
                 pass
+        except TimeoutError:
+            auditor.log.warning("audit_incomplete", records_read=auditor.records, timeout=timeout)
         finally:
             task.cancel()
         if progress is not None:
@@ -74,7 +81,9 @@ async def _watch(auditor: Auditor, total: int, progress: Callable[[int, int], No
         await asyncio.sleep(0.1)
 
 
-def _replay_with_progress(home: NodeHome, settings: MeshSettings, trusted: list[TreeHead]) -> Auditor:
+def _replay_with_progress(
+    home: NodeHome, settings: MeshSettings, trusted: list[TreeHead], timeout: float = 3600.0
+) -> Auditor:
     columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TextColumn("records"), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         job = bar.add_task("replay", total=None)
@@ -86,6 +95,7 @@ def _replay_with_progress(home: NodeHome, settings: MeshSettings, trusted: list[
                 settings.bootstrap,
                 trusted,
                 lambda done, total: bar.update(job, completed=done, total=total),
+                timeout,
             )
         )
 
@@ -117,6 +127,15 @@ def print_summary(report: dict[str, Any], console: Console = out) -> None:
             f"revocation or termination; {len(cosigned)} countersignatures of such refused heads"
             + "".join(f"\n  {c['witness']} countersigned {c['log_id']}'s head of {c['tree_size']}" for c in cosigned)
         )
+    if not report["complete"]:
+        console.print(
+            "[red]audit incomplete[/]: the whole log could not be read, so nothing is vouched for: "
+            + "; ".join(
+                f"{u['topic']}[{u['partition']}] read to {u['read_to']} of {u['end']}" if "end" in u else u["detail"]
+                for u in report["unread"]
+            )
+        )
+        return
     if report["passed"]:
         console.print("[green]audit passed[/]: every signature, head, consistency and completeness check holds")
         return
@@ -156,27 +175,35 @@ def audit(
             metavar="FILE", help="a tree head JSON known good earlier (a past audit's final_head); repeatable"
         ),
     ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="seconds to read the whole log before giving up (exit 7: incomplete)")
+    ] = 600.0,
 ) -> None:
-    """Audit the federation; exits 6 naming the violations if any check fails."""
-    ctx.obj = (home, bootstrap)
+    """Audit the federation; exits 6 naming the violations if any check fails, 7 if it cannot read everything."""
+    ctx.obj = (home, bootstrap, timeout)
     if ctx.invoked_subcommand is not None:
         return
     settings, node = _settings(bootstrap), _open_home(home)
-    auditor = _replay_with_progress(node, settings, _trusted(trusted_head or []))
+    auditor = _replay_with_progress(node, settings, _trusted(trusted_head or []), timeout)
     result = auditor.report()
     final = auditor.final_head()
     result["final_head"] = final.to_json() if final else None
     if report is not None:
         report.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print_summary(result)
+    if not result["complete"]:
+        raise SystemExit(EXIT_INCOMPLETE)
     if not result["passed"]:
         raise SystemExit(EXIT_AUDIT_FAILED)
 
 
 def _proof_context(ctx: typer.Context) -> Auditor:
-    home, bootstrap = ctx.obj
+    home, bootstrap, timeout = ctx.obj
     settings, node = _settings(bootstrap), _open_home(home)
-    return _replay_with_progress(node, settings, [])
+    auditor = _replay_with_progress(node, settings, [], timeout)
+    if not auditor.report()["complete"]:
+        fail(f"could not read the whole log within {timeout:.0f} s; no proof from a partial read", EXIT_INCOMPLETE)
+    return auditor
 
 
 def _public_key(auditor: Auditor, log_id: str) -> str:

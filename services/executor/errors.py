@@ -15,7 +15,8 @@ class UnknownJobError(RejectedEventError):
     """A job event or round message about a job nobody proposed."""
 
     reason = "UNKNOWN_JOB"
-    retriable = True  # the proposal may still be on its way on another partition
+    retriable = True
+    waits_for = ("tasks",)  # the proposal may still be on its way on another partition
 
 
 class BadRoundMessageError(RejectedEventError):

@@ -75,8 +75,6 @@ async def fed(bootstrap: str, home_root: Path):  # type: ignore[no-untyped-def]
     # Topics allow 1 MB, the services only 50 kB: so Apache Kafka lets an oversized record through to them.
     await KafkaBus(bootstrap, TopicNames(settings.topic_prefix), max_record_bytes=1_000_000).ensure_topics()
     async with federation(home_root, bootstrap, n=2, settings=settings) as running_fed:
-        for m in running_fed.everyone:
-            m.registry.retry_window = 1.0  # retriable refusals (unknown schema/sender) give up sooner in tests
         yield running_fed
 
 

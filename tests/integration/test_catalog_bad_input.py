@@ -39,9 +39,7 @@ def catalog(fed: TestFederation, node_id: str) -> CatalogService:
 
 
 def services(ctx: Context) -> Sequence[Service]:
-    svc = CatalogService(ctx)
-    svc.retry_window = 1.0
-    return [svc]
+    return [CatalogService(ctx)]
 
 
 @pytest.fixture

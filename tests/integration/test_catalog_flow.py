@@ -66,9 +66,7 @@ def catalog_services(policy_dir: Path) -> object:
 
     def make(ctx: Context) -> Sequence[Service]:
         policy = Policy.load(policy_file) if ctx.config.node_id == "party0" else None
-        svc = CatalogService(ctx, policy=policy)
-        svc.retry_window = 1.0
-        return [svc]
+        return [CatalogService(ctx, policy=policy)]
 
     return make
 

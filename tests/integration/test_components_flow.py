@@ -30,9 +30,7 @@ def components(member: object) -> ComponentsService:
 
 
 def make_services(ctx: Context) -> Sequence[Service]:
-    svc = ComponentsService(ctx)
-    svc.retry_window = 1.0
-    return [svc]
+    return [ComponentsService(ctx)]
 
 
 def variant(root: Path, version: str, payload_bytes: int = 0) -> Path:

@@ -39,10 +39,8 @@ def write_csv(path: Path, offset: float, rows: int) -> Path:
 
 def services(ctx: Context) -> Sequence[Service]:
     catalog = CatalogService(ctx)
-    catalog.retry_window = 1.0
     store = ComponentsService(ctx)
     executor = ExecutorService(ctx, catalog=catalog, components=store, policy=ACCEPT_ALL)
-    executor.retry_window = 2.0
     return [catalog, store, executor]
 
 

@@ -36,7 +36,6 @@ def services(ctx: Context) -> Sequence[Service]:
     if ctx.config.node_id == OUT_OF_PROCESS:
         return [catalog, store]  # its executor is the separate process
     executor = ExecutorService(ctx, catalog=catalog, components=store, policy=ACCEPT_ALL)
-    executor.retry_window = 2.0
     return [catalog, store, executor]
 
 

@@ -1,0 +1,138 @@
+"""A broker paused at random moments never makes a replay, an audit or a listing pass off a partial read as whole.
+
+The broker is stopped with SIGSTOP (it keeps its connections and answers nothing) for up to two seconds, at a
+random moment of each run, many times; each run must then still read everything that was there when it began.
+The moments come from a seeded generator, so a failing run can be replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mesh.brokers import Broker
+from mesh.bus import Reader, Record
+from mesh.codec import SchemaStore
+from mesh.envelope import Envelope
+from mesh.evidence import EVIDENCE_RECORDED
+from mesh.testing import AuditedHistory, copy_topics, fresh_settings
+from services.evidence.cli import replay
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(600)]
+
+RUNS = 10
+CLI_RUNS = 3
+
+
+async def pause_at_random(
+    broker: Broker, rng: random.Random, within: float, longest: float = 2.0, after: asyncio.Event | None = None
+) -> None:
+    """Stop the broker's process group once, at a random moment in the ``within`` seconds after ``after`` is set."""
+    if after is not None:
+        await after.wait()
+    await asyncio.sleep(rng.uniform(0, within))
+    assert broker.pid is not None
+    os.killpg(broker.pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(rng.uniform(0.2, longest))
+    finally:
+        os.killpg(broker.pid, signal.SIGCONT)
+
+
+def summary(report: dict[str, Any]) -> tuple[Any, ...]:
+    return report["records_read"], report["tree_size"], report["root_hash"], report["governed_events"]
+
+
+async def test_a_replay_reads_everything_whenever_the_broker_pauses(
+    history: AuditedHistory, broker_process: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = (await replay(history.auditor, history.settings, history.bootstrap)).report()
+    assert whole["passed"]
+    assert whole["complete"]
+    # Half the pauses fall just after a reader has started, the moment an empty fetch used to pass for
+    # "caught up": the real Reader.start, followed by a signal to the pausing task.
+    reader_started = asyncio.Event()
+    start = Reader.start
+
+    async def start_and_signal(self: Reader) -> None:
+        await start(self)
+        reader_started.set()
+
+    monkeypatch.setattr(Reader, "start", start_and_signal)
+    rng = random.Random(20261207)
+    for run in range(RUNS):
+        reader_started.clear()
+        after = reader_started if run % 2 == 0 else None
+        pause = asyncio.create_task(pause_at_random(broker_process, rng, within=0.4 if after else 1.5, after=after))
+        try:
+            report = (await replay(history.auditor, history.settings, history.bootstrap, timeout=120)).report()
+        finally:
+            await pause
+        assert report["complete"], (run, report["unread"])
+        assert summary(report) == summary(whole), run
+        assert report["passed"], (run, report["violations"])
+
+
+def flip_one_evidence_byte(records: list[Record]) -> list[Record]:
+    """The second evidence record with one byte of the digest it vouches for flipped."""
+    at = [i for i, r in enumerate(records) if Envelope.decode(r.value).payload_type == EVIDENCE_RECORDED][1]
+    r = records[at]
+    env = Envelope.decode(r.value)
+    digest = SchemaStore.load().decode(EVIDENCE_RECORDED, env.payload_fingerprint, env.payload)["event_sha256"]
+    value = bytearray(r.value)
+    value[r.value.index(digest) + 5] ^= 0x01
+    return [*records[:at], Record(r.topic, r.partition, r.offset, r.key, bytes(value)), *records[at + 1 :]]
+
+
+async def interfed(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mesh",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 180)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def test_the_command_line_never_passes_a_tampered_log_or_lists_part_of_a_directory_while_the_broker_pauses(
+    history: AuditedHistory, broker_process: Broker
+) -> None:
+    tampered = fresh_settings()
+    await copy_topics(history.bootstrap, history.settings, tampered, {"evidence": flip_one_evidence_byte})
+    env = {
+        **os.environ,
+        "INTERFED_BOOTSTRAP": history.bootstrap,
+        "INTERFED_TOPIC_PREFIX": tampered.topic_prefix,
+        "COLUMNS": "200",
+    }
+    home = str(Path(history.auditor.path))
+    rng = random.Random(7)
+    for run in range(CLI_RUNS):
+        # The process starts in about a second; pauses fall before, during and after its reader starts.
+        pause = asyncio.create_task(pause_at_random(broker_process, rng, within=3.0))
+        try:
+            code, out = await interfed("audit", "--home", home, env=env)
+        finally:
+            await pause
+        assert code == 6, (run, code, out)
+        assert "MISSING_EVIDENCE" in out, (run, out)
+        pause = asyncio.create_task(pause_at_random(broker_process, rng, within=3.0))
+        try:
+            code, out = await interfed("registry", "nodes", "--home", home, "--json", env=env)
+        finally:
+            await pause
+        assert code == 0, (run, out)
+        assert sorted(row["node_id"] for row in json.loads(out)) == ["party0", "party1"], run
