@@ -508,3 +508,63 @@ def bench_rounds(
     out.print(table)
     if not SECURE_SCHEMES:
         out.print("secure-aggregation overhead: measured by the HFL component's benchmark (not in this build)")
+
+
+@app.command("hostile")
+def bench_hostile(
+    bootstrap: Annotated[
+        str | None,
+        typer.Option("--bootstrap", envvar="INTERFED_BOOTSTRAP", help="broker to use (default: start Apache Kafka)"),
+    ] = None,
+    forged: Annotated[int, typer.Option(min=1, help="forged records to inject during the job")] = 10_000,
+    rounds: Annotated[int, typer.Option(min=2, help="rounds of the FedAvg job (the first is not counted)")] = 40,
+    size: Annotated[int, typer.Option(min=1, help="model size in parameters")] = 100_000,
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+) -> None:
+    """Forged records on registry, heartbeats and rounds during a three-party job: refused, reported, round time."""
+    from bench.hostile import run_hostile_bench
+    from mesh.brokers import ApacheKafkaBroker
+
+    settings = load_settings(bootstrap=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.", heartbeat_interval=2.0)
+    with contextlib.ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-")))
+        logs.configure(path=root / "bench.jsonl")
+        progress = stack.enter_context(
+            Progress(
+                TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True), transient=True
+            )
+        )
+        task = progress.add_task("starting Apache Kafka" if bootstrap is None else "starting", total=None)
+        address = settings.bootstrap or stack.enter_context(ApacheKafkaBroker(root / "kafka")).bootstrap
+        figures = asyncio.run(
+            run_hostile_bench(
+                root, settings, address, forged, rounds, size, lambda what: progress.update(task, description=what)
+            )
+        )
+    result = {**vars(figures), "round_ratio": round(figures.round_ratio, 3)}
+    result["broker"] = "external " + address if settings.bootstrap else "Apache Kafka (started for the benchmark)"
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(title=f"{figures.forged:,} forged records during a three-party job ({rounds} rounds of {size:,})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("aim")
+    table.add_row("median round, undisturbed (s)", f"{figures.undisturbed_round_s:.3f}", "")
+    table.add_row("median round, under forged records (s)", f"{figures.hostile_round_s:.3f}", "")
+    table.add_row("ratio", f"{figures.round_ratio:.2f}x", "<= 1.10x")
+    table.add_row("forged records (written in s)", f"{figures.forged:,} ({figures.forge_seconds:.1f})", "")
+    for reason, n in figures.by_reason.items():
+        table.add_row(f"  expected {reason}", f"{n:,}", "")
+    for node, n in figures.reported_by.items():
+        table.add_row(f"  dead-lettered by {node}", f"{n:,}", f"{figures.forged:,}")
+    table.add_row("missing letters / wrong reason", f"{figures.missing_letters} / {figures.wrong_reason}", "0 / 0")
+    table.add_row("services stopped", ", ".join(figures.crashed) or "none", "none")
+    for name, mb in figures.rss_mb.items():
+        table.add_row(f"RSS {name} (MB, all 4 nodes in one process)", f"{mb:.1f}", "")
+    table.add_row("audit afterwards", "passed" if figures.audit_passed else "FAILED", "passed")
+    for reason, n in figures.audit_refused_input.items():
+        table.add_row(f"  refused input {reason}", f"{n:,}", "")
+    out.print(table)
+    for note in figures.notes:
+        out.print(f"note: {note}")

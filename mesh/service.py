@@ -33,6 +33,12 @@ DEAD_LETTER = "interfed.mesh.DeadLetter"
 
 #: First and longest wait (s) between attempts to publish a dead letter while the broker refuses it.
 DEAD_LETTER_BACKOFF = (0.5, 10.0)
+#: Dead letters a service queues for the broker before its pipeline waits for room (a flood of junk
+#: must not hold up the good events behind it, nor grow memory without bound).
+DEAD_LETTER_QUEUE = 1000
+#: Seconds a stopping service gives its queued dead letters to reach the broker (a restart reports again
+#: every refusal it meets, docs/protocol.md §11, so a letter not sent by then is not lost for good).
+DEAD_LETTER_DRAIN = 10.0
 
 #: Records processed between yields to the event loop: verification is CPU work, and a
 #: whole fetched batch at once would hold up everything else in the process.
@@ -97,6 +103,10 @@ class Service:
     #: Topics of ``topics`` that the instances of this service share as one consumer group
     #: (``consumer_group()``): each record goes to one instance. Every other topic is read whole.
     shared_topics: ClassVar[tuple[str, ...]] = ()
+    #: Topics besides ``topics`` whose refused records this service reports on ``deadletter``. Every
+    #: service verifies the membership topics, but a party reports a refused record once: from the
+    #: service whose topic it is (the registry service's for ``registry``, ``heartbeats``, ``schemas``).
+    also_reports: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx: Context, *, readonly: bool = False) -> None:
         self.ctx = ctx
@@ -108,6 +118,7 @@ class Service:
         self.counts: Counter[str] = Counter()
         self.caught_up = asyncio.Event()
         self._completed: list[tuple[str, bytes]] = []  # wholes the record being processed assembled
+        self._letters: asyncio.Queue[tuple[str, dict[str, Any], str]] = asyncio.Queue(DEAD_LETTER_QUEUE)
         self._handlers: dict[str, Handler] = {}
         for _, method in inspect.getmembers(self, inspect.ismethod):
             for payload_type in getattr(method, "__interfed_handles__", ()):
@@ -129,6 +140,7 @@ class Service:
             self._reader = MergedReader(self._reader, shared)
         await self._reader.start()
         started = False
+        letters = asyncio.create_task(self._send_letters(), name=f"{self.name}-dead-letters")
         tasks: list[asyncio.Task[None]] = []
         try:
             async for batch in self._reader.batches():
@@ -144,7 +156,7 @@ class Service:
                     self.log.info("caught_up", counts=dict(self.counts))
                     await self.on_start()
                     tasks = [asyncio.create_task(t) for t in self.background()]
-                for task in tasks:
+                for task in (letters, *tasks):
                     if task.done() and not task.cancelled() and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]  # a dead background task fails the service
                 if stop.is_set():
@@ -153,6 +165,13 @@ class Service:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if not letters.done():
+                try:
+                    await asyncio.wait_for(self._letters.join(), DEAD_LETTER_DRAIN)
+                except TimeoutError:
+                    self.log.warning("dead_letters_unsent", queued=self._letters.qsize())
+            letters.cancel()
+            await asyncio.gather(letters, return_exceptions=True)
             await self._reader.stop()
             self.log.info("stopped", counts=dict(self.counts))
 
@@ -270,7 +289,8 @@ class Service:
         self.counts["applied"] += 1
 
     async def dead_letter(self, record: Record, reason: str, detail: str) -> None:
-        """Publish a refused record with its reason, and log it. Read-only services only log.
+        """Publish a refused record with its reason, and log it. Read-only services only log, and so does
+        a service refusing a record of a topic another service of the party reports (``also_reports``).
 
         The ``dead:<reason>`` count moves only once the letter is on the broker (or, for a
         service that only logs, once it is logged), so a count seen is a letter readable.
@@ -283,9 +303,11 @@ class Service:
             partition=record.partition,
             offset=record.offset,
         )
+        topic = self.ctx.bus.names.protocol_name(record.topic)
         if (
             self.readonly
-            or self.ctx.bus.names.protocol_name(record.topic) == "deadletter"
+            or topic == "deadletter"
+            or topic not in (*self.topics, *self.also_reports)  # another service of this party reports it
             or not self.trust.can_sign(self.ctx.config.node_id)  # nobody could verify our letter
         ):
             self.counts[f"dead:{reason}"] += 1
@@ -305,16 +327,23 @@ class Service:
             "original_truncated": len(record.value) > keep,
         }
         subject = (record.key or b"").decode("utf-8", "replace")[:256] or "unkeyed"
-        delay = DEAD_LETTER_BACKOFF[0]
+        await self._letters.put((reason, letter, subject))
+
+    async def _send_letters(self) -> None:
+        """Publish queued dead letters in order; while the broker refuses one, try it again with backoff
+        rather than lose it or stop the node (the queue fills meanwhile, then the pipeline waits)."""
         while True:
-            # The pipeline waits here rather than lose the letter or stop the node: a broker that is
-            # down refuses the letter now and takes it when it is back (nothing is read meanwhile).
-            try:
-                await self.ctx.publisher.publish("deadletter", DEAD_LETTER, letter, subject=subject)
-                break
-            except (KafkaError, TimeoutError) as exc:
-                self.counts["dead_letter_publish_failed"] += 1
-                self.log.warning("dead_letter_publish_failed", error=f"{type(exc).__name__}: {exc}", retry_in=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, DEAD_LETTER_BACKOFF[1])
-        self.counts[f"dead:{reason}"] += 1
+            reason, letter, subject = await self._letters.get()
+            delay = DEAD_LETTER_BACKOFF[0]
+            while True:
+                try:
+                    await self.ctx.publisher.publish("deadletter", DEAD_LETTER, letter, subject=subject)
+                    break
+                except (KafkaError, TimeoutError) as exc:
+                    self.counts["dead_letter_publish_failed"] += 1
+                    failure = f"{type(exc).__name__}: {exc}"
+                    self.log.warning("dead_letter_publish_failed", error=failure, retry_in=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, DEAD_LETTER_BACKOFF[1])
+            self.counts[f"dead:{reason}"] += 1
+            self._letters.task_done()

@@ -41,6 +41,7 @@ class RegistryService(Service):
 
     name: ClassVar[str] = "registry"
     topics: ClassVar[tuple[str, ...]] = ("registry",)
+    also_reports: ClassVar[tuple[str, ...]] = ("heartbeats", "schemas")
 
     def __init__(
         self,

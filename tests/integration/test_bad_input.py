@@ -13,9 +13,11 @@ import pytest
 from mesh.bus import KafkaBus
 from mesh.envelope import Envelope
 from mesh.identity import generate_key
+from mesh.node import open_context, running
 from mesh.testing import TestFederation, dead_letters, eventually, federation, fresh_settings
 from mesh.topics import TopicNames
 from mesh.trust import HEARTBEAT
+from services.registry.service import RegistryService
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 
@@ -270,3 +272,33 @@ async def test_revoked_certificate_is_refused_and_the_next_good_event_applied(
     await eventually(lambda: fed.operator.registry.directory.nodes["party1"].revoked is not None, what="revocation")
     value = beat(fed, "party1", MARK).encode()
     await expect_refused_then_good(fed, injector, value, "REVOKED_SENDER", 1018, key=b"party1")
+
+
+async def test_a_replay_meets_a_flood_of_junk_without_waiting_on_each_record(
+    fed: TestFederation, injector: KafkaBus
+) -> None:
+    """Join requests under made-up fingerprints and heartbeats of unknown senders: a party replaying the topics
+    refuses every one, each with its reason, and holds a partition back once per fetch, not once per record
+    (core schemas are refused at once; unknown senders after one fence over ``registry``)."""
+    junk = 200
+    for i in range(junk):
+        forged = dataclasses.replace(
+            beat(fed, "party0", MARK),
+            payload_type="interfed.registry.JoinRequested",
+            payload_fingerprint=os.urandom(8),
+            sender=f"stranger{i}",
+            subject=f"stranger{i}",
+            signature=b"\0" * 64,
+        )
+        await send_raw(injector, fed, forged.encode(), key=f"stranger{i}".encode(), topic="registry")
+        stranger = dataclasses.replace(beat(fed, "party0", MARK), sender=f"stranger{i}", signature=b"")
+        await send_raw(injector, fed, stranger.signed(generate_key()).encode())
+    await fed.member("party0").registry.ctx.publisher.publish(
+        "heartbeats", HEARTBEAT, {"node_id": "party0", "interval_ms": 1019}, subject="party0"
+    )
+    observer = RegistryService(open_context(fed.operator.home, fed.operator.bus, fed.settings), readonly=True)
+    async with running(observer, timeout=120):
+        assert observer.counts["dead:UNKNOWN_SCHEMA"] == junk
+        assert observer.counts["dead:UNKNOWN_SENDER"] == junk
+        assert observer.directory.nodes["party0"].heartbeat_interval == 1019
+        assert observer.counts["held"] <= junk // 10, observer.counts

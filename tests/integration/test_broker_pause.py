@@ -19,12 +19,14 @@ from typing import Any
 import pytest
 
 from mesh.brokers import Broker
-from mesh.bus import Reader, Record
+from mesh.bus import KafkaBus, Reader, Record
 from mesh.codec import SchemaStore
 from mesh.envelope import Envelope
 from mesh.evidence import EVIDENCE_RECORDED
-from mesh.testing import AuditedHistory, copy_topics, fresh_settings
+from mesh.node import open_context
+from mesh.testing import AuditedHistory, copy_topics, dead_letters, eventually, federation, fresh_settings
 from services.evidence.cli import replay
+from services.registry.service import RegistryService
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -136,3 +138,43 @@ async def test_the_command_line_never_passes_a_tampered_log_or_lists_part_of_a_d
             await pause
         assert code == 0, (run, out)
         assert sorted(row["node_id"] for row in json.loads(out)) == ["party0", "party1"], run
+
+
+@pytest.mark.reference_lane
+async def test_a_node_outlives_a_minute_without_its_broker_and_loses_no_dead_letter(
+    bootstrap: str, broker_process: Broker, home_root: Path
+) -> None:
+    """A party refusing a flood of junk loses its broker for a minute mid-flood (its dead-letter sends time out):
+    it keeps running, and once the broker is back every refusal is on the dead-letter topic."""
+    junk = 2000
+    settings = fresh_settings(heartbeat_interval=1.0, unreachable_after=90.0)
+    async with federation(home_root, bootstrap, n=1, settings=settings) as fed:
+        injector = KafkaBus(bootstrap, fed.operator.bus.names)
+        await injector.start()
+        try:
+            for _ in range(junk):
+                await injector.send(injector.names("heartbeats"), b"party0", os.urandom(64))
+        finally:
+            await injector.stop()
+        witness = RegistryService(open_context(fed.operator.home, fed.operator.bus, fed.settings))
+        stop = asyncio.Event()
+        task = asyncio.create_task(witness.run(stop))
+        try:
+            await eventually(lambda: witness.counts["dead:MALFORMED_ENVELOPE"] >= 50, 60, "the first refusals")
+            os.killpg(broker_process.pid or 0, signal.SIGSTOP)
+            try:
+                await asyncio.sleep(60)
+            finally:
+                os.killpg(broker_process.pid or 0, signal.SIGCONT)
+            await eventually(lambda: witness.counts["dead:MALFORMED_ENVELOPE"] == junk, 120, "every refusal sent")
+            assert not task.done()
+            assert fed.operator.task is not None
+            assert not fed.operator.task.done()
+            assert fed.members[0].task is not None
+            assert not fed.members[0].task.done()
+        finally:
+            stop.set()
+            await task
+        assert witness.counts["dead_letter_publish_failed"] >= 1, "the outage never met a dead letter in flight"
+        letters = [d for d in await dead_letters(fed, "MALFORMED_ENVELOPE") if d["service"] == "registry"]
+        assert len({(d["partition"], d["offset"]) for d in letters}) == junk
