@@ -197,6 +197,11 @@ class EvidenceService(Service):
             self._unrecorded.pop(event_id, None)
 
     @property
+    def pending_receipts(self) -> int:
+        """Join requests read that no evidence record covers yet (an operator records them once caught up)."""
+        return len(self._unrecorded)
+
+    @property
     def pending_cosignatures(self) -> int:
         """Heads of other logs read and not yet countersigned (published and acknowledged)."""
         return len(self._to_cosign)
