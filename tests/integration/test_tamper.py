@@ -73,7 +73,9 @@ async def test_an_untouched_copy_passes_so_the_copy_itself_is_faithful(history: 
     assert report["tree_size"] == history.final.tree_size
 
 
-async def test_a_flipped_byte_in_an_evidence_record_is_a_bad_signature(history: History) -> None:
+async def test_a_flipped_byte_in_an_evidence_record_leaves_its_event_without_evidence_and_the_heads_wrong(
+    history: History,
+) -> None:
     def flip(records: list[Record]) -> list[Record]:
         i = positions(records, EVIDENCE_RECORDED)[1]
         r = records[i]
@@ -84,7 +86,10 @@ async def test_a_flipped_byte_in_an_evidence_record_is_a_bad_signature(history: 
         return [*records[:i], Record(r.topic, r.partition, r.offset, r.key, bytes(value)), *records[i + 1 :]]
 
     report = await audit_copy(history, flip)
-    assert {"BAD_SIGNATURE", "MISSING_EVIDENCE", "HEAD_MISMATCH"} <= reasons(report)
+    # The record itself is refused input (nobody accepted it); what that does to the history is the violation.
+    assert {"MISSING_EVIDENCE", "HEAD_MISMATCH"} <= reasons(report)
+    assert "BAD_SIGNATURE" not in reasons(report)
+    assert report["refused_input"]["by_topic"] == {"evidence": {"BAD_SIGNATURE": 1}}
 
 
 def _fp_payload(r: Record) -> tuple[bytes, bytes]:
@@ -123,7 +128,8 @@ async def test_a_truncated_log_falls_short_of_the_head_known_before(history: His
     assert report["tree_size"] == history.final.tree_size - 1
 
 
-async def test_a_record_forged_under_a_members_name_is_a_bad_signature(history: History) -> None:
+async def test_a_record_forged_under_a_members_name_is_refused_input_and_changes_nothing(history: History) -> None:
+    """Signed by a stranger's key: every reader refuses it, so no log holds it and the audit passes, counting it."""
     stranger = NodeSigner(Ed25519PrivateKey.generate())
 
     def insert(records: list[Record]) -> list[Record]:
@@ -132,8 +138,10 @@ async def test_a_record_forged_under_a_members_name_is_a_bad_signature(history: 
         fake = forged(history.member, EVIDENCE_RECORDED, {**genuine, "action": "registry.revoke"}, "party0", stranger)
         return [*records[: i + 1], fake, *records[i + 1 :]]
 
-    report = await audit_copy(history, insert)
-    assert "BAD_SIGNATURE" in reasons(report)
+    report = await audit_copy(history, insert, [history.final])
+    assert report["violations"] == []
+    assert report["refused_input"]["by_reason"] == {"BAD_SIGNATURE": 1}
+    assert report["tree_size"] == history.final.tree_size
 
 
 async def test_evidence_of_an_event_that_never_happened_is_dangling(history: History) -> None:
@@ -184,7 +192,7 @@ async def test_a_countersignature_of_a_head_its_log_never_signed_is_a_cosignatur
     report = await audit_copy(history, insert)
     assert report["violations_by_reason"] == {"COSIGNATURE_MISMATCH": 1}
     assert "party0 countersigned a head operator never signed" in report["violations"][0]["detail"]
-    assert report["cosigned_refused_heads"] == []
+    assert report["after_revocation"] == []
 
 
 def _cli(history: History, prefix: str, report: Path) -> subprocess.CompletedProcess[str]:
