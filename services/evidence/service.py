@@ -73,6 +73,7 @@ class EvidenceService(Service):
         # certificate they verified under (what a revocation cuts by).
         self._to_cosign: dict[tuple[str, int, bytes], tuple[TreeHead, int, str]] = {}
         self._unrecorded: dict[str, Envelope] = {}  # join requests no evidence record covers yet
+        self._receipts: dict[str, Envelope] = {}  # receipts made for them and not yet sent for sure
         self.split_views: list[str] = []
 
     @property
@@ -96,6 +97,7 @@ class EvidenceService(Service):
             self.log_state.append(leaf, ids)
         self._witnessed += 1
         self._unrecorded.pop(ev.payload["event_id"], None)
+        self._receipts.pop(ev.payload["event_id"], None)
 
     @handles(JOIN_REQUESTED)
     async def on_join_requested(self, ev: Event) -> None:
@@ -191,10 +193,19 @@ class EvidenceService(Service):
             await asyncio.sleep(self.head_interval)
 
     async def _record_receipts(self) -> None:
+        """Record each join request no evidence covers yet, once: one record per event and recorder (§13.7).
+
+        A receipt whose send failed is sent again as the same envelope, not a new one: if the broker had it
+        after all, receivers skip the second copy as a duplicate instead of witnessing a second record.
+        """
         for event_id, env in list(self._unrecorded.items()):
-            proof = evidence_of(GOVERNED[JOIN_REQUESTED], "registry", env)
-            await self.ctx.publisher.publish("evidence", EVIDENCE_RECORDED, proof, env.subject)
+            receipt = self._receipts.get(event_id)
+            if receipt is None:
+                proof = evidence_of(GOVERNED[JOIN_REQUESTED], "registry", env)
+                receipt = self._receipts[event_id] = self.ctx.publisher.envelope(EVIDENCE_RECORDED, proof, env.subject)
+            await self.ctx.publisher.send("evidence", receipt)
             self._unrecorded.pop(event_id, None)
+            self._receipts.pop(event_id, None)
 
     @property
     def pending_receipts(self) -> int:

@@ -26,7 +26,7 @@ from mesh.service import Event
 from mesh.settings import load_settings
 from mesh.signing import NodeSigner
 from mesh.topics import topic_for
-from mesh.trust import CONTRACT_TERMINATED, Applicant, Speaker
+from mesh.trust import CONTRACT_TERMINATED, JOIN_REQUESTED, Applicant, Speaker
 from services.evidence.audit import Auditor, governed_topics
 from services.evidence.cli import print_summary
 from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosign
@@ -501,3 +501,37 @@ async def test_a_witness_drops_pending_countersignatures_of_heads_signed_from_a_
     await read_head(12, 30)  # and the other way round
     assert witness.pending_cosignatures == 1
     assert not witness.split_views  # accepted and judged against the log all the same
+
+
+class AckLostOnce:
+    """A bus whose first evidence send reaches the broker but whose acknowledgement is lost (a timeout)."""
+
+    def __init__(self, bus: KafkaBus) -> None:
+        self.names, self.max_record_bytes = bus.names, bus.max_record_bytes
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        self.sent.append((topic, value))
+        if topic == self.names("evidence") and len(self.evidence()) == 1:
+            raise TimeoutError("no acknowledgement")
+
+    def evidence(self) -> list[bytes]:
+        return [value for topic, value in self.sent if topic == self.names("evidence")]
+
+
+async def test_an_operators_receipt_sent_again_after_a_lost_acknowledgement_is_the_same_record(tmp_path: Path) -> None:
+    """So receivers skip the second copy as a duplicate (§6.3): an operator never records one join request twice."""
+    ctx = auditor_context(tmp_path)
+    ctx.config = NodeConfig(node_id="auditor", name="op", institution="unit", platform="interfed", role="operator")
+    bus = AckLostOnce(ctx.bus)
+    ctx.publisher.bus = bus  # type: ignore[assignment]
+    witness = EvidenceService(ctx, persist=False)
+    request = envelope("alice", JOIN_REQUESTED, "alice")
+    await witness.on_join_requested(event(request, {}, "registry"))
+    with pytest.raises(TimeoutError):
+        await witness._record_receipts()
+    await witness._record_receipts()
+    first, again = bus.evidence()
+    assert first == again
+    assert witness.pending_receipts == 0
+    assert Envelope.decode(first).event_id  # a real envelope, decoded as a receiver would
