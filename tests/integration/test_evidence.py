@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from mesh.evidence import GOVERNED
-from mesh.node import running
-from mesh.testing import auditor_home, dead_letters, eventually, evidence_settled, federation
+from mesh.node import open_context, running
+from mesh.testing import auditor_home, dead_letters, eventually, evidence_settled, federation, read_topic
+from mesh.trust import CONTRACT_TERMINATED as ENDED
 from services.evidence.cli import replay
 from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosign
 from services.evidence.service import EvidenceService, now_ms
@@ -110,6 +111,61 @@ async def test_a_head_a_terminated_party_signs_is_in_every_log_and_reported_and_
         assert report["logs"]["party1"]["late_heads"] >= 1
         latest = report["logs"]["party1"]["latest"]
         assert latest is None or latest["tree_size"] < size
+
+
+async def test_a_node_ending_its_own_contract_from_the_command_line_leaves_a_history_that_audits(
+    bootstrap: str, home_root: Path
+) -> None:
+    """`interfed registry terminate party1 --home party1`: the evidence of that termination is signed after the
+    cut the termination makes. Every evidence service keeps it as a leaf whatever it read first, none sees a
+    split view (nor do two that replay everything afresh), and the audit passes, counting it."""
+    async with federation(home_root, bootstrap, n=2, evidence=0.3) as fed:
+        await eventually(lambda: evidence_settled(fed), 60, "logs agreeing")
+        party1 = fed.member("party1")
+        env = {**os.environ, "INTERFED_TOPIC_PREFIX": fed.settings.topic_prefix, "COLUMNS": "200"}
+        argv = ["registry", "terminate", "party1", "--home", str(party1.home.path), "--reason", "leaving"]
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "mesh", *argv, "--bootstrap", bootstrap],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        staying = [fed.operator, fed.members[0]]
+        await eventually(
+            lambda: all(m.evidence is not None and not m.evidence.trust.can_sign("party1") for m in fed.everyone),
+            30,
+            "every party reading the termination",
+        )
+        await eventually(lambda: evidence_settled(fed, staying), 60, "the staying parties' logs agreeing")
+        [terminated] = [e for e, _ in await read_topic(bootstrap, fed.settings, "registry") if e.payload_type == ENDED]
+        evidence = await read_topic(bootstrap, fed.settings, "evidence")
+        [proof] = [e for e, p in evidence if p.get("event_id") == terminated.event_id]
+        assert proof.sender == "party1"
+        assert proof.issued_at >= terminated.issued_at  # signed from its own cut on: the case this test is about
+        assert fed.operator.evidence is not None
+        size, root = fed.operator.evidence.size, fed.operator.evidence.log_state.tree.root()
+        witnesses = [m.evidence for m in fed.everyone if m.evidence is not None]
+        await eventually(lambda: all(w.size >= size for w in witnesses), 30, "party1's own log catching up")
+        for name, bus in (("witness-a", fed.operator.bus), ("witness-b", fed.members[0].bus)):
+            ctx = open_context(auditor_home(home_root, fed, name), bus, fed.settings)
+            fresh = EvidenceService(ctx, readonly=True, persist=False, keep=False)
+            async with running(fresh):
+                await eventually(lambda fresh=fresh: fresh.size >= size, 30, f"{name} replaying the evidence topic")
+            witnesses.append(fresh)
+        for w in witnesses:
+            assert not w.split_views, w.me
+            assert w.counts["dead:SPLIT_VIEW"] == 0, w.me
+            assert w.log_state.tree.root(size) == root, w.me
+        auditor = await replay(auditor_home(home_root, fed), fed.settings, bootstrap)
+        report = auditor.report()
+        assert report["passed"], report["violations"]
+        assert report["by_action"]["registry.terminate"] == 1
+        # The command published the termination and its evidence, and spoke for party1 in nothing else.
+        assert not [e for e in report["after_revocation"] if e["kind"] in ("evidence", "event")]
 
 
 async def test_a_restarted_evidence_service_resumes_its_stored_log(bootstrap: str, home_root: Path) -> None:
