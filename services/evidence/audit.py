@@ -14,7 +14,7 @@ from mesh.evidence import EVIDENCE_RECORDED, GOVERNED
 from mesh.identity import NodeCertificate
 from mesh.service import Context, Event, Service
 from mesh.topics import MEMBERSHIP_TOPICS, topic_for
-from mesh.trust import CONTRACT_TERMINATED
+from mesh.trust import CONTRACT_TERMINATED, SKEW_MS
 from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosigned_head, verify_cosignature
 from services.evidence.merkle import MerkleLog, verify_consistency
 from services.evidence.state import EvidenceLog
@@ -66,10 +66,10 @@ class Violation:
 
 @dataclass(frozen=True, slots=True)
 class Signed:
-    """Where a record was read and under which certificate it verified (``serial`` None: an applicant)."""
+    """Where a record was read and the key it verified under (``key`` None: an applicant, never revoked)."""
 
     sender: str
-    serial: str | None
+    key: bytes | None
     issued_at: int
     topic: str
     partition: int
@@ -77,8 +77,8 @@ class Signed:
 
     @classmethod
     def of(cls, ev: Event) -> Signed:
-        serial = ev.speaker.serial if isinstance(ev.speaker, NodeCertificate) else None
-        return cls(ev.sender, serial, ev.envelope.issued_at, ev.topic, ev.partition, ev.offset)
+        key = ev.speaker.public_key if isinstance(ev.speaker, NodeCertificate) else None
+        return cls(ev.sender, key, ev.envelope.issued_at, ev.topic, ev.partition, ev.offset)
 
     def where(self) -> dict[str, Any]:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
@@ -271,9 +271,23 @@ class Auditor(Service):
 
     # -- revocation, judged once everything is read -------------------------------------------
 
+    def _certificate(self, signed: Signed) -> NodeCertificate | None:
+        """The certificate a record is judged under, as §6.2 picks it with every approval read: the most recently
+        approved of the sender's certificates valid at its issued_at with the key it verified under. (While
+        reading, a later approval under the same key may not have been read yet.)"""
+        if signed.key is None:
+            return None
+        candidates = [
+            c
+            for c in self.trust.certificates(signed.sender)
+            if c.public_key == signed.key and c.not_before - SKEW_MS <= signed.issued_at <= c.not_after
+        ]
+        return candidates[-1] if candidates else None
+
     def _cut(self, signed: Signed) -> int | None:
-        """When the certificate ``signed`` verified under was revoked from, if it was (None: never)."""
-        return self.trust.revoked_from(signed.serial) if signed.serial is not None else None
+        """When the certificate ``signed`` is judged under was revoked from, if it was (None: never)."""
+        cert = self._certificate(signed)
+        return self.trust.revoked_from(cert.serial) if cert is not None else None
 
     def _late(self, signed: Signed, *times: int) -> bool:
         """Whether it was signed from its signer's cut on (the envelope's issued_at, or any of ``times``)."""
@@ -468,9 +482,8 @@ class Auditor(Service):
         """The public key of the certificate ``head``'s envelope verified under."""
         for h in self.logs.values():
             for known, signed in zip(h.heads, h.signed, strict=True):
-                if known == head and signed.serial is not None:
-                    cert = next((c for c in self.trust.certificates(head.log_id) if c.serial == signed.serial), None)
-                    return cert.public_key if cert is not None else None
+                if known == head:
+                    return signed.key
         return None
 
 

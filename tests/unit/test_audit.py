@@ -4,6 +4,7 @@ evidence service's side of that)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from pathlib import Path
@@ -266,7 +267,7 @@ async def test_a_record_the_auditor_failed_to_handle_is_a_violation(auditor: Aud
 # The operator stands in for any certified party here: its certificate is the one the federation
 # folder gives, and revoking its serial in the auditor's trust is what reading a termination does.
 
-CUT = 1_000
+CUT = time.time_ns() // 1_000_000  # within the validity of the certificates the tests make (from 5 min before now)
 
 
 def operator_key(tmp_path: Path) -> NodeSigner:
@@ -455,7 +456,7 @@ async def test_evidence_of_an_event_refused_as_revoked_sender_is_reported_not_da
         sender="operator",
         sequence=next(_sequence),
         subject="operator",
-        issued_at=operator_cert(auditor).not_before + 60_000,  # valid, and after the cut
+        issued_at=CUT + 1,  # valid, and after the cut
     ).signed(operator_key(tmp_path))
     value = announced.encode()
     refused = Record(auditor.ctx.bus.names("registry"), 1, 4, b"operator", value)
@@ -535,3 +536,21 @@ async def test_an_operators_receipt_sent_again_after_a_lost_acknowledgement_is_t
     assert first == again
     assert witness.pending_receipts == 0
     assert Envelope.decode(first).event_id  # a real envelope, decoded as a receiver would
+
+
+async def test_a_record_is_judged_under_the_certificate_it_verifies_under_once_every_approval_is_read(
+    auditor: Auditor,
+) -> None:
+    """A party approved again under the same key: a record it signed after the first certificate's cut verified
+    under that certificate when the auditor read it, but the second approval, read later, covers it."""
+    op = operator_cert(auditor)
+    revoke_operator(auditor, CUT)
+    env = await publish(auditor, "operator", op, at=CUT + 1)
+    await record(auditor, env, speaker=op, at=CUT + 2)
+    await head(auditor)
+    assert {e["kind"] for e in auditor.report()["after_revocation"]} == {"event", "evidence"}
+    auditor.trust._learn(dataclasses.replace(op, serial="again", not_before=CUT))  # approved again, same key
+    report = auditor.report()
+    assert report["after_revocation"] == []
+    assert report["evidence_records"] == 1
+    assert report["violations"] == []
