@@ -93,6 +93,14 @@ class Governed:
     sha256: bytes
     signed: Signed
 
+    @property
+    def sender(self) -> str:
+        return self.signed.sender
+
+    @property
+    def topic(self) -> str:
+        return self.signed.topic
+
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
