@@ -113,6 +113,7 @@ async def test_a_head_a_terminated_party_signs_is_in_every_log_and_reported_and_
         assert latest is None or latest["tree_size"] < size
 
 
+@pytest.mark.reference_lane  # a command driven as a process
 async def test_a_node_ending_its_own_contract_from_the_command_line_leaves_a_history_that_audits(
     bootstrap: str, home_root: Path
 ) -> None:

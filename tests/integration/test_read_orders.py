@@ -36,7 +36,8 @@ from services.evidence.service import EvidenceService
 from services.registry.service import RegistryService
 from tests.integration.read_orders import Partition, feed
 
-pytestmark = [pytest.mark.broker, pytest.mark.timeout(600)]
+# Above the transport once captured (the records are fed by hand): the Apache Kafka lane only.
+pytestmark = [pytest.mark.broker, pytest.mark.reference_lane, pytest.mark.timeout(600)]
 
 DATASET_PUBLISHED = "interfed.catalog.DatasetPublished"
 
