@@ -12,13 +12,35 @@ import pytest
 
 from mesh.evidence import GOVERNED
 from mesh.node import open_context, running
-from mesh.testing import auditor_home, dead_letters, eventually, evidence_settled, federation, read_topic
+from mesh.testing import (
+    TestFederation,
+    auditor_home,
+    dead_letters,
+    eventually,
+    evidence_settled,
+    federation,
+    read_topic,
+)
 from mesh.trust import CONTRACT_TERMINATED as ENDED
 from services.evidence.cli import replay
 from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosign
 from services.evidence.service import EvidenceService, now_ms
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
+
+
+async def command(fed: TestFederation, *argv: str) -> subprocess.CompletedProcess[str]:
+    """Run ``interfed ARGV`` as its own process against the federation's broker and topics."""
+    env = {**os.environ, "INTERFED_TOPIC_PREFIX": fed.settings.topic_prefix, "COLUMNS": "200"}
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "mesh", *argv, "--bootstrap", fed.bootstrap],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 async def test_registry_steps_are_evidenced_logs_agree_and_the_audit_passes(bootstrap: str, home_root: Path) -> None:
@@ -123,17 +145,7 @@ async def test_a_node_ending_its_own_contract_from_the_command_line_leaves_a_his
     async with federation(home_root, bootstrap, n=2, evidence=0.3) as fed:
         await eventually(lambda: evidence_settled(fed), 60, "logs agreeing")
         party1 = fed.member("party1")
-        env = {**os.environ, "INTERFED_TOPIC_PREFIX": fed.settings.topic_prefix, "COLUMNS": "200"}
-        argv = ["registry", "terminate", "party1", "--home", str(party1.home.path), "--reason", "leaving"]
-        proc = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "mesh", *argv, "--bootstrap", bootstrap],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        proc = await command(fed, "registry", "terminate", "party1", "--home", str(party1.home.path), "--reason", "bye")
         assert proc.returncode == 0, proc.stderr
         staying = [fed.operator, fed.members[0]]
         await eventually(
@@ -218,17 +230,7 @@ async def test_a_head_on_demand_from_the_command_line_is_accepted_by_every_party
         member = fed.members[0]
         assert fed.operator.evidence is not None
         before = fed.operator.evidence.latest_head[member.node_id]
-        env = {**os.environ, "INTERFED_TOPIC_PREFIX": fed.settings.topic_prefix, "COLUMNS": "200"}
-        argv = [sys.executable, "-m", "mesh", "evidence", "head", "--home", str(member.home.path)]
-        proc = await asyncio.to_thread(
-            subprocess.run,
-            [*argv, "--bootstrap", bootstrap],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        proc = await command(fed, "evidence", "head", "--home", str(member.home.path))
         assert proc.returncode == 0, proc.stderr
         assert f"tree head published: size {before.tree_size}, root {before.root_hash.hex()}" in proc.stdout
         op = fed.operator.evidence
