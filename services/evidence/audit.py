@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mesh.bus import Record
@@ -15,6 +14,16 @@ from mesh.identity import NodeCertificate
 from mesh.service import Context, Event, Service
 from mesh.topics import MEMBERSHIP_TOPICS, topic_for
 from mesh.trust import CONTRACT_TERMINATED, SKEW_MS
+from services.evidence.findings import (
+    Cosignature,
+    Evidence,
+    Governed,
+    LogHeads,
+    Signed,
+    Violation,
+    matches,
+    unsigned,
+)
 from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosigned_head, verify_cosignature
 from services.evidence.merkle import MerkleLog, verify_consistency
 from services.evidence.state import EvidenceLog
@@ -41,94 +50,6 @@ HANDLER_FAILED = HandlerFailedError.reason
 def governed_topics() -> tuple[str, ...]:
     """The topics governed events travel on, from GOVERNED alone."""
     return tuple(sorted({t for t in map(topic_for, GOVERNED) if t is not None}))
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    reason: str
-    detail: str
-    topic: str = ""
-    offset: int = -1
-    partition: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "reason": self.reason,
-            "detail": self.detail,
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-        }
-
-    def sort_key(self) -> tuple[str, int, int, str, str]:
-        return (self.topic, self.partition, self.offset, self.reason, self.detail)
-
-
-@dataclass(frozen=True, slots=True)
-class Signed:
-    """Where a record was read and the key it verified under (``key`` None: an applicant, never revoked)."""
-
-    sender: str
-    key: bytes | None
-    issued_at: int
-    topic: str
-    partition: int
-    offset: int
-
-    @classmethod
-    def of(cls, ev: Event) -> Signed:
-        key = ev.speaker.public_key if isinstance(ev.speaker, NodeCertificate) else None
-        return cls(ev.sender, key, ev.envelope.issued_at, ev.topic, ev.partition, ev.offset)
-
-    def where(self) -> dict[str, Any]:
-        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
-
-
-@dataclass(frozen=True, slots=True)
-class Governed:
-    """A governance event as the auditor met it."""
-
-    event_id: str
-    payload_type: str
-    sha256: bytes
-    signed: Signed
-
-    @property
-    def sender(self) -> str:
-        return self.signed.sender
-
-    @property
-    def topic(self) -> str:
-        return self.signed.topic
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """An evidence record: who recorded it (its envelope's sender) and what it claims."""
-
-    index: int
-    payload: dict[str, Any]
-    signed: Signed
-
-    @property
-    def recorder(self) -> str:
-        return self.signed.sender
-
-
-@dataclass(frozen=True, slots=True)
-class Cosignature:
-    witness: str
-    head: TreeHead
-    signed: Signed
-
-
-@dataclass
-class LogHeads:
-    """Every head one log published, in topic order, with where each was signed, and its countersignatures."""
-
-    heads: list[TreeHead] = field(default_factory=list)
-    signed: list[Signed] = field(default_factory=list)
-    cosignatures: list[Cosignature] = field(default_factory=list)
 
 
 class Auditor(Service):
@@ -338,7 +259,7 @@ class Auditor(Service):
         for log_id, h in self.logs.items():
             for head, signed in zip(h.heads, h.signed, strict=True):
                 if self._late_head(head, signed):
-                    by = sorted({c.witness for c in h.cosignatures if c.head == _unsigned(head)})
+                    by = sorted({c.witness for c in h.cosignatures if c.head == unsigned(head)})
                     add("tree_head", signed, f"{log_id}'s head of {head.tree_size}, countersigned by {by or 'nobody'}")
             for c in h.cosignatures:
                 if self._late(c.signed):
@@ -372,7 +293,7 @@ class Auditor(Service):
             target = self.governed.get(p["event_id"]) or self.refused_revoked.get(p["event_id"])
             if target is None:
                 violate(DANGLING_EVIDENCE, f"{where} points at no governed event", e.signed)
-            elif not _matches(p, target):
+            elif not matches(p, target):
                 violate(EVIDENCE_MISMATCH, f"{where} does not match the event it names", e.signed)
             elif e.recorder != target.signed.sender and e.recorder not in operators:
                 detail = f"{where} recorded by {e.recorder}, not by {target.signed.sender}"
@@ -381,7 +302,7 @@ class Auditor(Service):
             if g.event_id in claims or self._event_late(g):
                 continue
             late = late_claims.get(g.event_id, ())
-            if any(e.recorder == g.signed.sender and _matches(e.payload, g) for e in late):
+            if any(e.recorder == g.signed.sender and matches(e.payload, g) for e in late):
                 continue  # its sender recorded it, from its cut on: reported with that leaf
             detail = f"{g.payload_type} {g.event_id} by {g.signed.sender} has no evidence record"
             violate(MISSING_EVIDENCE, detail, g.signed)
@@ -466,7 +387,7 @@ class Auditor(Service):
         cosigners = {
             c.witness
             for c in h.cosignatures
-            if latest is not None and c.head == _unsigned(latest) and not self._late(c.signed)
+            if latest is not None and c.head == unsigned(latest) and not self._late(c.signed)
         }
         return {
             "heads": len(good),
@@ -494,13 +415,3 @@ class Auditor(Service):
                     return signed.key
         return None
 
-
-def _unsigned(head: TreeHead) -> TreeHead:
-    """The head as a countersignature names it (without the keeper's signature)."""
-    return TreeHead(head.log_id, head.tree_size, head.root_hash, head.timestamp)
-
-
-def _matches(p: dict[str, Any], target: Governed) -> bool:
-    """Whether an EvidenceRecorded payload states its event as it is: digest, type, topic and action."""
-    claim = (p["event_sha256"], p["event_type"], p["event_topic"], p["action"])
-    return claim == (target.sha256, target.payload_type, target.signed.topic, GOVERNED[target.payload_type])
