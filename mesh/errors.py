@@ -78,12 +78,27 @@ class InvalidCertificateError(RejectedEventError):
     reason = "INVALID_CERTIFICATE"
 
 
+class NoValidCertificateError(InvalidCertificateError):
+    """``issued_at`` outside every certificate known for the sender: a newer one may be on its way on ``registry``."""
+
+    retriable = True
+    waits_for = ("registry",)
+
+
 class RevokedSenderError(RejectedEventError):
     reason = "REVOKED_SENDER"
 
 
 class BadSignatureError(RejectedEventError):
     reason = "BAD_SIGNATURE"
+
+
+class UnmatchedSignatureError(BadSignatureError):
+    """A certified sender's signature that no certificate known here for it verifies: a newer one (the node
+    approved again under a new key) may still be on its way on ``registry``, so it is waited for once."""
+
+    retriable = True
+    waits_for = ("registry",)
 
 
 class ReplayedSequenceError(RejectedEventError):

@@ -82,13 +82,22 @@ class Publisher:
         computation step: once it is on the broker, its EvidenceRecorded follows on ``evidence``.
         """
         check_payload_topic(payload_type, topic)
-        await self._announce_schema(payload_type)
         env = self.envelope(payload_type, record, subject, correlation_id)
-        await self.send_envelope(topic, env)
+        await self.send(topic, env)
         if evidence is not None:
             proof = evidence_of(evidence, topic, env)
             await self.publish("evidence", EVIDENCE_RECORDED, proof, subject, correlation_id)
         return env
+
+    async def send(self, topic: str, env: Envelope) -> None:
+        """Send an envelope made by ``envelope`` on protocol topic ``topic``, announcing its schema first.
+
+        Sending the same envelope again is a duplicate every receiver skips (docs/protocol.md §6.3), so a
+        send whose outcome is unknown (a timeout) is retried with the same envelope, never a new one.
+        """
+        check_payload_topic(env.payload_type, topic)
+        await self._announce_schema(env.payload_type)
+        await self.send_envelope(topic, env)
 
     async def send_envelope(self, topic: str, env: Envelope) -> None:
         value = env.encode()

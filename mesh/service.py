@@ -242,19 +242,28 @@ class Service:
         check_payload_topic(env.payload_type, self.ctx.bus.names.protocol_name(record.topic))
         return env
 
-    def _verify(self, env: Envelope) -> tuple[Speaker, dict[str, Any] | None]:
+    def judges_revocation(self, topic: str) -> bool:
+        """Whether a revoked sender's record on protocol topic ``topic`` is refused (REVOKED_SENDER, §6.2).
+
+        Not on ``evidence``: a revocation is read on ``registry``, in each receiver's own order, and the
+        evidence log's leaves must not depend on that order (docs/protocol.md §13.3); the auditor
+        judges revocation there instead (§13.8).
+        """
+        return topic != "evidence"
+
+    def _verify(self, env: Envelope, topic: str) -> tuple[Speaker, dict[str, Any] | None]:
         """Who signed ``env``. Verifying before decoding means garbage under an unknown
         fingerprint is refused for its signature, not retried as a missing schema."""
         if env.payload_type == JOIN_REQUESTED:
             payload = self.schemas.decode(env.payload_type, env.payload_fingerprint, env.payload)
             return self.trust.verify_applicant(env, payload), payload
-        return self.trust.verify(env), None
+        return self.trust.verify(env, revocation=self.judges_revocation(topic)), None
 
     async def _apply_value(
         self, record: Record, value: bytes, verified: list[tuple[Envelope, bytes]], chunked_by: str | None = None
     ) -> None:
         env = self._open(record, value, chunked_by)
-        speaker, payload = self._verify(env)
+        speaker, payload = self._verify(env, self._protocol_topic(record))
         if not self.replay.check(env, speaker.public_key, record.topic, record.partition):
             self.counts["duplicates"] += 1
             return

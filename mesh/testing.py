@@ -230,11 +230,12 @@ async def dead_letters(fed: TestFederation, reason: str | None = None) -> list[d
     return [p for p in letters if reason is None or p["reason"] == reason]
 
 
-def evidence_settled(fed: TestFederation) -> bool:
-    """Every party's evidence log holds the same leaves, has seen the head of that size of every
-    party that can still sign (a terminated or revoked party's last head stays where it was), and,
-    if it can sign, has published its countersignatures of every head it read."""
-    witnesses = [m.evidence for m in fed.everyone if m.evidence is not None]
+def evidence_settled(fed: TestFederation, among: Sequence[Member] | None = None) -> bool:
+    """Every party's (or every one of ``among``'s) evidence log holds the same leaves, has seen the head of
+    that size of every party that can still sign (a terminated or revoked party's last head stays where it
+    was), and, if it can sign, has published its countersignatures of every head it read and its receipts of
+    every join request it read."""
+    witnesses = [m.evidence for m in (fed.everyone if among is None else among) if m.evidence is not None]
     if not witnesses:
         return False
     size = witnesses[0].size
@@ -244,7 +245,7 @@ def evidence_settled(fed: TestFederation) -> bool:
         w.size == size
         and w.log_state.tree.root() == root
         and all((head := w.latest_head.get(other)) is not None and head.tree_size == size for other in signers)
-        and (w.pending_cosignatures == 0 or w.me not in signers)
+        and (w.pending_cosignatures == w.pending_receipts == 0 or w.me not in signers)
         for w in witnesses
     )
 

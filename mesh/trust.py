@@ -9,12 +9,15 @@ from typing import Any
 
 from mesh.envelope import Envelope
 from mesh.errors import (
+    BadSignatureError,
     InvalidCertificateError,
     KeyMismatchError,
+    NoValidCertificateError,
     ReplayedSequenceError,
     RevokedSenderError,
     UnauthorisedError,
     UnknownSenderError,
+    UnmatchedSignatureError,
 )
 from mesh.home import Federation
 from mesh.identity import NodeCertificate, check_certificate, load_certificate_der, load_csr, raw_public_key
@@ -57,36 +60,46 @@ class TrustStore:
 
     Revocation cuts by signed time, not by arrival: events issued at or after
     ``revoked_at`` (or the termination's issued_at) are refused, earlier ones stay
-    valid. So a replay of the topics, in whatever order their partitions are read,
-    reaches the same verdicts as the live run, and an auditor can still verify what
-    a node signed while its certificate was good. An operator who fears a key was
-    stolen earlier revokes from that earlier time.
+    valid, and an auditor can still verify what a node signed while its certificate
+    was good. An operator who fears a key was stolen earlier revokes from that
+    earlier time.
+
+    Every certificate a node was ever approved with is kept: an event is verified under
+    the one whose validity covers its issued_at and whose key its signature verifies
+    with, so a node approved again under a new key does not make its earlier events
+    unverifiable to whoever reads the new approval first (docs/protocol.md §6.2).
     """
 
     def __init__(self, federation: Federation) -> None:
         self.federation = federation
         self.members = Membership()
-        self._certs: dict[str, NodeCertificate] = {c.node_id: c for c in federation.operators}
+        # node id -> every certificate it was approved with, oldest first (operators: the folder's)
+        self._certs: dict[str, list[NodeCertificate]] = {c.node_id: [c] for c in federation.operators}
         self._revoked: dict[str, tuple[int, str]] = {}  # serial -> (from issued_at, reason)
         self._keys: dict[bytes, Verifier] = {}
 
     def certificate(self, node_id: str) -> NodeCertificate | None:
-        return self._certs.get(node_id)
+        """The node's current certificate: the one it was approved with last."""
+        certs = self._certs.get(node_id)
+        return certs[-1] if certs else None
+
+    def certificates(self, node_id: str) -> tuple[NodeCertificate, ...]:
+        """Every certificate the node was approved with, oldest first."""
+        return tuple(self._certs.get(node_id, ()))
 
     def can_sign(self, node_id: str, at_ms: int | None = None) -> bool:
         """Whether what ``node_id`` signs now (or at ``at_ms``) would be accepted: known, unrevoked, valid."""
-        cert = self._certs.get(node_id)
+        cert = self.certificate(node_id)
         if cert is None:
             return False
         when = at_ms if at_ms is not None else time.time_ns() // 1_000_000
-        revoked = self._revoked.get(cert.serial)
-        return cert.valid_at(when) and (revoked is None or when < revoked[0])
+        cut = self.revoked_from(cert.serial)
+        return cert.valid_at(when) and (cut is None or when < cut)
 
-    def revoked(self, node_id: str, at_ms: int) -> bool:
-        """Whether events ``node_id`` issued at ``at_ms`` are refused as REVOKED_SENDER, as far as read so far."""
-        cert = self._certs.get(node_id)
-        revoked = self._revoked.get(cert.serial) if cert is not None else None
-        return revoked is not None and at_ms >= revoked[0]
+    def revoked_from(self, serial: str) -> int | None:
+        """The time (ms) from which events signed under ``serial`` are revoked, as far as read so far."""
+        revoked = self._revoked.get(serial)
+        return revoked[0] if revoked is not None else None
 
     def _public_key(self, raw: bytes) -> Verifier:
         key = self._keys.get(raw)
@@ -94,18 +107,38 @@ class TrustStore:
             key = self._keys[raw] = Verifier(raw)
         return key
 
-    def verify(self, env: Envelope) -> NodeCertificate:
-        """Check a certified sender's envelope: known, not revoked, valid then, and its signature."""
-        cert = self._certs.get(env.sender)
-        if cert is None:
+    def verify(self, env: Envelope, *, revocation: bool = True) -> NodeCertificate:
+        """Check a certified sender's envelope (docs/protocol.md §6.2): known, a certificate valid then whose
+        key its signature verifies with, and (with ``revocation``) that certificate not revoked then.
+
+        Returns the certificate it verified under. Without ``revocation`` (the evidence topic) the
+        caller judges revocation itself, from ``revoked_from(cert.serial)``.
+        """
+        certs = self._certs.get(env.sender)
+        if not certs:
             raise UnknownSenderError(f"no certificate known for {env.sender!r}")
+        valid = [c for c in reversed(certs) if c.not_before - SKEW_MS <= env.issued_at <= c.not_after]
+        if not valid:
+            raise NoValidCertificateError(f"{env.sender}'s certificate is not valid at issued_at {env.issued_at}")
+        cert = self._signed_under(env, valid)
         revoked = self._revoked.get(cert.serial)
-        if revoked is not None and env.issued_at >= revoked[0]:
+        if revocation and revoked is not None and env.issued_at >= revoked[0]:
             raise RevokedSenderError(f"{env.sender}'s certificate {cert.serial} was revoked: {revoked[1]}")
-        if not (cert.not_before - SKEW_MS <= env.issued_at <= cert.not_after):
-            raise InvalidCertificateError(f"{env.sender}'s certificate is not valid at issued_at {env.issued_at}")
-        env.verify(self._public_key(cert.public_key))
         return cert
+
+    def _signed_under(self, env: Envelope, candidates: list[NodeCertificate]) -> NodeCertificate:
+        """The first of ``candidates`` (newest first) whose key the envelope's signature verifies with."""
+        for cert in candidates[:-1]:
+            try:
+                env.verify(self._public_key(cert.public_key))
+            except BadSignatureError:
+                continue
+            return cert
+        try:
+            env.verify(self._public_key(candidates[-1].public_key))
+        except BadSignatureError as exc:
+            raise UnmatchedSignatureError(f"{env.sender}: {exc}") from None  # unless a newer certificate comes
+        return candidates[-1]
 
     def verify_applicant(self, env: Envelope, payload: dict[str, Any]) -> Applicant:
         """A JoinRequested is signed by the key in its own CSR, which must name the sender."""
@@ -132,7 +165,7 @@ class TrustStore:
         elif kind == JOIN_APPROVED:
             cert = self._approved_certificate(payload)
             members.join_approved(payload, cert.serial)
-            self._certs[cert.node_id] = cert
+            self._learn(cert)
         elif kind == JOIN_REJECTED:
             members.join_rejected(payload)
         elif kind == NODE_ANNOUNCED:
@@ -148,6 +181,12 @@ class TrustStore:
         elif kind == CERTIFICATE_REVOKED:
             entry = members.revoked(payload)
             self._revoke(payload["serial"], payload["revoked_at"], entry.revoked or "revoked")
+
+    def _learn(self, cert: NodeCertificate) -> None:
+        """Keep a node's newly approved certificate beside its earlier ones; it becomes the current one."""
+        known = self._certs.setdefault(cert.node_id, [])
+        if all(c.serial != cert.serial for c in known):
+            known.append(cert)
 
     def _approved_certificate(self, payload: dict[str, Any]) -> NodeCertificate:
         """The certificate a JoinApproved carries, if it is exactly what the pending contract asked for."""

@@ -4,23 +4,35 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mesh.bus import Record
 from mesh.envelope import Envelope
-from mesh.errors import BadSignatureError, MeshError, RevokedSenderError
+from mesh.errors import BadSignatureError, HandlerFailedError, RevokedSenderError
 from mesh.evidence import EVIDENCE_RECORDED, GOVERNED
+from mesh.identity import NodeCertificate
 from mesh.service import Context, Event, Service
-from mesh.signing import Verifier
-from mesh.topics import topic_for
+from mesh.topics import MEMBERSHIP_TOPICS, topic_for
+from mesh.trust import CONTRACT_TERMINATED, SKEW_MS
+from services.evidence.findings import (
+    Cosignature,
+    Evidence,
+    Governed,
+    LogHeads,
+    Signed,
+    Violation,
+    matches,
+    unsigned,
+)
 from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosigned_head, verify_cosignature
 from services.evidence.merkle import MerkleLog, verify_consistency
 from services.evidence.state import EvidenceLog
 
-#: The auditor's reason codes (docs/protocol.md §13.7); refusals by the receiving pipeline keep theirs (§6.6).
+#: The auditor's reason codes (docs/protocol.md §13.8): integrity violations. Records the receiving
+#: pipeline refuses keep their §6.6 codes and are refused input, not violations.
 MISSING_EVIDENCE = "MISSING_EVIDENCE"
 DANGLING_EVIDENCE = "DANGLING_EVIDENCE"
+DUPLICATE_EVIDENCE = "DUPLICATE_EVIDENCE"
 EVIDENCE_MISMATCH = "EVIDENCE_MISMATCH"
 UNAUTHORISED_EVIDENCE = "UNAUTHORISED_EVIDENCE"
 HEAD_BEYOND_LOG = "HEAD_BEYOND_LOG"
@@ -31,6 +43,8 @@ COSIGNATURE_MISMATCH = "COSIGNATURE_MISMATCH"
 TRUNCATED = "TRUNCATED"
 NO_TREE_HEAD = "NO_TREE_HEAD"
 REVOKED_SENDER = RevokedSenderError.reason
+#: A refusal that says the auditor failed, not the input: it cannot vouch for a record it could not judge.
+HANDLER_FAILED = HandlerFailedError.reason
 
 
 def governed_topics() -> tuple[str, ...]:
@@ -38,56 +52,15 @@ def governed_topics() -> tuple[str, ...]:
     return tuple(sorted({t for t in map(topic_for, GOVERNED) if t is not None}))
 
 
-@dataclass(frozen=True, slots=True)
-class Violation:
-    reason: str
-    detail: str
-    topic: str = ""
-    offset: int = -1
-
-    def to_json(self) -> dict[str, Any]:
-        return {"reason": self.reason, "detail": self.detail, "topic": self.topic, "offset": self.offset}
-
-
-@dataclass(frozen=True, slots=True)
-class Governed:
-    """A governance event as the auditor met it."""
-
-    event_id: str
-    topic: str
-    payload_type: str
-    sender: str
-    sha256: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """An evidence record: who recorded it (its envelope's sender) and what it claims."""
-
-    index: int
-    recorder: str
-    payload: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class RefusedHead:
-    """A head its keeper really signed (both signatures checked) that the pipeline refused as REVOKED_SENDER."""
-
-    head: TreeHead
-    detail: str
-    offset: int
-
-
-@dataclass
-class LogHeads:
-    """Every head one log published, in topic order, and who countersigned which."""
-
-    heads: list[TreeHead] = field(default_factory=list)
-    cosigners: dict[tuple[int, bytes], set[str]] = field(default_factory=dict)
-
-
 class Auditor(Service):
-    """A read-only service over the evidence topic and the governed topics; ``report()`` once caught up."""
+    """A read-only service over the evidence topic and the governed topics; ``report()`` once caught up.
+
+    Its verdict does not depend on the order it reads the partitions in: on the evidence topic and
+    on the governed topics other than ``registry`` it accepts a record by its signature and its
+    certificate's validity, and judges revocation itself once the replay is over, when it knows
+    every revocation (docs/protocol.md §13.8). On ``registry``, where membership is kept, a node's
+    revocation and its own events share one partition, so every reader refuses the same ones.
+    """
 
     name: ClassVar[str] = "audit"
 
@@ -96,12 +69,11 @@ class Auditor(Service):
         super().__init__(ctx, readonly=True)
         self.log_state = EvidenceLog()
         self.governed: dict[str, Governed] = {}
+        self.refused_revoked: dict[str, Governed] = {}  # governed events refused as REVOKED_SENDER, by event id
         self.evidence: list[Evidence] = []
         self.logs: dict[str, LogHeads] = {}
         self.violations: list[Violation] = []
-        self.after_revocation: list[Violation] = []  # refused alike by everyone; reported, not a violation
-        self.refused_heads: dict[tuple[str, int, bytes], RefusedHead] = {}  # (log, size, root): the first refused
-        self.cosigned_refused: list[dict[str, Any]] = []  # countersignatures of refused heads; reported likewise
+        self.refused: list[Violation] = []  # refused input: reported, counted, never a violation
         self.records = 0
         self.read_to: dict[tuple[str, int], int] = {}  # (Kafka topic, partition) -> offset after the last handled
         self.ends_at_start: dict[tuple[str, int], int | None] = {}  # where each partition ended as the replay began
@@ -116,10 +88,13 @@ class Auditor(Service):
     def tree(self) -> MerkleLog:
         return self.log_state.tree
 
-    def violate(self, reason: str, detail: str, ev: Event | None = None) -> None:
-        topic, offset = (ev.topic, ev.offset) if ev is not None else ("", -1)
-        self.violations.append(Violation(reason, detail, topic, offset))
-        self.log.warning("audit_violation", reason=reason, detail=detail, topic=topic, offset=offset)
+    def judges_revocation(self, topic: str) -> bool:
+        """Only where membership is kept: elsewhere the auditor judges revocation once it has read them all."""
+        return topic in MEMBERSHIP_TOPICS or topic not in self.topics
+
+    def violate(self, reason: str, detail: str, ev: Event) -> None:
+        self.violations.append(Violation(reason, detail, ev.topic, ev.offset, ev.partition))
+        self.log.warning("audit_violation", reason=reason, detail=detail, topic=ev.topic, offset=ev.offset)
 
     async def process(self, record: Record) -> None:
         await super().process(record)
@@ -149,66 +124,48 @@ class Auditor(Service):
         return missing
 
     async def dead_letter(self, record: Record, reason: str, detail: str) -> None:
-        """A record the pipeline refused: on an audited topic that is a violation under the pipeline's reason.
+        """A record the pipeline refused on an audited topic is refused input: reported, never a violation.
 
-        Except REVOKED_SENDER: a party that signs before it has read its own revocation or termination is
-        refused by every receiver alike, so every honest log leaves it out and nothing was falsified.
-        A tree head refused so is kept (once its signatures check), so that a countersignature of it
-        by a party that read it before the revocation is known for what it is (``on_cosigned``).
+        Nobody accepted it, so no honest log or state holds it: anyone who can reach the broker can
+        write junk, and that falsifies nothing. What it was meant to do shows elsewhere if it mattered
+        (a governed event refused leaves its evidence dangling; a leaf refused leaves its event without
+        evidence and the heads not matching). A handler failure is the auditor's, not the input's:
+        it stays a violation. A governed event refused as REVOKED_SENDER is kept, so that its
+        evidence is reported with it rather than as dangling.
         """
         await super().dead_letter(record, reason, detail)
         topic = self.ctx.bus.names.protocol_name(record.topic)
         if topic not in self.topics:
             return
+        refusal = Violation(reason, detail, topic, record.offset, record.partition)
+        if reason == HANDLER_FAILED:
+            self.violations.append(refusal)
+            return
+        self.refused.append(refusal)
         if reason == REVOKED_SENDER:
-            self.after_revocation.append(Violation(reason, detail, topic, record.offset))
-            if topic == "evidence":
-                self._keep_refused_head(record, detail)
-        else:
-            self.violations.append(Violation(reason, detail, topic, record.offset))
-
-    def _keep_refused_head(self, record: Record, detail: str) -> None:
-        """Remember a refused TreeHead by (log, size, root), if its keeper's certified key signed it.
-
-        The pipeline refuses a revoked sender before it checks the signature (docs/protocol.md §6.1), so
-        both the envelope's and the head's signatures are checked here: a head nobody signed is not kept,
-        and a countersignature of it stays COSIGNATURE_MISMATCH.
-        """
-        env = Envelope.decode(record.value)  # the pipeline decoded it before refusing it
-        if env.payload_type != TREE_HEAD:
-            return
-        cert = self.trust.certificate(env.sender)  # known: REVOKED_SENDER names a certificate
-        try:
-            if cert is None:
-                raise BadSignatureError(f"no certificate known for {env.sender!r}")
-            env.verify(Verifier(cert.public_key))
-            head = TreeHead.from_payload(self.schemas.decode(env.payload_type, env.payload_fingerprint, env.payload))
-            if head.log_id != env.sender:
-                raise BadSignatureError(f"{env.sender} signed a head of {head.log_id}'s log")
-            head.verify(cert.public_key)
-        except MeshError as exc:
-            self.log.warning("refused_head_not_kept", sender=env.sender, offset=record.offset, error=str(exc))
-            return
-        refused = RefusedHead(head, detail, record.offset)
-        self.refused_heads.setdefault((head.log_id, head.tree_size, head.root_hash), refused)
+            env = Envelope.decode(record.value)  # REVOKED_SENDER: decoded and its signature verified
+            if env.payload_type in GOVERNED:
+                signed = Signed(env.sender, None, env.issued_at, topic, record.partition, record.offset)
+                digest = hashlib.sha256(record.value).digest()
+                self.refused_revoked[env.event_id] = Governed(env.event_id, env.payload_type, digest, signed)
 
     # -- handlers ----------------------------------------------------------------------
 
     async def on_governed(self, ev: Event) -> None:
         env = ev.envelope
         digest = hashlib.sha256(env.encode()).digest()
-        self.governed[env.event_id] = Governed(env.event_id, ev.topic, env.payload_type, env.sender, digest)
+        self.governed[env.event_id] = Governed(env.event_id, env.payload_type, digest, Signed.of(ev))
 
     async def on_evidence(self, ev: Event) -> None:
         index = self.log_state.append(ev.envelope.encode(), (ev.envelope.event_id, ev.payload["event_id"]))
-        self.evidence.append(Evidence(index, ev.sender, ev.payload))
+        self.evidence.append(Evidence(index, ev.payload, Signed.of(ev)))
 
     async def on_tree_head(self, ev: Event) -> None:
         head = TreeHead.from_payload(ev.payload)
         if head.log_id != ev.sender:
             self.violate(HEAD_MISMATCH, f"{ev.sender} signed a head of {head.log_id}'s log", ev)
             return
-        head.verify(ev.speaker.public_key)  # BadSignatureError: refused, and so a violation, by the pipeline
+        head.verify(ev.speaker.public_key)  # BadSignatureError: refused input, as any record the pipeline refuses
         history = self.logs.setdefault(head.log_id, LogHeads())
         for earlier in history.heads:
             if earlier.tree_size == head.tree_size and earlier.root_hash != head.root_hash:
@@ -217,6 +174,7 @@ class Auditor(Service):
         if history.heads:
             self._check_consistent(history.heads[-1], head, ev)
         history.heads.append(head)
+        history.signed.append(Signed.of(ev))
 
     async def on_cosigned(self, ev: Event) -> None:
         p = ev.payload
@@ -225,42 +183,20 @@ class Auditor(Service):
             return
         verify_cosignature(p, ev.speaker.public_key)
         head = cosigned_head(p)
-        key = (head.tree_size, head.root_hash)
         history = self.logs.get(head.log_id)
-        if history is not None and any((h.tree_size, h.root_hash) == key for h in history.heads):
-            if self._check_against_tree(head, ev, COSIGNATURE_MISMATCH):
-                history.cosigners.setdefault(key, set()).add(ev.sender)
-        elif (refused := self.refused_heads.get((head.log_id, head.tree_size, head.root_hash))) is not None:
-            # The keeper signed it after its revocation or termination, and the witness read it before
-            # reading that (receivers apply membership in their own read order, docs/protocol.md §11):
-            # reported, not a violation, as long as the witness's log really had that root.
-            if self._check_against_tree(head, ev, COSIGNATURE_MISMATCH):
-                self.cosigned_refused.append(
-                    {
-                        "witness": ev.sender,
-                        "log_id": head.log_id,
-                        "tree_size": head.tree_size,
-                        "root_hash": head.root_hash.hex(),
-                        "reason": REVOKED_SENDER,
-                        "detail": refused.detail,
-                        "head_offset": refused.offset,
-                        "topic": ev.topic,
-                        "offset": ev.offset,
-                    }
-                )
-        else:
+        key = (head.tree_size, head.root_hash, head.timestamp)
+        if history is None or all((h.tree_size, h.root_hash, h.timestamp) != key for h in history.heads):
             self.violate(COSIGNATURE_MISMATCH, f"{ev.sender} countersigned a head {head.log_id} never signed", ev)
+        elif self._check_against_tree(head, ev, COSIGNATURE_MISMATCH):
+            history.cosignatures.append(Cosignature(ev.sender, head, Signed.of(ev)))
 
     # -- checks ----------------------------------------------------------------------------
 
-    def _check_against_tree(self, head: TreeHead, ev: Event | None, reason: str = HEAD_MISMATCH) -> bool:
+    def _check_against_tree(self, head: TreeHead, ev: Event, reason: str = HEAD_MISMATCH) -> bool:
         """Every honest log is the evidence topic's records in order: the replayed tree must have this root."""
         if head.tree_size > self.tree.size:
-            self.violate(
-                HEAD_BEYOND_LOG if ev is not None else TRUNCATED,
-                f"{head.log_id}'s head of size {head.tree_size}, but the topic holds {self.tree.size} leaves so far",
-                ev,
-            )
+            detail = f"{head.log_id}'s head of size {head.tree_size}, but the topic holds {self.tree.size} leaves"
+            self.violate(HEAD_BEYOND_LOG, detail + " so far", ev)
             return False
         if self.tree.root(head.tree_size) != head.root_hash:
             self.violate(reason, f"{head.log_id}'s root at size {head.tree_size} is not the replayed log's", ev)
@@ -282,90 +218,224 @@ class Auditor(Service):
                 ev,
             )
 
-    def _check_completeness(self) -> None:
+    # -- revocation, judged once everything is read -------------------------------------------
+
+    def _certificate(self, signed: Signed) -> NodeCertificate | None:
+        """The certificate a record is judged under, as §6.2 picks it with every approval read: the most recently
+        approved of the sender's certificates valid at its issued_at with the key it verified under. (While
+        reading, a later approval under the same key may not have been read yet.)"""
+        if signed.key is None:
+            return None
+        candidates = [
+            c
+            for c in self.trust.certificates(signed.sender)
+            if c.public_key == signed.key and c.not_before - SKEW_MS <= signed.issued_at <= c.not_after
+        ]
+        return candidates[-1] if candidates else None
+
+    def _cut(self, signed: Signed) -> int | None:
+        """When the certificate ``signed`` is judged under was revoked from, if it was (None: never)."""
+        cert = self._certificate(signed)
+        return self.trust.revoked_from(cert.serial) if cert is not None else None
+
+    def _late(self, signed: Signed, *times: int) -> bool:
+        """Whether it was signed from its signer's cut on (the envelope's issued_at, or any of ``times``)."""
+        cut = self._cut(signed)
+        return cut is not None and max((signed.issued_at, *times)) >= cut
+
+    def _event_late(self, g: Governed) -> bool:
+        """A governed event the pipeline did not judge for revocation (not on registry) signed after the cut."""
+        return g.signed.topic not in MEMBERSHIP_TOPICS and self._late(g.signed)
+
+    def _counts(self, e: Evidence) -> bool:
+        """Whether a leaf counts as evidence: recorded while its recorder could sign, or the recorder's own
+        record of its own ContractTerminated, which by design comes after the cut that termination makes."""
+        if not self._late(e.signed):
+            return True
+        target = self.governed.get(e.payload["event_id"])
+        return target is not None and target.payload_type == CONTRACT_TERMINATED and target.signed.sender == e.recorder
+
+    def _late_head(self, head: TreeHead, signed: Signed) -> bool:
+        return self._late(signed, head.timestamp)
+
+    def _after_revocation(self) -> list[dict[str, Any]]:
+        """Everything accepted that its signer signed from its own cut on: reported, never a violation."""
+        found: list[dict[str, Any]] = []
+
+        def add(kind: str, signed: Signed, detail: str) -> None:
+            cut = self._cut(signed)
+            entry = {"kind": kind, "sender": signed.sender, "issued_at": signed.issued_at, "cut": cut}
+            found.append({**entry, **signed.where(), "detail": detail})
+
+        for g in self.governed.values():
+            if self._event_late(g):
+                add("event", g.signed, f"{g.payload_type} {g.event_id}")
+        for e in self.evidence:
+            what = f"evidence leaf {e.index} ({e.payload['action']} of {e.payload['event_id']})"
+            if not self._counts(e):
+                add("evidence", e.signed, what)
+            elif e.payload["event_id"] not in self.governed and e.payload["event_id"] in self.refused_revoked:
+                add("evidence_of_refused", e.signed, f"{what}, an event refused as {REVOKED_SENDER}")
+        for log_id, h in self.logs.items():
+            for head, signed in zip(h.heads, h.signed, strict=True):
+                if self._late_head(head, signed):
+                    by = sorted({c.witness for c in h.cosignatures if c.head == unsigned(head)})
+                    add("tree_head", signed, f"{log_id}'s head of {head.tree_size}, countersigned by {by or 'nobody'}")
+            for c in h.cosignatures:
+                if self._late(c.signed):
+                    detail = f"{c.witness}'s countersignature of {log_id}'s head of {c.head.tree_size}"
+                    add("cosignature", c.signed, detail)
+        return sorted(found, key=lambda f: (f["topic"], f["partition"], f["offset"]))
+
+    # -- completeness ---------------------------------------------------------------------------
+
+    def _check_completeness(self) -> list[Violation]:
+        found: list[Violation] = []
+
+        def violate(reason: str, detail: str, signed: Signed) -> None:
+            found.append(Violation(reason, detail, signed.topic, signed.offset, signed.partition))
+
         operators = self.ctx.federation.operator_ids
         claims: dict[str, list[Evidence]] = {}
+        late_claims: dict[str, list[Evidence]] = {}
+        recorded: set[tuple[str, str]] = set()
         for e in self.evidence:
-            claims.setdefault(e.payload["event_id"], []).append(e)
-            target = self.governed.get(e.payload["event_id"])
             p = e.payload
             where = f"evidence leaf {e.index} ({p['action']} of {p['event_id']})"
+            if not self._counts(e):
+                late_claims.setdefault(p["event_id"], []).append(e)
+                continue
+            claims.setdefault(p["event_id"], []).append(e)
+            if (p["event_id"], e.recorder) in recorded:
+                violate(DUPLICATE_EVIDENCE, f"{where}: {e.recorder} already recorded this event", e.signed)
+                continue
+            recorded.add((p["event_id"], e.recorder))
+            target = self.governed.get(p["event_id"]) or self.refused_revoked.get(p["event_id"])
             if target is None:
-                self.violations.append(Violation(DANGLING_EVIDENCE, f"{where} points at no governed event"))
-            elif (p["event_sha256"], p["event_type"], p["event_topic"], p["action"]) != (
-                target.sha256,
-                target.payload_type,
-                target.topic,
-                GOVERNED[target.payload_type],
-            ):
-                self.violations.append(Violation(EVIDENCE_MISMATCH, f"{where} does not match the event it names"))
-            elif e.recorder != target.sender and e.recorder not in operators:
-                self.violations.append(
-                    Violation(UNAUTHORISED_EVIDENCE, f"{where} recorded by {e.recorder}, not by {target.sender}")
-                )
+                violate(DANGLING_EVIDENCE, f"{where} points at no governed event", e.signed)
+            elif not matches(p, target):
+                violate(EVIDENCE_MISMATCH, f"{where} does not match the event it names", e.signed)
+            elif e.recorder != target.signed.sender and e.recorder not in operators:
+                detail = f"{where} recorded by {e.recorder}, not by {target.signed.sender}"
+                violate(UNAUTHORISED_EVIDENCE, detail, e.signed)
         for g in self.governed.values():
-            if g.event_id not in claims:
-                self.violations.append(
-                    Violation(MISSING_EVIDENCE, f"{g.payload_type} {g.event_id} by {g.sender} has no evidence record")
-                )
+            if g.event_id in claims or self._event_late(g):
+                continue
+            late = late_claims.get(g.event_id, ())
+            if any(e.recorder == g.signed.sender and matches(e.payload, g) for e in late):
+                continue  # its sender recorded it, from its cut on: reported with that leaf
+            detail = f"{g.payload_type} {g.event_id} by {g.signed.sender} has no evidence record"
+            violate(MISSING_EVIDENCE, detail, g.signed)
+        return found
 
-    def _check_trusted(self) -> None:
+    def _check_trusted(self) -> list[Violation]:
+        """Each trusted head must verify under one of its keeper's certificates and be the log's root at its size."""
+        found: list[Violation] = []
         for head in self.trusted:
-            cert = self.trust.certificate(head.log_id)
-            if cert is None:
-                self.violations.append(Violation(HEAD_MISMATCH, f"trusted head names unknown log {head.log_id}"))
+            certs = self.trust.certificates(head.log_id)
+            if not certs:
+                found.append(Violation(HEAD_MISMATCH, f"trusted head names unknown log {head.log_id}"))
                 continue
-            try:
-                head.verify(cert.public_key)
-            except BadSignatureError as exc:
-                self.violations.append(Violation(HEAD_MISMATCH, f"trusted head of {head.log_id}: {exc}"))
-                continue
-            self._check_against_tree(head, None)
+            problem = ""
+            for cert in certs:
+                try:
+                    head.verify(cert.public_key)
+                except BadSignatureError as exc:
+                    problem = str(exc)
+                    continue
+                problem = ""
+                break
+            if problem:
+                found.append(Violation(HEAD_MISMATCH, f"trusted head of {head.log_id}: {problem}"))
+            elif head.tree_size > self.tree.size:
+                detail = f"{head.log_id}'s trusted head of size {head.tree_size}, but the topic holds {self.tree.size}"
+                found.append(Violation(TRUNCATED, detail))
+            elif self.tree.root(head.tree_size) != head.root_hash:
+                detail = f"{head.log_id}'s trusted root at size {head.tree_size} is not the replayed log's"
+                found.append(Violation(HEAD_MISMATCH, detail))
+        return found
+
+    def _check_signed_heads(self) -> list[Violation]:
+        """A non-empty log needs a head signed while its keeper could sign."""
+        if not self.tree.size or any(self._good_heads(h) for h in self.logs.values()):
+            return []
+        return [Violation(NO_TREE_HEAD, f"{self.tree.size} leaves and no signed tree head")]
+
+    def _good_heads(self, h: LogHeads) -> list[TreeHead]:
+        """A log's heads signed while its keeper could sign, in topic order."""
+        return [head for head, signed in zip(h.heads, h.signed, strict=True) if not self._late_head(head, signed)]
 
     # -- the verdict --------------------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
-        """Run the end-of-replay checks (once) and return the JSON report."""
-        if not getattr(self, "_finished", False):
-            self._finished = True
-            self._check_completeness()
-            self._check_trusted()
-            if self.tree.size and not any(h.heads for h in self.logs.values()):
-                self.violations.append(Violation(NO_TREE_HEAD, f"{self.tree.size} leaves and no signed tree head"))
-        reasons = Counter(v.reason for v in self.violations)
+        """Run the end-of-replay checks and return the JSON report (each call anew: the checks change nothing).
+
+        Lists are in topic, partition and offset order, so the report does not depend on the order
+        the partitions were read in. A replay that did not read every partition to where it ended
+        when the replay began is incomplete: it never passes.
+        """
+        end = self._check_completeness() + self._check_trusted() + self._check_signed_heads()
+        violations = sorted(self.violations + end, key=Violation.sort_key)
+        refused = sorted(self.refused, key=Violation.sort_key)
+        counted = [e for e in self.evidence if self._counts(e)]
+        by_topic: dict[str, Counter[str]] = {}
+        for r in refused:
+            by_topic.setdefault(r.topic, Counter())[r.reason] += 1
         unread = self.unread() if self.caught_up.is_set() else [{"topic": "*", "detail": "the replay never caught up"}]
         return {
-            "passed": not self.violations and not unread,
+            "passed": not violations and not unread,
             "complete": not unread,
             "unread": unread,
             "records_read": self.records,
             "tree_size": self.tree.size,
             "root_hash": self.tree.root().hex(),
             "governed_events": len(self.governed),
-            "evidence_records": len(self.evidence),
-            "by_action": dict(sorted(Counter(e.payload["action"] for e in self.evidence).items())),
-            "logs": {
-                log_id: {
-                    "heads": len(h.heads),
-                    "latest": h.heads[-1].to_json() if h.heads else None,
-                    "cosigned_by": sorted(h.cosigners.get((h.heads[-1].tree_size, h.heads[-1].root_hash), set()))
-                    if h.heads
-                    else [],
-                }
-                for log_id, h in sorted(self.logs.items())
+            "evidence_records": len(counted),
+            "by_action": dict(sorted(Counter(e.payload["action"] for e in counted).items())),
+            "logs": {log_id: self._log_report(h) for log_id, h in sorted(self.logs.items())},
+            "violations_by_reason": dict(sorted(Counter(v.reason for v in violations).items())),
+            "violations": [v.to_json() for v in violations],
+            "refused_input": {
+                "count": len(refused),
+                "by_reason": dict(sorted(Counter(r.reason for r in refused).items())),
+                "by_topic": {t: dict(sorted(c.items())) for t, c in sorted(by_topic.items())},
+                "records": [r.to_json() for r in refused],
             },
-            "violations_by_reason": dict(sorted(reasons.items())),
-            "violations": [v.to_json() for v in self.violations],
-            "refused_after_revocation": [v.to_json() for v in self.after_revocation],
-            "cosigned_refused_heads": list(self.cosigned_refused),
+            "after_revocation": self._after_revocation(),
+        }
+
+    def _log_report(self, h: LogHeads) -> dict[str, Any]:
+        """A log's heads: its latest signed while its keeper could sign, and who countersigned that one."""
+        good = self._good_heads(h)
+        latest = good[-1] if good else None
+        cosigners = {
+            c.witness
+            for c in h.cosignatures
+            if latest is not None and c.head == unsigned(latest) and not self._late(c.signed)
+        }
+        return {
+            "heads": len(good),
+            "late_heads": len(h.heads) - len(good),
+            "latest": latest.to_json() if latest else None,
+            "cosigned_by": sorted(cosigners),
         }
 
     def final_head(self) -> TreeHead | None:
-        """The largest signed head that matches the replayed log (the latest if several have that size)."""
+        """The largest head signed while its keeper could sign that matches the replayed log (the latest
+        if several have that size)."""
         best: TreeHead | None = None
         for h in self.logs.values():
-            for head in h.heads:
+            for head in self._good_heads(h):
                 good = head.tree_size <= self.tree.size and self.tree.root(head.tree_size) == head.root_hash
                 if good and (best is None or (head.tree_size, head.timestamp) >= (best.tree_size, best.timestamp)):
                     best = head
         return best
+
+    def signer_key(self, head: TreeHead) -> bytes | None:
+        """The public key of the certificate ``head``'s envelope verified under."""
+        for h in self.logs.values():
+            for known, signed in zip(h.heads, h.signed, strict=True):
+                if known == head:
+                    return signed.key
+        return None
+

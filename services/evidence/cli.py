@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -101,7 +102,7 @@ def _replay_with_progress(
 
 
 def print_summary(report: dict[str, Any], console: Console = out) -> None:
-    """The audit's verdict for people: what was read, each log's latest head, every violation."""
+    """The audit's verdict for people: what was read, each log's latest head, refused input, every violation."""
     console.print(
         f"read {report['records_read']} records: {report['governed_events']} governed events, "
         f"{report['evidence_records']} evidence records; log of {report['tree_size']} leaves, "
@@ -112,21 +113,16 @@ def print_summary(report: dict[str, Any], console: Console = out) -> None:
         heads.add_column(col)
     for log_id, h in report["logs"].items():
         latest = h["latest"] or {}
+        late = f" (+{h['late_heads']} after its cut)" if h["late_heads"] else ""
         heads.add_row(
             log_id,
-            str(h["heads"]),
+            f"{h['heads']}{late}",
             str(latest.get("tree_size", "-")),
             str(latest.get("root_hash", "-"))[:16] + "…",
             ", ".join(h["cosigned_by"]) or "-",
         )
     console.print(heads)
-    refused, cosigned = report["refused_after_revocation"], report["cosigned_refused_heads"]
-    if refused or cosigned:
-        console.print(
-            f"not violations (docs/audit.md): {len(refused)} records refused as signed after their sender's "
-            f"revocation or termination; {len(cosigned)} countersignatures of such refused heads"
-            + "".join(f"\n  {c['witness']} countersigned {c['log_id']}'s head of {c['tree_size']}" for c in cosigned)
-        )
+    _print_not_violations(report, console)
     if not report["complete"]:
         console.print(
             "[red]audit incomplete[/]: the whole log could not be read, so nothing is vouched for: "
@@ -143,7 +139,7 @@ def print_summary(report: dict[str, Any], console: Console = out) -> None:
     for col in ("reason", "where", "detail"):
         table.add_column(col)
     for v in report["violations"][:50]:
-        where = f"{v['topic']}@{v['offset']}" if v["topic"] else "-"
+        where = f"{v['topic']}[{v['partition']}]@{v['offset']}" if v["topic"] else "-"
         table.add_row(f"[red]{v['reason']}[/]", where, v["detail"])
     console.print(table)
     more = len(report["violations"]) - 50
@@ -151,6 +147,29 @@ def print_summary(report: dict[str, Any], console: Console = out) -> None:
         f"[red]audit failed[/]: {report['violations_by_reason']}"
         + (f" ({more} more in the report)" if more > 0 else "")
     )
+
+
+def _print_not_violations(report: dict[str, Any], console: Console) -> None:
+    """What the audit reports without failing (docs/audit.md): refused input, and what was signed after a cut."""
+    refused = report["refused_input"]
+    if refused["count"]:
+        console.print(
+            f"refused input, not violations: {refused['count']} records nobody accepted "
+            f"(by reason: {refused['by_reason']}; each with its offset in the JSON report)"
+        )
+        table = Table()
+        for col in ("topic", "reason", "records"):
+            table.add_column(col)
+        for topic, reasons in refused["by_topic"].items():
+            for reason, n in reasons.items():
+                table.add_row(topic, reason, str(n))
+        console.print(table)
+    late = Counter(entry["kind"] for entry in report["after_revocation"])
+    if late:
+        console.print(
+            "signed after the signer's revocation or termination, reported, not violations: "
+            + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in sorted(late.items()))
+        )
 
 
 def _trusted(paths: list[Path]) -> list[TreeHead]:
@@ -206,9 +225,10 @@ def _proof_context(ctx: typer.Context) -> Auditor:
     return auditor
 
 
-def _public_key(auditor: Auditor, log_id: str) -> str:
-    cert = auditor.trust.certificate(log_id)
-    return cert.public_key.hex() if cert else ""
+def _public_key(auditor: Auditor, head: TreeHead) -> str:
+    """The key of the certificate the head was signed under (a node approved again has had several)."""
+    key = auditor.signer_key(head)
+    return key.hex() if key else ""
 
 
 @audit_app.command("prove")
@@ -228,7 +248,7 @@ def prove(ctx: typer.Context, event_id: str) -> None:
         "leaf": leaf.hex(),
         "inclusion_proof": [h.hex() for h in auditor.tree.inclusion_proof(index, head.tree_size)],
         "tree_head": head.to_json(),
-        "log_public_key": _public_key(auditor, head.log_id),
+        "log_public_key": _public_key(auditor, head),
     }
     print(json.dumps(proof, indent=2))
 
@@ -261,7 +281,7 @@ def consistency(
         "old_head": old.to_json(),
         "new_head": new.to_json(),
         "consistency_proof": [h.hex() for h in auditor.tree.consistency_proof(old.tree_size, new.tree_size)],
-        "log_public_key": _public_key(auditor, log_id or ""),
+        "log_public_key": _public_key(auditor, new),
     }
     print(json.dumps(proof, indent=2))
 

@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaError
 from mesh.envelope import Envelope
 from mesh.errors import UnauthorisedError
 from mesh.evidence import EVIDENCE_RECORDED, GOVERNED, evidence_of
+from mesh.identity import NodeCertificate
 from mesh.service import Context, Event, Service, handles
 from mesh.trust import CERTIFICATE_REVOKED, CONTRACT_TERMINATED, JOIN_REQUESTED
 from services.evidence.errors import HistoryRewrittenError, SplitViewError
@@ -35,10 +36,12 @@ def now_ms() -> int:
 class EvidenceService(Service):
     """One party's witness: every EvidenceRecorded it accepts becomes the next leaf of its log.
 
-    Because the evidence topic has one partition, every honest party accepts the same records
-    in the same order, so their logs are identical leaf for leaf and a head of size n by any of
-    them must have the root this party's log has at n: anything else is a split view. A head
-    always comes after the leaves it covers on that partition, so a witness has them by then.
+    Because the evidence topic has one partition, and a record on it is judged by its signature
+    and its certificate's validity only (not by revocations, which each party reads on
+    ``registry`` in its own order), every honest party accepts the same records in the same
+    order, so their logs are identical leaf for leaf and a head of size n by any of them must
+    have the root this party's log has at n: anything else is a split view. A head always comes
+    after the leaves it covers on that partition, so a witness has them by then.
 
     An operator's evidence service also records receipt of join requests (``registry.apply``):
     the applicant holds no certificate when it applies, so no one could verify its own record.
@@ -66,9 +69,11 @@ class EvidenceService(Service):
         self._witnessed = 0  # position in this run's replay of the evidence topic
         self.heads: dict[tuple[str, int], bytes] = {}  # (log, size) -> root, from every head and cosignature seen
         self.latest_head: dict[str, TreeHead] = {}
-        # Heads of other logs to countersign, with their envelopes' issued_at (what a revocation cuts by).
-        self._to_cosign: dict[tuple[str, int, bytes], tuple[TreeHead, int]] = {}
+        # Heads of other logs to countersign, with their envelopes' issued_at and the serial of the
+        # certificate they verified under (what a revocation cuts by).
+        self._to_cosign: dict[tuple[str, int, bytes], tuple[TreeHead, int, str]] = {}
         self._unrecorded: dict[str, Envelope] = {}  # join requests no evidence record covers yet
+        self._receipts: dict[str, Envelope] = {}  # receipts made for them and not yet sent for sure
         self.split_views: list[str] = []
 
     @property
@@ -92,6 +97,7 @@ class EvidenceService(Service):
             self.log_state.append(leaf, ids)
         self._witnessed += 1
         self._unrecorded.pop(ev.payload["event_id"], None)
+        self._receipts.pop(ev.payload["event_id"], None)
 
     @handles(JOIN_REQUESTED)
     async def on_join_requested(self, ev: Event) -> None:
@@ -124,26 +130,32 @@ class EvidenceService(Service):
         head.verify(ev.speaker.public_key)
         self._judge(head, ev.sender)
         self.latest_head[head.log_id] = head
-        if head.log_id != self.me and self._may_cosign(head, ev.envelope.issued_at):
-            self._to_cosign[(head.log_id, head.tree_size, head.root_hash)] = (head, ev.envelope.issued_at)
+        assert isinstance(ev.speaker, NodeCertificate)  # only a JoinRequested has another speaker
+        pending = (head, ev.envelope.issued_at, ev.speaker.serial)
+        if head.log_id != self.me and self._may_cosign(*pending):
+            self._to_cosign[(head.log_id, head.tree_size, head.root_hash)] = pending
 
-    def _may_cosign(self, head: TreeHead, issued_at: int) -> bool:
+    def _may_cosign(self, head: TreeHead, issued_at: int, serial: str) -> bool:
         """Whether, as far as this party has read, the head's keeper was not yet revoked when it signed it.
 
-        The envelope passed §6 when it was read, but a revocation or termination read since may cut
-        before it: the head's own timestamp and its envelope's issued_at must both be before the cut.
+        The evidence topic accepts a revoked keeper's heads (they must still agree with the log), but a
+        witness vouches for none signed from the keeper's cut on: the head's own timestamp and its
+        envelope's issued_at must both be before the cut of the certificate it was signed under. A
+        revocation read later drops what is still pending (``on_revocation``).
         """
-        return not any(self.trust.revoked(head.log_id, at) for at in (head.timestamp, issued_at))
+        cut = self.trust.revoked_from(serial)
+        return cut is None or max(head.timestamp, issued_at) < cut
 
     @handles(CONTRACT_TERMINATED, CERTIFICATE_REVOKED)
     async def on_revocation(self, ev: Event) -> None:
         """Drop pending countersignatures of heads their keeper signed from the cut on (trust is applied first).
 
         A head read before the revocation can still have been countersigned already; the auditor
-        reports such a countersignature rather than failing it (docs/protocol.md §13.5).
+        reports such a countersignature rather than failing it (docs/protocol.md §13.5, §13.8).
         """
-        for key, (head, issued_at) in list(self._to_cosign.items()):
-            if not self._may_cosign(head, issued_at):
+        for key, pending in list(self._to_cosign.items()):
+            head = pending[0]
+            if not self._may_cosign(*pending):
                 del self._to_cosign[key]
                 self.counts["cosignature_dropped"] += 1
                 self.log.info(
@@ -181,10 +193,24 @@ class EvidenceService(Service):
             await asyncio.sleep(self.head_interval)
 
     async def _record_receipts(self) -> None:
+        """Record each join request no evidence covers yet, once: one record per event and recorder (§13.7).
+
+        A receipt whose send failed is sent again as the same envelope, not a new one: if the broker had it
+        after all, receivers skip the second copy as a duplicate instead of witnessing a second record.
+        """
         for event_id, env in list(self._unrecorded.items()):
-            proof = evidence_of(GOVERNED[JOIN_REQUESTED], "registry", env)
-            await self.ctx.publisher.publish("evidence", EVIDENCE_RECORDED, proof, env.subject)
+            receipt = self._receipts.get(event_id)
+            if receipt is None:
+                proof = evidence_of(GOVERNED[JOIN_REQUESTED], "registry", env)
+                receipt = self._receipts[event_id] = self.ctx.publisher.envelope(EVIDENCE_RECORDED, proof, env.subject)
+            await self.ctx.publisher.send("evidence", receipt)
             self._unrecorded.pop(event_id, None)
+            self._receipts.pop(event_id, None)
+
+    @property
+    def pending_receipts(self) -> int:
+        """Join requests read that no evidence record covers yet (an operator records them once caught up)."""
+        return len(self._unrecorded)
 
     @property
     def pending_cosignatures(self) -> int:
@@ -192,7 +218,7 @@ class EvidenceService(Service):
         return len(self._to_cosign)
 
     async def _cosign_pending(self) -> None:
-        for key, (head, _) in list(self._to_cosign.items()):
+        for key, (head, _, _) in list(self._to_cosign.items()):
             if key not in self._to_cosign:
                 continue  # dropped by a revocation read while an earlier countersignature was being published
             payload = cosign(head, self.me, self.ctx.publisher.signer)

@@ -63,11 +63,18 @@ def _open_home(path: Path, log_json: bool = False) -> NodeHome:
 
 @contextlib.asynccontextmanager
 async def registry_session(home: NodeHome, settings: MeshSettings, readonly: bool) -> AsyncIterator[RegistryService]:
-    """A registry service for one command: caught up with the registry topic, stopped afterwards."""
+    """A registry service for one command: caught up with the registry topic, stopped afterwards.
+
+    It does not announce the node or beat for it: a node ending its own contract from the command line
+    would otherwise announce itself again beside its termination (from its own cut on).
+    """
     assert settings.bootstrap
     async with connect(settings, settings.bootstrap) as bus:
         svc = RegistryService(
-            open_context(home, bus, settings), readonly=readonly, unreachable_after=settings.unreachable_after
+            open_context(home, bus, settings),
+            readonly=readonly,
+            unreachable_after=settings.unreachable_after,
+            beat=False,
         )
         async with running(svc) as caught_up:
             yield caught_up  # type: ignore[misc]

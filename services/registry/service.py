@@ -50,8 +50,12 @@ class RegistryService(Service):
         readonly: bool = False,
         heartbeat_interval: float = 10.0,
         unreachable_after: float = 30.0,
+        beat: bool = True,
     ) -> None:
+        """``beat``: announce this node and send its heartbeats once caught up (off for a one-off command,
+        which must not speak for the node beside what it was asked to publish)."""
         super().__init__(ctx, readonly=readonly)
+        self.beats = beat and not readonly and ctx.config.role != "operator"
         self.heartbeat_interval = heartbeat_interval
         self.unreachable_after_ms = int(unreachable_after * 1000)
         self.me = ctx.config.node_id
@@ -100,7 +104,7 @@ class RegistryService(Service):
         return self.directory.nodes.get(self.me)
 
     def background(self) -> list[Coroutine[Any, Any, None]]:
-        return [] if self.readonly or self.ctx.config.role == "operator" else [self._beat()]
+        return [self._beat()] if self.beats else []
 
     async def _beat(self) -> None:
         """Announce once the contract is approved, then beat every interval while it stands."""

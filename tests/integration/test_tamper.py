@@ -42,8 +42,18 @@ def positions(records: list[Record], payload_type: str) -> list[int]:
     return [i for i, r in enumerate(records) if kind(r) == payload_type]
 
 
-def forged(home: NodeHome, payload_type: str, payload: dict[str, Any], subject: str, key: NodeSigner) -> Record:
-    """A record signed by ``key`` as ``home``'s node, with a sequence number that node never used."""
+def forged(
+    home: NodeHome,
+    payload_type: str,
+    payload: dict[str, Any],
+    subject: str,
+    key: NodeSigner | None,
+    *,
+    topic: str = "evidence",
+    record_key: bytes | None = None,
+) -> Record:
+    """A record signed by ``key`` (None: unsigned) as ``home``'s node, with a sequence number that node never
+    used, keyed by ``record_key`` (by default its subject, as it should be)."""
     schema, body = SchemaStore.load().encode(payload_type, payload)
     env = new_envelope(
         payload_type=payload_type,
@@ -52,8 +62,9 @@ def forged(home: NodeHome, payload_type: str, payload: dict[str, Any], subject: 
         sender=home.config().node_id,
         sequence=home.sequence().next(),
         subject=subject,
-    ).signed(key)
-    return Record("evidence", 0, -1, subject.encode(), env.encode())
+    )
+    signed = env.signed(key) if key is not None else env
+    return Record(topic, 0, -1, record_key or subject.encode(), signed.encode())
 
 
 async def audit_copy(h: History, edit: Edit | None, trusted: list[TreeHead] | None = None) -> dict[str, Any]:
@@ -73,7 +84,9 @@ async def test_an_untouched_copy_passes_so_the_copy_itself_is_faithful(history: 
     assert report["tree_size"] == history.final.tree_size
 
 
-async def test_a_flipped_byte_in_an_evidence_record_is_a_bad_signature(history: History) -> None:
+async def test_a_flipped_byte_in_an_evidence_record_leaves_its_event_without_evidence_and_the_heads_wrong(
+    history: History,
+) -> None:
     def flip(records: list[Record]) -> list[Record]:
         i = positions(records, EVIDENCE_RECORDED)[1]
         r = records[i]
@@ -84,7 +97,10 @@ async def test_a_flipped_byte_in_an_evidence_record_is_a_bad_signature(history: 
         return [*records[:i], Record(r.topic, r.partition, r.offset, r.key, bytes(value)), *records[i + 1 :]]
 
     report = await audit_copy(history, flip)
-    assert {"BAD_SIGNATURE", "MISSING_EVIDENCE", "HEAD_MISMATCH"} <= reasons(report)
+    # The record itself is refused input (nobody accepted it); what that does to the history is the violation.
+    assert {"MISSING_EVIDENCE", "HEAD_MISMATCH"} <= reasons(report)
+    assert "BAD_SIGNATURE" not in reasons(report)
+    assert report["refused_input"]["by_topic"] == {"evidence": {"BAD_SIGNATURE": 1}}
 
 
 def _fp_payload(r: Record) -> tuple[bytes, bytes]:
@@ -123,7 +139,8 @@ async def test_a_truncated_log_falls_short_of_the_head_known_before(history: His
     assert report["tree_size"] == history.final.tree_size - 1
 
 
-async def test_a_record_forged_under_a_members_name_is_a_bad_signature(history: History) -> None:
+async def test_a_record_forged_under_a_members_name_is_refused_input_and_changes_nothing(history: History) -> None:
+    """Signed by a stranger's key: every reader refuses it, so no log holds it and the audit passes, counting it."""
     stranger = NodeSigner(Ed25519PrivateKey.generate())
 
     def insert(records: list[Record]) -> list[Record]:
@@ -132,8 +149,10 @@ async def test_a_record_forged_under_a_members_name_is_a_bad_signature(history: 
         fake = forged(history.member, EVIDENCE_RECORDED, {**genuine, "action": "registry.revoke"}, "party0", stranger)
         return [*records[: i + 1], fake, *records[i + 1 :]]
 
-    report = await audit_copy(history, insert)
-    assert "BAD_SIGNATURE" in reasons(report)
+    report = await audit_copy(history, insert, [history.final])
+    assert report["violations"] == []
+    assert report["refused_input"]["by_reason"] == {"BAD_SIGNATURE": 1}
+    assert report["tree_size"] == history.final.tree_size
 
 
 async def test_evidence_of_an_event_that_never_happened_is_dangling(history: History) -> None:
@@ -184,7 +203,86 @@ async def test_a_countersignature_of_a_head_its_log_never_signed_is_a_cosignatur
     report = await audit_copy(history, insert)
     assert report["violations_by_reason"] == {"COSIGNATURE_MISMATCH": 1}
     assert "party0 countersigned a head operator never signed" in report["violations"][0]["detail"]
-    assert report["cosigned_refused_heads"] == []
+    assert report["after_revocation"] == []
+
+
+async def test_a_second_evidence_record_of_an_event_by_the_same_recorder_is_duplicate_evidence(
+    history: History,
+) -> None:
+    """Signed with the member's real key and appended after the last head, so that only the rule can fail it."""
+    key = NodeSigner(history.member.key())
+
+    def append(records: list[Record]) -> list[Record]:
+        mine = [r for r in records if kind(r) == EVIDENCE_RECORDED and Envelope.decode(r.value).sender == "party0"]
+        claim = SchemaStore.load().decode(EVIDENCE_RECORDED, *_fp_payload(mine[0]))
+        return [*records, forged(history.member, EVIDENCE_RECORDED, claim, claim["subject"], key)]
+
+    report = await audit_copy(history, append, [history.final])
+    assert report["violations_by_reason"] == {"DUPLICATE_EVIDENCE": 1}
+    assert "party0 already recorded this event" in report["violations"][0]["detail"]
+    assert report["refused_input"]["count"] == 0
+
+
+def dataset(owner: str) -> dict[str, Any]:
+    return {
+        "dataset_id": f"{owner}/junk",
+        "owner": owner,
+        "name": "junk",
+        "description": "",
+        "category": "",
+        "format": "csv",
+        "row_count": 1,
+        "columns": [],
+        "content_sha256": bytes(32),
+    }
+
+
+async def test_junk_unsigned_and_forged_records_on_governed_topics_and_evidence_are_counted_not_failed(
+    history: History,
+) -> None:
+    """Anyone who reaches the broker can write them; nobody accepts them, so nothing was falsified: the audit
+    passes and reports them by topic and reason, each with its offset."""
+    stranger = NodeSigner(Ed25519PrivateKey.generate())
+    member = history.member
+    announced = {
+        "node_id": "party0",
+        "contract_id": "c",
+        "name": "n",
+        "institution": "i",
+        "platform": "p",
+        "platform_version": "1",
+        "address": "",
+        "services": [],
+    }
+    genuine: dict[str, tuple[str, dict[str, Any], str]] = {
+        "registry": ("interfed.registry.NodeAnnounced", announced, "party0"),
+        "catalog": ("interfed.catalog.DatasetPublished", dataset("party0"), "party0/junk"),
+        "evidence": (TREE_HEAD, TreeHead("party0", 0, MerkleLog().root(), 1).signed(stranger).payload(), "party0"),
+    }
+
+    def junk(topic: str) -> Edit:
+        payload_type, payload, subject = genuine[topic]
+
+        def add(records: list[Record]) -> list[Record]:
+            return [
+                *records,
+                Record(topic, 0, -1, b"party0", b"\x00 not an envelope"),  # MALFORMED_ENVELOPE
+                forged(member, payload_type, payload, subject, None, topic=topic),  # unsigned: BAD_SIGNATURE
+                forged(member, payload_type, payload, subject, stranger, topic=topic),  # forged: BAD_SIGNATURE
+                forged(member, payload_type, payload, subject, stranger, topic=topic, record_key=b"x"),  # KEY_MISMATCH
+            ]
+
+        return add
+
+    target = fresh_settings()
+    await copy_topics(history.bootstrap, history.settings, target, {t: junk(t) for t in genuine})
+    report = (await replay(history.auditor, target, history.bootstrap, [history.final])).report()
+    assert report["passed"], report["violations"]
+    assert report["tree_size"] == history.final.tree_size
+    each = {"BAD_SIGNATURE": 2, "KEY_MISMATCH": 1, "MALFORMED_ENVELOPE": 1}
+    assert report["refused_input"]["by_topic"] == dict.fromkeys(("catalog", "evidence", "registry"), each)
+    assert report["refused_input"]["by_reason"] == {"BAD_SIGNATURE": 6, "KEY_MISMATCH": 3, "MALFORMED_ENVELOPE": 3}
+    assert all(r["offset"] >= 0 for r in report["refused_input"]["records"])
 
 
 def _cli(history: History, prefix: str, report: Path) -> subprocess.CompletedProcess[str]:

@@ -1,8 +1,10 @@
 """services.evidence.audit without a broker: completeness from GOVERNED alone (synthetic governed types too), heads,
-and countersignatures of heads refused because their keeper was revoked (and the evidence service's side of that)."""
+one evidence record per event and recorder, refused input, and what a revoked party signed after its cut (and the
+evidence service's side of that)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from pathlib import Path
@@ -17,13 +19,15 @@ from mesh.bus import KafkaBus, Record
 from mesh.codec import SchemaStore
 from mesh.envelope import Envelope, new_envelope
 from mesh.errors import MeshError
-from mesh.evidence import EVIDENCE_RECORDED, evidence_of
+from mesh.evidence import EVIDENCE_RECORDED, GOVERNED, evidence_of
 from mesh.home import NodeConfig, NodeHome, create_federation
+from mesh.identity import NodeCertificate
 from mesh.node import open_context
 from mesh.service import Event
 from mesh.settings import load_settings
 from mesh.signing import NodeSigner
-from mesh.trust import Applicant
+from mesh.topics import topic_for
+from mesh.trust import CONTRACT_TERMINATED, JOIN_REQUESTED, Applicant, Speaker
 from services.evidence.audit import Auditor, governed_topics
 from services.evidence.cli import print_summary
 from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosign
@@ -58,7 +62,7 @@ def auditor(tmp_path: Path) -> Auditor:
     return auditor
 
 
-def envelope(sender: str, payload_type: str, subject: str = "ds-1") -> Envelope:
+def envelope(sender: str, payload_type: str, subject: str = "ds-1", issued_at: int | None = None) -> Envelope:
     return new_envelope(
         payload_type=payload_type,
         payload_fingerprint=bytes(8),
@@ -66,22 +70,36 @@ def envelope(sender: str, payload_type: str, subject: str = "ds-1") -> Envelope:
         sender=sender,
         sequence=next(_sequence),
         subject=subject,
+        issued_at=issued_at,
     ).signed(KEYS[sender])
 
 
-def event(env: Envelope, payload: dict[str, Any], topic: str) -> Event:
-    return Event(env, payload, Applicant(env.sender, KEYS[env.sender].public_key), topic, 0, next(_sequence))
+def event(env: Envelope, payload: dict[str, Any], topic: str, speaker: Speaker | None = None) -> Event:
+    speaker = speaker or Applicant(env.sender, KEYS[env.sender].public_key)
+    return Event(env, payload, speaker, topic, 0, next(_sequence))
 
 
-async def publish(auditor: Auditor, sender: str = "alice") -> Envelope:
-    env = envelope(sender, SYNTHETIC)
-    await auditor.on_governed(event(env, {}, "catalog"))
+async def publish(
+    auditor: Auditor, sender: str = "alice", speaker: Speaker | None = None, at: int | None = None
+) -> Envelope:
+    env = envelope(sender, SYNTHETIC, issued_at=at)
+    await auditor.on_governed(event(env, {}, "catalog", speaker))
     return env
 
 
-async def record(auditor: Auditor, env: Envelope, recorder: str | None = None, **changes: Any) -> None:
-    payload = {**evidence_of("catalog.publish", "catalog", env), **changes}
-    await auditor.on_evidence(event(envelope(recorder or env.sender, EVIDENCE_RECORDED), payload, "evidence"))
+async def record(
+    auditor: Auditor,
+    env: Envelope,
+    recorder: str | None = None,
+    speaker: Speaker | None = None,
+    at: int | None = None,
+    **changes: Any,
+) -> None:
+    topic = topic_for(env.payload_type)
+    assert topic is not None
+    payload = {**evidence_of(GOVERNED[env.payload_type], topic, env), **changes}
+    leaf = envelope(recorder or env.sender, EVIDENCE_RECORDED, issued_at=at)
+    await auditor.on_evidence(event(leaf, payload, "evidence", speaker))
 
 
 async def head(auditor: Auditor, size: int | None = None, root: bytes | None = None, by: str = "alice") -> TreeHead:
@@ -178,47 +196,105 @@ async def test_a_trusted_head_with_a_bad_signature_is_refused(auditor: Auditor) 
     assert reasons(auditor) == {"HEAD_MISMATCH": 1}
 
 
-# -- countersignatures of heads refused as REVOKED_SENDER --------------------------------------
+# -- one evidence record per event and recorder ------------------------------------------------
+
+
+async def test_a_second_evidence_record_by_the_same_recorder_is_duplicate_evidence(auditor: Auditor) -> None:
+    env = await publish(auditor)
+    await record(auditor, env)
+    await record(auditor, env)  # a new record (its own event id), the same claim
+    await head(auditor)
+    report = auditor.report()
+    assert reasons(auditor) == {"DUPLICATE_EVIDENCE": 1}
+    [violation] = report["violations"]
+    assert "evidence leaf 1" in violation["detail"]
+    assert "alice already recorded this event" in violation["detail"]
+
+
+async def test_one_event_evidenced_by_its_sender_and_by_operators_is_no_duplicate(auditor: Auditor) -> None:
+    """One record per (event, recorder): an operator's receipt beside the sender's own is allowed (§13.7)."""
+    env = await publish(auditor)
+    await record(auditor, env)
+    await record(auditor, env, recorder="operator")
+    await head(auditor)
+    assert reasons(auditor) == {}
+
+
+# -- refused input ------------------------------------------------------------------------------
+
+
+def junk(auditor: Auditor, topic: str, offset: int, partition: int = 0) -> Record:
+    return Record(auditor.ctx.bus.names(topic), partition, offset, b"k", b"\x00junk")
+
+
+async def test_refused_input_is_counted_by_reason_and_topic_with_offsets_and_is_no_violation(auditor: Auditor) -> None:
+    await record(auditor, await publish(auditor))
+    await head(auditor)
+    await auditor.dead_letter(junk(auditor, "registry", 7, 2), "MALFORMED_ENVELOPE", "not an envelope")
+    await auditor.dead_letter(junk(auditor, "evidence", 3), "BAD_SIGNATURE", "forged")
+    await auditor.dead_letter(junk(auditor, "catalog", 5), "BAD_SIGNATURE", "forged")
+    await auditor.dead_letter(junk(auditor, "heartbeats", 1), "BAD_SIGNATURE", "not an audited topic")
+    report = auditor.report()
+    assert report["passed"]
+    refused = report["refused_input"]
+    assert refused["count"] == 3
+    assert refused["by_reason"] == {"BAD_SIGNATURE": 2, "MALFORMED_ENVELOPE": 1}
+    assert refused["by_topic"] == {
+        "catalog": {"BAD_SIGNATURE": 1},
+        "evidence": {"BAD_SIGNATURE": 1},
+        "registry": {"MALFORMED_ENVELOPE": 1},
+    }
+    assert [(r["topic"], r["partition"], r["offset"]) for r in refused["records"]] == [
+        ("catalog", 0, 5),
+        ("evidence", 0, 3),
+        ("registry", 2, 7),
+    ]
+    console = Console(record=True, width=200)
+    print_summary(report, console)
+    text = console.export_text()
+    assert "refused input, not violations: 3 records nobody accepted" in text
+    assert "MALFORMED_ENVELOPE" in text
+    assert "audit passed" in text
+
+
+async def test_a_record_the_auditor_failed_to_handle_is_a_violation(auditor: Auditor) -> None:
+    """HANDLER_FAILED is the auditor's own failure, not the input's: it cannot vouch for what it did not judge."""
+    await auditor.dead_letter(junk(auditor, "evidence", 3), "HANDLER_FAILED", "KeyError: 'x'")
+    assert reasons(auditor) == {"HANDLER_FAILED": 1}
+    assert auditor.report()["refused_input"]["count"] == 0
+
+
+# -- what a revoked party signed after its cut ----------------------------------------------------
+#
+# The operator stands in for any certified party here: its certificate is the one the federation
+# folder gives, and revoking its serial in the auditor's trust is what reading a termination does.
+
+CUT = time.time_ns() // 1_000_000  # within the validity of the certificates the tests make (from 5 min before now)
 
 
 def operator_key(tmp_path: Path) -> NodeSigner:
     return NodeSigner(NodeHome(tmp_path / "operator").key())  # the key the federation certifies
 
 
-def revoke_operator(service: Auditor | EvidenceService, since: int) -> None:
+def operator_cert(service: Auditor | EvidenceService) -> NodeCertificate:
     cert = service.trust.certificate("operator")
     assert cert is not None
-    service.trust._revoke(cert.serial, since, "contract terminated: unit")
+    return cert
 
 
-def operator_envelope(key: NodeSigner, h: TreeHead, issued_at: int | None = None) -> Envelope:
-    """A real TreeHead envelope of ``h``, signed by ``key`` as the operator."""
-    schema, body = SchemaStore.load().encode(TREE_HEAD, h.payload())
-    return new_envelope(
-        payload_type=TREE_HEAD,
-        payload_fingerprint=schema.fingerprint,
-        payload=body,
-        sender="operator",
-        sequence=next(_sequence),
-        subject="operator",
-        issued_at=issued_at,
-    ).signed(key)
+def revoke_operator(service: Auditor | EvidenceService, since: int) -> None:
+    service.trust._revoke(operator_cert(service).serial, since, "contract terminated: unit")
 
 
-def head_record(auditor: Auditor, h: TreeHead, key: NodeSigner) -> Record:
-    """The record of that envelope on the auditor's evidence topic."""
-    env = operator_envelope(key, h)
-    return Record(auditor.ctx.bus.names("evidence"), 0, next(_sequence), b"operator", env.encode())
-
-
-async def refuse(auditor: Auditor, record: Record) -> str:
-    """Run a record through the pipeline's checks and dead-letter it as ``Service.process`` would."""
-    try:
-        await auditor._apply_value(record, record.value, [])
-    except MeshError as exc:
-        await auditor.dead_letter(record, exc.reason, str(exc))
-        return exc.reason
-    raise AssertionError("the record was accepted")
+async def operator_head(
+    auditor: Auditor, key: NodeSigner, at: int, size: int | None = None, root: bytes | None = None
+) -> TreeHead:
+    """The operator's head of the log (by default as it is), its envelope and head both stamped ``at``."""
+    size = auditor.tree.size if size is None else size
+    h = TreeHead("operator", size, root or auditor.tree.root(size), at).signed(key)
+    env = envelope("operator", TREE_HEAD, "operator", issued_at=at)
+    await auditor.on_tree_head(event(env, h.payload(), "evidence", operator_cert(auditor)))
+    return h
 
 
 async def cosigned_by_alice(auditor: Auditor, h: TreeHead) -> None:
@@ -226,78 +302,186 @@ async def cosigned_by_alice(auditor: Auditor, h: TreeHead) -> None:
     await auditor.on_cosigned(event(envelope("alice", TREE_HEAD_COSIGNED, h.log_id), payload, "evidence"))
 
 
-async def refused_operator_head(
-    auditor: Auditor, head_key: NodeSigner, envelope_key: NodeSigner, root: bytes | None = None
-) -> TreeHead:
-    """Three evidenced events and alice's head; then the operator, revoked from time 1, signs a head of size 3
-    (``head_key`` signs the head, ``envelope_key`` its envelope), which the pipeline refuses as REVOKED_SENDER."""
-    for _ in range(3):
-        await record(auditor, await publish(auditor))
-    await head(auditor)
-    revoke_operator(auditor, 1)
-    h = TreeHead("operator", 3, auditor.tree.root(3) if root is None else root, 2).signed(head_key)
-    assert await refuse(auditor, head_record(auditor, h, envelope_key)) == "REVOKED_SENDER"
-    return h
-
-
-async def test_a_countersigned_head_refused_after_its_keepers_revocation_is_reported_not_failed(
-    auditor: Auditor, tmp_path: Path
-) -> None:
-    h = await refused_operator_head(auditor, operator_key(tmp_path), operator_key(tmp_path))
-    await cosigned_by_alice(auditor, h)  # alice read the head before she read the revocation
-    report = auditor.report()
-    assert report["violations"] == []
-    assert [r["reason"] for r in report["refused_after_revocation"]] == ["REVOKED_SENDER"]
-    [cosigned] = report["cosigned_refused_heads"]
-    assert (cosigned["witness"], cosigned["log_id"], cosigned["tree_size"]) == ("alice", "operator", 3)
-    assert cosigned["root_hash"] == auditor.tree.root(3).hex()
-    assert cosigned["reason"] == "REVOKED_SENDER"
-    assert "operator" not in report["logs"]  # its head was never accepted
-    console = Console(record=True, width=200)
-    print_summary(report, console)
-    text = console.export_text()
-    assert "1 records refused as signed after their sender's revocation" in text
-    assert "alice countersigned operator's head of 3" in text
-    assert "audit passed" in text
-
-
-async def test_a_countersignature_of_a_head_nobody_signed_is_a_mismatch_though_another_was_refused(
-    auditor: Auditor, tmp_path: Path
-) -> None:
-    await refused_operator_head(auditor, operator_key(tmp_path), operator_key(tmp_path))
-    # The right root at size 2, so only "never signed" can fail it: the refused head is of size 3.
-    await cosigned_by_alice(auditor, TreeHead("operator", 2, auditor.tree.root(2), 2))
-    assert reasons(auditor) == {"COSIGNATURE_MISMATCH": 1}
-    assert "never signed" in auditor.report()["violations"][0]["detail"]
-    assert auditor.report()["cosigned_refused_heads"] == []
-
-
-@pytest.mark.parametrize("forged", ["envelope", "head"])
-async def test_a_refused_head_its_keeper_did_not_sign_makes_its_countersignature_a_mismatch(
-    auditor: Auditor, tmp_path: Path, forged: str
-) -> None:
-    """The pipeline refuses a revoked sender before checking signatures: the auditor must check them itself."""
-    stranger, genuine = NodeSigner(Ed25519PrivateKey.generate()), operator_key(tmp_path)
-    keys = (stranger, genuine) if forged == "head" else (genuine, stranger)
-    await cosigned_by_alice(auditor, await refused_operator_head(auditor, *keys))
-    assert reasons(auditor) == {"COSIGNATURE_MISMATCH": 1}
-    assert auditor.report()["cosigned_refused_heads"] == []
-
-
-async def test_a_countersigned_refused_head_with_a_root_not_the_logs_is_a_mismatch(
+async def test_a_head_signed_after_its_keepers_cut_is_reported_and_vouches_for_nothing(
     auditor: Auditor, tmp_path: Path
 ) -> None:
     key = operator_key(tmp_path)
-    await cosigned_by_alice(auditor, await refused_operator_head(auditor, key, key, root=bytes(32)))
+    await record(auditor, await publish(auditor))
+    await operator_head(auditor, key, CUT - 1)
+    await record(auditor, await publish(auditor))
+    late = await operator_head(auditor, key, CUT + 1)
+    await cosigned_by_alice(auditor, late)  # alice read the head before she read the termination
+    revoke_operator(auditor, CUT)
+    report = auditor.report()
+    assert report["violations"] == []
+    assert report["logs"]["operator"] == {
+        "heads": 1,
+        "late_heads": 1,
+        "latest": TreeHead("operator", 1, auditor.tree.root(1), CUT - 1).signed(key).to_json(),
+        "cosigned_by": [],
+    }
+    [entry] = report["after_revocation"]
+    assert (entry["kind"], entry["sender"], entry["cut"]) == ("tree_head", "operator", CUT)
+    assert "countersigned by ['alice']" in entry["detail"]
+    final = auditor.final_head()
+    assert final is not None
+    assert final.tree_size == 1  # a revoked key's head is no ground for a later audit
+
+
+async def test_without_any_head_signed_before_the_cut_the_log_has_no_signed_head(
+    auditor: Auditor, tmp_path: Path
+) -> None:
+    await record(auditor, await publish(auditor))
+    await operator_head(auditor, operator_key(tmp_path), CUT)
+    revoke_operator(auditor, CUT)
+    assert reasons(auditor) == {"NO_TREE_HEAD": 1}
+
+
+@pytest.mark.parametrize("fork", ["second root", "wrong root"])
+async def test_a_revoked_keeper_that_forks_its_log_is_still_caught(auditor: Auditor, tmp_path: Path, fork: str) -> None:
+    key = operator_key(tmp_path)
+    for _ in range(2):
+        await record(auditor, await publish(auditor))
+    if fork == "second root":
+        await operator_head(auditor, key, CUT - 1)
+        await operator_head(auditor, key, CUT + 1, root=bytes(32))
+        expected = {"SPLIT_VIEW": 1, "HEAD_MISMATCH": 1, "INCONSISTENT_HEADS": 1}
+    else:
+        await operator_head(auditor, key, CUT + 1, size=1, root=bytes(32))
+        expected = {"HEAD_MISMATCH": 1, "NO_TREE_HEAD": 1}
+    revoke_operator(auditor, CUT)
+    assert reasons(auditor) == expected
+
+
+async def test_a_countersignature_of_a_head_its_log_never_signed_is_a_mismatch(
+    auditor: Auditor, tmp_path: Path
+) -> None:
+    await record(auditor, await publish(auditor))
+    await operator_head(auditor, operator_key(tmp_path), CUT - 1)
+    await cosigned_by_alice(auditor, TreeHead("operator", 0, auditor.tree.root(0), CUT - 1))  # right root, never signed
     assert reasons(auditor) == {"COSIGNATURE_MISMATCH": 1}
-    assert "not the replayed log's" in auditor.report()["violations"][0]["detail"]
-    assert auditor.report()["cosigned_refused_heads"] == []
+    assert "never signed" in auditor.report()["violations"][0]["detail"]
+
+
+@pytest.mark.parametrize("claim", ["true", "dangling", "mismatched"])
+async def test_evidence_recorded_after_the_recorders_cut_is_reported_never_a_violation(
+    auditor: Auditor, claim: str
+) -> None:
+    """Whatever it claims: nobody could verify it as the recorder's word any more, so it counts for nothing."""
+    op = operator_cert(auditor)
+    env = await publish(auditor, "operator", op, at=CUT - 1)
+    await record(auditor, env, speaker=op, at=CUT - 1)
+    target = env if claim != "dangling" else envelope("operator", SYNTHETIC, issued_at=CUT - 1)
+    changes = {"event_sha256": bytes(32)} if claim == "mismatched" else {}
+    await record(auditor, target, speaker=op, at=CUT, **changes)  # a second record too: still no violation
+    await head(auditor)
+    revoke_operator(auditor, CUT)
+    report = auditor.report()
+    assert report["violations"] == []
+    assert report["evidence_records"] == 1
+    [entry] = report["after_revocation"]
+    assert (entry["kind"], entry["topic"], entry["issued_at"], entry["cut"]) == ("evidence", "evidence", CUT, CUT)
+    assert "evidence leaf 1" in entry["detail"]
+
+
+async def test_an_event_signed_before_the_cut_whose_evidence_came_after_it_is_reported_not_missing(
+    auditor: Auditor,
+) -> None:
+    """The sender published the event, then was terminated, then recorded its evidence: an honest race."""
+    op = operator_cert(auditor)
+    env = await publish(auditor, "operator", op, at=CUT - 1)
+    await record(auditor, env, speaker=op, at=CUT + 1)
+    await head(auditor)
+    revoke_operator(auditor, CUT)
+    assert reasons(auditor) == {}
+    assert [e["kind"] for e in auditor.report()["after_revocation"]] == ["evidence"]
+
+
+async def test_a_late_record_that_misstates_an_event_signed_before_the_cut_leaves_it_missing(auditor: Auditor) -> None:
+    op = operator_cert(auditor)
+    env = await publish(auditor, "operator", op, at=CUT - 1)
+    await record(auditor, env, speaker=op, at=CUT + 1, event_sha256=bytes(32))
+    await head(auditor)
+    revoke_operator(auditor, CUT)
+    assert reasons(auditor) == {"MISSING_EVIDENCE": 1}
+
+
+async def test_a_governed_event_signed_after_its_senders_cut_is_reported_and_needs_no_evidence(
+    auditor: Auditor,
+) -> None:
+    """Off registry, the auditor accepts it by signature and judges the cut at the end, whatever it read first."""
+    op = operator_cert(auditor)
+    await record(auditor, await publish(auditor))
+    await publish(auditor, "operator", op, at=CUT + 5)
+    await head(auditor)
+    revoke_operator(auditor, CUT)
+    assert reasons(auditor) == {}
+    [entry] = auditor.report()["after_revocation"]
+    assert (entry["kind"], entry["topic"], entry["sender"]) == ("event", "catalog", "operator")
+
+
+async def test_the_evidence_of_a_partys_own_termination_counts_though_it_follows_the_cut(auditor: Auditor) -> None:
+    op = operator_cert(auditor)
+    terminated = envelope("operator", CONTRACT_TERMINATED, "operator", issued_at=CUT)
+    await auditor.on_governed(event(terminated, {}, "registry", op))
+    await record(auditor, terminated, speaker=op, at=CUT + 1)
+    await head(auditor)
+    revoke_operator(auditor, CUT)  # what applying the termination did
+    report = auditor.report()
+    assert report["violations"] == []
+    assert report["by_action"] == {"registry.terminate": 1}
+    assert report["after_revocation"] == []
+
+
+async def test_evidence_of_an_event_refused_as_revoked_sender_is_reported_not_dangling(
+    auditor: Auditor, tmp_path: Path
+) -> None:
+    """On registry the pipeline still refuses a revoked sender (membership); the evidence naming it is reported."""
+    revoke_operator(auditor, CUT)
+    schema, body = SchemaStore.load().encode(
+        "interfed.registry.NodeAnnounced",
+        {
+            "node_id": "operator",
+            "contract_id": "c",
+            "name": "n",
+            "institution": "i",
+            "platform": "p",
+            "platform_version": "1",
+            "address": "",
+            "services": [],
+        },
+    )
+    announced = new_envelope(
+        payload_type="interfed.registry.NodeAnnounced",
+        payload_fingerprint=schema.fingerprint,
+        payload=body,
+        sender="operator",
+        sequence=next(_sequence),
+        subject="operator",
+        issued_at=CUT + 1,  # valid, and after the cut
+    ).signed(operator_key(tmp_path))
+    value = announced.encode()
+    refused = Record(auditor.ctx.bus.names("registry"), 1, 4, b"operator", value)
+    with pytest.raises(MeshError) as failure:
+        await auditor._apply_value(refused, value, [])
+    assert failure.value.reason == "REVOKED_SENDER"
+    await auditor.dead_letter(refused, failure.value.reason, str(failure.value))
+    payload = evidence_of("registry.announce", "registry", announced)
+    await auditor.on_evidence(event(envelope("operator", EVIDENCE_RECORDED), payload, "evidence"))
+    await head(auditor)
+    report = auditor.report()
+    assert report["violations"] == []
+    assert report["refused_input"]["by_reason"] == {"REVOKED_SENDER": 1}
+    assert [e["kind"] for e in report["after_revocation"]] == ["evidence_of_refused"]
+
+
+# -- the witness's side -----------------------------------------------------------------------------
 
 
 async def test_a_witness_drops_pending_countersignatures_of_heads_signed_from_a_revocation_on(tmp_path: Path) -> None:
     witness = EvidenceService(auditor_context(tmp_path), persist=False)
     key = operator_key(tmp_path)
-    public = Applicant("operator", key.public_key, "operator")
+    cert = operator_cert(witness)
     t0 = time.time_ns() // 1_000_000  # times within the operator's certificate's validity
 
     async def read_head(timestamp: int, issued_at: int) -> None:
@@ -305,17 +489,70 @@ async def test_a_witness_drops_pending_countersignatures_of_heads_signed_from_a_
         leaf = envelope("alice", EVIDENCE_RECORDED)
         await witness.on_evidence(event(leaf, {"event_id": leaf.event_id}, "evidence"))
         h = TreeHead("operator", witness.size, witness.log_state.tree.root(), t0 + timestamp).signed(key)
-        env = operator_envelope(key, h, t0 + issued_at)
-        await witness.on_tree_head(Event(env, h.payload(), public, "evidence", 0, 0))
+        env = envelope("operator", TREE_HEAD, "operator", issued_at=t0 + issued_at)
+        await witness.on_tree_head(Event(env, h.payload(), cert, "evidence", 0, 0))
 
     await read_head(10, 10)
     await read_head(20, 20)
     assert witness.pending_cosignatures == 2
     revoke_operator(witness, t0 + 15)  # what applying the termination does to trust, before the handler runs
-    terminated = envelope("operator", "interfed.registry.ContractTerminated", "operator")
-    await witness.on_revocation(Event(terminated, {}, public, "registry", 0, 1))
+    terminated = envelope("operator", CONTRACT_TERMINATED, "operator")
+    await witness.on_revocation(Event(terminated, {}, cert, "registry", 0, 1))
     assert witness.pending_cosignatures == 1  # the head of 10 is still countersigned; the one of 20 is not
     assert witness.counts["cosignature_dropped"] == 1
     await read_head(30, 12)  # an envelope stamped before the cut around a head stamped after it
     await read_head(12, 30)  # and the other way round
     assert witness.pending_cosignatures == 1
+    assert not witness.split_views  # accepted and judged against the log all the same
+
+
+class AckLostOnce:
+    """A bus whose first evidence send reaches the broker but whose acknowledgement is lost (a timeout)."""
+
+    def __init__(self, bus: KafkaBus) -> None:
+        self.names, self.max_record_bytes = bus.names, bus.max_record_bytes
+        self.sent: list[tuple[str, bytes]] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        self.sent.append((topic, value))
+        if topic == self.names("evidence") and len(self.evidence()) == 1:
+            raise TimeoutError("no acknowledgement")
+
+    def evidence(self) -> list[bytes]:
+        return [value for topic, value in self.sent if topic == self.names("evidence")]
+
+
+async def test_an_operators_receipt_sent_again_after_a_lost_acknowledgement_is_the_same_record(tmp_path: Path) -> None:
+    """So receivers skip the second copy as a duplicate (§6.3): an operator never records one join request twice."""
+    ctx = auditor_context(tmp_path)
+    ctx.config = NodeConfig(node_id="auditor", name="op", institution="unit", platform="interfed", role="operator")
+    bus = AckLostOnce(ctx.bus)
+    ctx.publisher.bus = bus  # type: ignore[assignment]
+    witness = EvidenceService(ctx, persist=False)
+    request = envelope("alice", JOIN_REQUESTED, "alice")
+    await witness.on_join_requested(event(request, {}, "registry"))
+    with pytest.raises(TimeoutError):
+        await witness._record_receipts()
+    await witness._record_receipts()
+    first, again = bus.evidence()
+    assert first == again
+    assert witness.pending_receipts == 0
+    assert Envelope.decode(first).event_id  # a real envelope, decoded as a receiver would
+
+
+async def test_a_record_is_judged_under_the_certificate_it_verifies_under_once_every_approval_is_read(
+    auditor: Auditor,
+) -> None:
+    """A party approved again under the same key: a record it signed after the first certificate's cut verified
+    under that certificate when the auditor read it, but the second approval, read later, covers it."""
+    op = operator_cert(auditor)
+    revoke_operator(auditor, CUT)
+    env = await publish(auditor, "operator", op, at=CUT + 1)
+    await record(auditor, env, speaker=op, at=CUT + 2)
+    await head(auditor)
+    assert {e["kind"] for e in auditor.report()["after_revocation"]} == {"event", "evidence"}
+    auditor.trust._learn(dataclasses.replace(op, serial="again", not_before=CUT))  # approved again, same key
+    report = auditor.report()
+    assert report["after_revocation"] == []
+    assert report["evidence_records"] == 1
+    assert report["violations"] == []

@@ -399,6 +399,72 @@ def test_contract_terminated_by_another_node_is_unauthorised(fed: Fed) -> None:
     fed.trust.verify(fed.heartbeat("node-a")[0])
 
 
+def test_a_forged_event_of_a_revoked_sender_is_a_bad_signature_not_a_revoked_sender(fed: Fed) -> None:
+    """The signature decides which certificate an event is judged under, so it is checked before revocation:
+    REVOKED_SENDER always names an event the revoked certificate's key really signed."""
+    fed.admit("node-a")
+    terminated, payload = fed.event(
+        "op", "ContractTerminated", {"contract_id": fed.contracts["node-a"], "node_id": "node-a", "reason": "gone"}
+    )
+    fed.receive(terminated, payload)
+    with pytest.raises(BadSignatureError):
+        fed.trust.verify(fed.heartbeat("node-a", key=generate_key())[0])
+
+
+def test_without_the_revocation_check_a_revoked_senders_event_verifies_and_names_its_cut(fed: Fed) -> None:
+    """What the evidence topic does (docs/protocol.md §6.2, §13.3): the receiver judges revocation itself."""
+    fed.admit("node-a")
+    terminated, payload = fed.event(
+        "node-a", "ContractTerminated", {"contract_id": fed.contracts["node-a"], "node_id": "node-a", "reason": "bye"}
+    )
+    fed.receive(terminated, payload)
+    late = fed.heartbeat("node-a", issued_at=terminated.issued_at + 1)[0]
+    with pytest.raises(RevokedSenderError):
+        fed.trust.verify(late)
+    cert = fed.trust.verify(late, revocation=False)
+    assert cert.serial == fed.serial("node-a")
+    assert fed.trust.revoked_from(cert.serial) == terminated.issued_at
+    with pytest.raises(BadSignatureError):
+        fed.trust.verify(fed.heartbeat("node-a", key=generate_key())[0], revocation=False)
+
+
+def approved_again_under_a_new_key(fed: Fed, node_id: str) -> tuple[Ed25519PrivateKey, Envelope]:
+    """Admit ``node_id``, terminate it, and admit it again from a new home (a new key); return the old
+    key and the termination."""
+    fed.admit(node_id)
+    old_key = fed.homes[node_id].key()
+    terminated, payload = fed.event(
+        "op", "ContractTerminated", {"contract_id": fed.contracts[node_id], "node_id": node_id, "reason": "rekey"}
+    )
+    fed.receive(terminated, payload)
+    config = NodeConfig(node_id=node_id, name=node_id, institution="Example Hospital", platform="fate")
+    fed.homes[node_id] = NodeHome.create(fed.root / f"{node_id}-again", config, fed.op.federation_path)
+    fed.admit(node_id)
+    return old_key, terminated
+
+
+def test_a_node_approved_again_under_a_new_key_keeps_its_earlier_certificate(fed: Fed) -> None:
+    """Events signed under the first certificate while it was good verify after the second approval is read,
+    as they did before it: a receiver's verdict does not depend on how far it has read registry."""
+    old_key, terminated = approved_again_under_a_new_key(fed, "node-a")
+    first, second = fed.trust.certificates("node-a")
+    assert fed.trust.certificate("node-a") == second
+    before = fed.heartbeat("node-a", key=old_key, issued_at=terminated.issued_at - 1)[0]
+    assert fed.trust.verify(before) == first
+    assert fed.trust.verify(fed.heartbeat("node-a")[0]) == second
+    # Revocations stay per serial: the first certificate's cut does not touch the second.
+    with pytest.raises(RevokedSenderError):
+        fed.trust.verify(fed.heartbeat("node-a", key=old_key, issued_at=terminated.issued_at + 1)[0])
+    assert fed.trust.verify(fed.heartbeat("node-a", issued_at=terminated.issued_at + 1)[0]) == second
+    assert fed.trust.can_sign("node-a")
+
+
+def test_an_event_signed_by_neither_of_a_nodes_keys_is_a_bad_signature(fed: Fed) -> None:
+    approved_again_under_a_new_key(fed, "node-a")
+    with pytest.raises(BadSignatureError):
+        fed.trust.verify(fed.heartbeat("node-a", key=generate_key())[0])
+
+
 # -- certificate validity --------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ public final class Membership {
     public final Federation federation;
     public final Map<String, Entry> directory = new LinkedHashMap<>();
     public final Map<String, Cert> nodeCerts = new HashMap<>();     // node id -> current certificate
+    public final Map<String, List<Cert>> approvedCerts = new HashMap<>(); // node id -> every one, oldest first
     public final Map<String, Long> revokedFrom = new HashMap<>();   // serial -> earliest revocation time
     public final Set<String> usedContracts = new HashSet<>();
 
@@ -32,10 +33,16 @@ public final class Membership {
         this.federation = f;
     }
 
-    /** The certificate a receiver holds for a sender (§6.2): operator's from the folder, or learned. */
+    /** The certificate a receiver holds for a sender (§6.2): operator's from the folder, or the current one learned. */
     public Cert certificateFor(String sender) {
         Cert c = federation.operators.get(sender);
         return c != null ? c : nodeCerts.get(sender);
+    }
+
+    /** Every certificate a sender may have signed under (§6.2): an operator's, or each one a node was approved with. */
+    public List<Cert> certificatesFor(String sender) {
+        Cert c = federation.operators.get(sender);
+        return c != null ? List.of(c) : approvedCerts.getOrDefault(sender, List.of());
     }
 
     /**
@@ -111,6 +118,8 @@ public final class Membership {
                 cur.serial = c.serialHex;
                 cur.expiresAt = exp;
                 nodeCerts.put(nodeId, c);
+                List<Cert> all = approvedCerts.computeIfAbsent(nodeId, k -> new java.util.ArrayList<>());
+                if (all.stream().noneMatch(k -> k.serialHex.equals(c.serialHex))) all.add(c);
                 return;
             }
             case Schemas.JOIN_REJECTED: {

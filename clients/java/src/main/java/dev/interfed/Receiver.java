@@ -219,17 +219,27 @@ public final class Receiver {
             signingKey = csr.publicKey;
             role = "applicant";
         } else {
-            Cert c = membership.certificateFor(env.sender);
-            if (c == null) throw new ProtocolException("UNKNOWN_SENDER", "no certificate known for " + env.sender);
-            Long rev = membership.revokedFrom.get(c.serialHex);
-            if (rev != null && env.issuedAt >= rev) {
-                throw new ProtocolException("REVOKED_SENDER", "certificate " + c.serialHex + " revoked from " + rev);
+            List<Cert> certs = membership.certificatesFor(env.sender);
+            if (certs.isEmpty()) throw new ProtocolException("UNKNOWN_SENDER", "no certificate known for " + env.sender);
+            // The candidates valid at issued_at, most recently approved first; the signature picks the certificate.
+            Cert c = null;
+            boolean valid = false;
+            for (int i = certs.size() - 1; i >= 0 && c == null; i--) {
+                Cert k = certs.get(i);
+                if (env.issuedAt < k.notBeforeMs - 300_000L || env.issuedAt > k.notAfterMs) continue;
+                valid = true;
+                if (env.signature.length == 64 && Ed25519.verifyStrict(k.publicKey, env.signingBytes(), env.signature)) c = k;
             }
-            if (env.issuedAt < c.notBeforeMs - 300_000L || env.issuedAt > c.notAfterMs) {
+            if (!valid) {
                 throw new ProtocolException("INVALID_CERTIFICATE", "issued_at " + env.issuedAt + " outside the certificate's validity");
             }
-            if (env.signature.length != 64 || !Ed25519.verifyStrict(c.publicKey, env.signingBytes(), env.signature)) {
+            if (c == null) {
                 throw new ProtocolException("BAD_SIGNATURE", "signature does not verify under " + env.sender + "'s certificate");
+            }
+            // Revocation last, and never on evidence (§6.2 item 4, §13.3).
+            Long rev = membership.revokedFrom.get(c.serialHex);
+            if (!ctx.base.equals("evidence") && rev != null && env.issuedAt >= rev) {
+                throw new ProtocolException("REVOKED_SENDER", "certificate " + c.serialHex + " revoked from " + rev);
             }
             signingKey = c.publicKey;
             role = c.role;
