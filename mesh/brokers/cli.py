@@ -23,11 +23,32 @@ def up(
     ] = Kind.tansu,
     workdir: Annotated[Path | None, typer.Option(help="config, data and log (default: a temporary folder)")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="client port (default: a free one)")] = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            help="kafka only: mutual TLS and the authorizer for the federation of --home (its operator's home); "
+            "then 'interfed broker acls --apply --home ...' lets its members in"
+        ),
+    ] = False,
+    home: Annotated[
+        Path | None, typer.Option("--home", envvar="INTERFED_HOME", help="with --secure: the operator's home")
+    ] = None,
 ) -> None:
-    """Start a broker, print 'bootstrap=HOST:PORT' once it answers, stop it cleanly on Ctrl-C."""
-    from mesh.brokers.__main__ import main
+    """Start a broker, print 'bootstrap=HOST:PORT' once it answers, stop it cleanly on Ctrl-C.
 
+    The embedded tansu broker has neither TLS nor ACLs: every process that reaches it reads and writes
+    every topic. Use it on one machine, never with members you do not trust."""
+    from mesh.brokers.__main__ import main
+    from mesh.errors import ConfigurationError
+
+    if secure and home is None:
+        raise ConfigurationError(
+            "--secure needs the operator's --home (the federation root issues the broker's certificate)"
+        )
+    if secure and kind is not Kind.kafka:
+        raise ConfigurationError("--secure is for Apache Kafka (--kind kafka): tansu has neither TLS nor ACLs")
     args = [kind.value] + (["--workdir", str(workdir)] if workdir else []) + (["--port", str(port)] if port else [])
+    args += ["--secure", str(home)] if secure else []
     raise typer.Exit(main(args))
 
 
