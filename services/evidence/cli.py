@@ -54,7 +54,7 @@ async def replay(
     progress: Callable[[int, int], None] | None = None,
 ) -> Auditor:
     """Replay everything an audit reads, read-only; return the auditor caught up (its report is ready)."""
-    async with connect(settings, bootstrap) as bus:
+    async with connect(settings, bootstrap, home, applicant=False) as bus:
         auditor = Auditor(open_context(home, bus, settings), trusted)
         total = await record_count(bus, tuple(dict.fromkeys(("schemas", *MEMBERSHIP_TOPICS, *auditor.topics))))
         task = asyncio.create_task(_watch(auditor, total, progress))
@@ -246,7 +246,7 @@ def head(home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
 
     async def go() -> TreeHead:
         assert settings.bootstrap
-        async with connect(settings, settings.bootstrap) as bus:
+        async with connect(settings, settings.bootstrap, node, applicant=False) as bus:
             svc = EvidenceService(open_context(node, bus, settings), persist=False, keep=False)
             async with running(svc):
                 return await svc.publish_head()
