@@ -108,6 +108,7 @@ class RegistryService(Service):
             return
         try:
             await self.acls.apply(self.directory, admitting=admitting, dropping=dropping)
+            self.counts["acls_applied"] += 1
         except (KafkaError, MeshError, OSError) as exc:
             self.counts["acls_failed"] += 1
             self.log.error("acls_failed", error=f"{type(exc).__name__}: {exc}")
