@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import structlog
@@ -63,13 +63,23 @@ def is_member(entry: NodeEntry, now_ms: int) -> bool:
     )
 
 
-def members(directory: Membership, now_ms: int, admitting: str | None = None, dropping: str | None = None) -> list[str]:
-    """The node ids with grants: the directory's members, with ``admitting`` added (about to be approved) and
-    ``dropping`` left out (just terminated or revoked, before the directory has read it)."""
-    found = {e.node_id for e in directory.nodes.values() if is_member(e, now_ms)}
-    if admitting is not None:
-        found.add(admitting)
-    found.discard(dropping or "")
+def members(
+    directory: Membership,
+    now_ms: int,
+    admitted: Mapping[str, str] | None = None,
+    dropped: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The node ids with grants: the directory's members; and, by contract id, those whose approval the operator
+    has sent (``admitted``) or whose termination or revocation it has sent (``dropped``) before its directory
+    reads them back, so two decisions in a row never undo each other's grants."""
+    admitted, dropped = admitted or {}, dropped or {}
+    found = set()
+    for entry in directory.nodes.values():
+        if dropped.get(entry.node_id) == entry.contract_id:
+            continue
+        approving = admitted.get(entry.node_id) == entry.contract_id and entry.contract is ContractStatus.APPLIED
+        if is_member(entry, now_ms) or (approving and NODE_ID.fullmatch(entry.node_id) is not None):
+            found.add(entry.node_id)
     return sorted(found)
 
 
@@ -147,23 +157,34 @@ def issue_auditor(operator: NodeHome, name: str, home: NodeHome, days: int = 365
 
 
 class AclKeeper:
-    """Keeps a broker's ACLs for one federation in step with the operator's directory."""
+    """Keeps a broker's ACLs for one federation in step with the operator's directory and its own decisions."""
 
     def __init__(self, bus: KafkaBus, operator: NodeHome) -> None:
         self.bus = bus
         self.operator = operator
+        self._admitted: dict[str, str] = {}
+        self._dropped: dict[str, str] = {}
+
+    def admit(self, node_id: str, contract_id: str) -> None:
+        """The operator is about to approve this contract: grant it before the directory shows it APPROVED."""
+        self._admitted[node_id] = contract_id
+        self._dropped.pop(node_id, None)
+
+    def drop(self, node_id: str, contract_id: str) -> None:
+        """The operator has terminated this contract or revoked its certificate: no grant for it from now on."""
+        self._dropped[node_id] = contract_id
+        self._admitted.pop(node_id, None)
+
+    def members(self, directory: Membership) -> list[str]:
+        return members(directory, time.time_ns() // 1_000_000, self._admitted, self._dropped)
 
     def wanted(self, directory: Membership) -> set[AclBinding]:
         """The grants the directory calls for now."""
-        now_ms = time.time_ns() // 1_000_000
-        return federation_acls(self.bus.names, members(directory, now_ms), auditor_names(self.operator))
+        return federation_acls(self.bus.names, self.members(directory), auditor_names(self.operator))
 
-    async def apply(
-        self, directory: Membership, admitting: str | None = None, dropping: str | None = None
-    ) -> AclChange:
+    async def apply(self, directory: Membership) -> AclChange:
         """Create the topics of the members (the operator may, they may not), then set exactly their grants."""
-        now_ms = time.time_ns() // 1_000_000
-        ids = members(directory, now_ms, admitting, dropping)
+        ids = self.members(directory)
         await self.bus.ensure_topics([*TOPICS, *(node_topic(family, n) for family in NODE_TOPICS for n in ids)])
         wanted = federation_acls(self.bus.names, ids, auditor_names(self.operator))
         async with AclAdmin(self.bus.bootstrap, self.bus.security) as admin:

@@ -101,13 +101,13 @@ class RegistryService(Service):
     async def on_start(self) -> None:
         await self._keep_acls()
 
-    async def _keep_acls(self, admitting: str | None = None, dropping: str | None = None) -> None:
+    async def _keep_acls(self) -> None:
         """Set the broker's ACLs from the directory (an operator given ``acls``, once caught up); a failure is logged
         and the next change (or 'interfed broker acls --apply') sets them again."""
         if self.acls is None or not self.caught_up.is_set():
             return
         try:
-            await self.acls.apply(self.directory, admitting=admitting, dropping=dropping)
+            await self.acls.apply(self.directory)
             self.counts["acls_applied"] += 1
         except (KafkaError, MeshError, OSError) as exc:
             self.counts["acls_failed"] += 1
@@ -235,7 +235,8 @@ class RegistryService(Service):
         entry = self.pending(contract_id)
         self._refuse_topic_clash(entry.node_id)
         if self.acls is not None:
-            await self.acls.apply(self.directory, admitting=entry.node_id)
+            self.acls.admit(entry.node_id, entry.contract_id)
+            await self.acls.apply(self.directory)
         csr = load_csr(entry.csr)
         not_after = dt.datetime.fromtimestamp(entry.expires_at / 1000, dt.UTC)
         cert = issue_certificate(root_key, root, csr, "node", not_after)  # type: ignore[arg-type]
@@ -294,7 +295,8 @@ class RegistryService(Service):
             evidence=GOVERNED[CONTRACT_TERMINATED],
         )
         if self.acls is not None:
-            await self.acls.apply(self.directory, dropping=node_id)
+            self.acls.drop(node_id, entry.contract_id)
+            await self.acls.apply(self.directory)
         return entry
 
     async def revoke(self, node_id: str, reason: str, since_ms: int | None = None) -> NodeEntry:
@@ -316,7 +318,8 @@ class RegistryService(Service):
             evidence=GOVERNED[CERTIFICATE_REVOKED],
         )
         if self.acls is not None:
-            await self.acls.apply(self.directory, dropping=node_id)
+            self.acls.drop(node_id, entry.contract_id)
+            await self.acls.apply(self.directory)
         return entry
 
 
