@@ -193,7 +193,10 @@ def demo(
     ] = None,
     workdir: Annotated[Path | None, typer.Option(help="keep homes and logs here (default: a temporary folder)")] = None,
 ) -> None:
-    """Run the main job: a three-party federation on the embedded broker, from join to a released vertical model."""
+    """Run the main job: a three-party federation on the embedded broker, from join to a released vertical model.
+
+    The embedded broker has neither TLS nor ACLs: it is for one machine, never for parties that do not trust each
+    other (docs/operations.md, "Securing the broker")."""
     settings = load_settings(bootstrap=bootstrap, heartbeat_interval=0.5, unreachable_after=5.0)
     with contextlib.ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-demo-")))

@@ -155,7 +155,9 @@ def node_up(
     bootstrap: BootstrapOpt = None,
     log_json: LogOpt = False,
 ) -> None:
-    """Run the node's services until Ctrl-C; with no bootstrap, start the embedded broker."""
+    """Run the node's services until Ctrl-C; with no bootstrap, start the embedded broker (no TLS, no ACLs: for
+    parties that trust each other). With INTERFED_TLS and no certificate yet, follow the registry as an applicant
+    until approved, then start."""
     node = _open_home(home, log_json)
     settings = load_settings(bootstrap=bootstrap)
 
