@@ -81,7 +81,7 @@ def _broker_failure(exc: KafkaError) -> str:
             f"the broker refused: not authorised ({exc}); a secured broker lets in members only, with the grants "
             "'interfed broker acls --apply' sets (not approved yet, revoked or terminated, or the ACLs not applied?)"
         )
-    return f"broker: {exc}; is a broker running at the bootstrap address?"
+    return f"broker: {exc}; is a broker running at the bootstrap address (a secured one: is INTERFED_TLS set)?"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

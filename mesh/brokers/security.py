@@ -70,6 +70,7 @@ def issue_broker_security(operator: NodeHome, folder: Path, hosts: Sequence[str]
         )
     if not hosts:
         raise ConfigurationError("a broker certificate names at least one host (--host)")
+    folder = folder.resolve()  # the broker reads these paths from its own working directory
     federation = operator.federation()
     root_key = load_private_key(operator.root_key_path)
     key = generate_tls_key()
