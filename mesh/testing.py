@@ -47,6 +47,15 @@ def start_test_broker(choice: str, workdir: Path) -> tuple[str, Broker | None]:
     return choice, None
 
 
+@dataclass(frozen=True)
+class SecuredKafka:
+    """A running Apache Kafka with mutual TLS and ACLs, and the home of the operator of the one federation it lets
+    in (``federation(operator=...)`` copies it)."""
+
+    bootstrap: str
+    operator: NodeHome
+
+
 def start_secured_kafka(workdir: Path, operator: NodeHome) -> ApacheKafkaBroker:
     """Apache Kafka with mutual TLS and ACLs for ``operator``'s federation (mesh/brokers/security.py), started.
 
@@ -254,10 +263,12 @@ async def federation(
         finally:
             for task in promotions:
                 task.cancel()
-            await asyncio.gather(*promotions, return_exceptions=True)
+            failed = [e for e in await asyncio.gather(*promotions, return_exceptions=True) if isinstance(e, Exception)]
             for m in members:
                 m.stop.set()
             await asyncio.gather(*(m.task for m in members if m.task is not None))
+            if failed:
+                raise failed[0]  # a party that could not be opened with its certificate
     finally:
         for m in reversed(members):
             await m.connection.aclose()

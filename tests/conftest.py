@@ -6,15 +6,14 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from mesh import logs
 from mesh.brokers import BrokerError
-from mesh.home import NodeConfig, NodeHome, create_federation
-from mesh.testing import BROKER_ENV, start_secured_kafka, start_test_broker
+from mesh.home import NodeConfig, create_federation
+from mesh.testing import BROKER_ENV, SecuredKafka, start_secured_kafka, start_test_broker
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,14 +63,6 @@ def bootstrap(broker_lane: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture
 def home_root(tmp_path: Path) -> Path:
     return tmp_path / "homes"
-
-
-@dataclass(frozen=True)
-class SecuredKafka:
-    """An Apache Kafka with mutual TLS and ACLs, and the home of the operator of the one federation it lets in."""
-
-    bootstrap: str
-    operator: NodeHome
 
 
 @pytest.fixture(scope="session")

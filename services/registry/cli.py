@@ -71,11 +71,12 @@ async def registry_session(
 ) -> AsyncIterator[RegistryService]:
     """A registry service for one command: caught up with the registry topic, stopped afterwards.
 
-    An operator's session keeps the broker's ACLs in step with what it decides when ``settings.applies_acls``.
+    An operator's deciding (not ``readonly``) session keeps the broker's ACLs in step with what it decides when
+    ``settings.applies_acls``.
     """
     assert settings.bootstrap
     async with connect(settings, settings.bootstrap, home, applicant=applicant) as bus:
-        keeper = acl_keeper(home, bus, settings)
+        keeper = None if readonly else acl_keeper(home, bus, settings)
         svc = RegistryService(
             open_context(home, bus, settings),
             readonly=readonly,
