@@ -3,7 +3,7 @@
 ``Paillier``/``EncryptedVector`` and ``Packer``/``PackedVector`` compute on any
 ``PaillierBackend`` (``PheBackend``, ``Gmpy2Backend``, ``PooledBackend``); ``accel.wire`` maps
 keys and vectors to the Avro records of ``schemas/accel/``; ``AccelService`` serves requests
-from ``accel.requests`` and ``AccelClient`` sends them (or runs them in-process).
+from its node's ``accel.<node>.requests`` and ``AccelClient`` sends them (or runs them in-process).
 """
 
 from accel.backend import PaillierBackend

@@ -56,7 +56,7 @@ def accel_up(
     async def go(address: str) -> None:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        async with connect(settings, address) as bus:
+        async with connect(settings, address, node, applicant=False) as bus:
             service = AccelService(open_context(node, bus, settings), workers=count, keys=keys)
             out.print(
                 f"accelerator of [bold]{service.me}[/] up on {address}: {count} worker process(es), "

@@ -44,6 +44,7 @@ from accel.wire import (
 )
 from mesh.node import running
 from mesh.service import Context, Event, Service, handles
+from mesh.topics import ACCEL_REPLIES, ACCEL_REQUESTS, node_topic
 
 Record = dict[str, Any]
 Key = PublishedKey | PublicKey
@@ -85,15 +86,26 @@ def _local_backend(
 
 
 class ReplyListener(Service):
-    """Reads ``accel.replies`` through the full verification pipeline and hands each awaited reply over."""
+    """Reads this node's own ``accel.<node>.replies`` through the full verification pipeline and hands each awaited
+    reply over."""
 
     name: ClassVar[str] = "accel-client"
-    topics: ClassVar[tuple[str, ...]] = ("accel.replies",)
 
     def __init__(self, ctx: Context, service_node: str) -> None:
         super().__init__(ctx, readonly=True)
         self.service_node = service_node
+        self.reply_topic = node_topic(ACCEL_REPLIES, ctx.config.node_id)
+        self.request_topic = node_topic(ACCEL_REQUESTS, service_node)
         self.waiting: dict[str, asyncio.Future[Record]] = {}
+
+    def read_topics(self) -> tuple[str, ...]:
+        return (self.reply_topic,)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        # On a plaintext broker whoever needs a node topic first makes it (a request sent before the accelerator
+        # starts waits there); on a secured one the operator made both (a no-op here).
+        await self.ctx.bus.ensure_topics([self.reply_topic, self.request_topic])
+        await super().run(stop)
 
     @handles(ACCEL_REPLY)
     async def on_reply(self, ev: Event) -> None:
@@ -106,7 +118,8 @@ class ReplyListener(Service):
 
 
 class RemoteTransport:
-    """Publishes requests on ``accel.requests`` and waits for the reply, with a timeout per attempt and retries."""
+    """Publishes requests on the accelerator's ``accel.<node>.requests`` and waits for the reply on this node's own
+    ``accel.<node>.replies``, with a timeout per attempt and retries."""
 
     def __init__(self, listener: ReplyListener, timeout: float, retries: int) -> None:
         self.listener = listener
@@ -122,9 +135,9 @@ class RemoteTransport:
         try:
             for _ in range(self.retries + 1):
                 await publisher.publish(
-                    "accel.requests",
+                    self.listener.request_topic,
                     ACCEL_REQUEST,
-                    {**request, "timeout_ms": int(self.timeout * 1000)},
+                    {**request, "reply_topic": self.listener.reply_topic, "timeout_ms": int(self.timeout * 1000)},
                     subject=request_id,
                     correlation_id=request_id,
                 )
@@ -283,13 +296,18 @@ class AccelClient:
         return np.array(mantissas, dtype=np.int64)
 
 
-def request_record(service_node: str, operation: str, key: Key | None, **operands: Any) -> Record:
-    """A whole ``AccelRequest`` to ``service_node``'s accelerator: a fresh request id, ``operands`` over empty ones."""
+def request_record(
+    service_node: str, operation: str, key: Key | None, *, requester: str | None = None, **operands: Any
+) -> Record:
+    """A whole ``AccelRequest`` to ``service_node``'s accelerator: a fresh request id, ``operands`` over empty ones.
+
+    Its reply travels on ``requester``'s own reply topic (a remote transport sets it to its node's; the default,
+    the accelerator's own node, fits a node asking its own accelerator)."""
     published = key if isinstance(key, PublishedKey) or key is None else PublishedKey(key)
     request: Record = {
         "request_id": uuid.uuid4().hex,
         "service_node": service_node,
-        "reply_topic": "accel.replies",
+        "reply_topic": node_topic(ACCEL_REPLIES, requester or service_node),
         "reply_key": "",
         "operation": operation,
         "key_id": "" if published is None else published.key_id,

@@ -1,11 +1,13 @@
-"""The accelerator service: Paillier requests from ``accel.requests``, run on worker processes, answered on replies.
+"""The accelerator service: Paillier requests from its node's ``accel.<node>.requests``, run on worker processes,
+answered on each requester's own ``accel.<requester>.replies``.
 
-Instances of one node's accelerator form one consumer group on ``accel.requests``, so
+Instances of one node's accelerator form one consumer group on the node's request topic, so
 each request goes to one instance and more instances give more throughput; every
 instance still reads ``registry``, ``heartbeats`` and ``schemas`` whole, and verifies
 every envelope through the service base's pipeline. A request addressed to another
 node's accelerator is ignored. Every request this service accepts gets exactly one
 reply: its result, or an error with a reason code (protocol.md §14.7), never silence.
+Only the requester reads its replies on a secured broker, decryptions included (§14.10).
 """
 
 from __future__ import annotations
@@ -28,9 +30,7 @@ from mesh.bus import MergedReader
 from mesh.envelope import Envelope
 from mesh.errors import KeyMismatchError
 from mesh.service import Context, Event, Service, handles
-from mesh.topics import CHUNK_TYPE
-
-REPLY_TOPIC = "accel.replies"
+from mesh.topics import ACCEL_REPLIES, ACCEL_REQUESTS, CHUNK_TYPE, node_topic
 
 #: Replies kept to answer a retry (same sender, same request id) without computing again.
 REPLY_CACHE = 1024
@@ -40,8 +40,6 @@ class AccelService(Service):
     """One instance of a node's accelerator, with ``workers`` worker processes."""
 
     name: ClassVar[str] = "accel"
-    topics: ClassVar[tuple[str, ...]] = ("accel.requests",)
-    shared_topics: ClassVar[tuple[str, ...]] = ("accel.requests",)
 
     def __init__(
         self,
@@ -53,6 +51,7 @@ class AccelService(Service):
     ) -> None:
         super().__init__(ctx)
         self.me = ctx.config.node_id
+        self.request_topic = node_topic(ACCEL_REQUESTS, self.me)
         self.instance = f"{self.me}/{uuid.uuid4().hex[:8]}"
         self.keys = keys if keys is not None else KeyStore.of_home(ctx.home.path)
         self.pool = WorkerPool(workers)
@@ -74,7 +73,15 @@ class AccelService(Service):
             djn_exponent_bits=published.djn_exponent_bits,
         )
 
+    def read_topics(self) -> tuple[str, ...]:
+        return (self.request_topic,)
+
+    def group_topics(self) -> tuple[str, ...]:
+        return (self.request_topic,)
+
     async def run(self, stop: asyncio.Event) -> None:
+        # On a plaintext broker the node makes its own topic; on a secured one the operator has (a no-op here).
+        await self.ctx.bus.ensure_topics([self.request_topic])
         await asyncio.to_thread(self.pool.warm)
         try:
             await super().run(stop)
@@ -85,7 +92,7 @@ class AccelService(Service):
             await asyncio.to_thread(self.pool.close)
 
     def partitions(self) -> set[tuple[str, int]]:
-        """The ``accel.requests`` partitions this instance holds in its group now."""
+        """The partitions of its node's request topic this instance holds in its group now."""
         reader = self._reader
         return reader.shared.assigned() if isinstance(reader, MergedReader) else set()
 
@@ -103,7 +110,7 @@ class AccelService(Service):
         cached = self._replied.get(key)
         if cached is not None:
             self.counts["answered_again"] += 1
-            await self._publish(request, cached)
+            await self._publish(ev.sender, request, cached)
             return
         if key in self._running:
             return  # a retry of a request still being computed: its reply answers both
@@ -118,8 +125,11 @@ class AccelService(Service):
             remaining = deadline - time.time()
             if remaining <= 0:
                 raise DeadlineExceededError(f"the request's deadline passed {-remaining:.3f} s before it was read")
-            if request["reply_topic"] != REPLY_TOPIC:
-                raise MalformedRequestError(f"replies travel on {REPLY_TOPIC}, not {request['reply_topic']!r}")
+            reply_topic = node_topic(ACCEL_REPLIES, ev.sender)
+            if request["reply_topic"] != reply_topic:
+                raise MalformedRequestError(
+                    f"replies to {ev.sender} travel on its own {reply_topic}, not {request['reply_topic']!r}"
+                )
             try:
                 result = await asyncio.wait_for(asyncio.to_thread(self.engine.compute, request, ev.sender), remaining)
             except TimeoutError:
@@ -133,7 +143,7 @@ class AccelService(Service):
             self.log.exception("request_crashed", request_id=request["request_id"])
             reply = self._reply(request, ev.sender, started, error=AccelError(f"{type(exc).__name__}: {exc}"))
         try:
-            await self._publish(request, reply)
+            await self._publish(ev.sender, request, reply)
             if reply["error"] is None or not reply["error"]["retriable"]:
                 self._replied[key] = reply
                 while len(self._replied) > REPLY_CACHE:
@@ -168,14 +178,19 @@ class AccelService(Service):
             "compute_ms": int((time.monotonic() - started) * 1000),
         }
 
-    async def _publish(self, request: dict[str, Any], reply: dict[str, Any]) -> None:
+    async def _publish(self, requester: str, request: dict[str, Any], reply: dict[str, Any]) -> None:
+        """On the requester's own reply topic, whatever the request says (it was checked against it)."""
         await self.ctx.publisher.publish(
-            REPLY_TOPIC, ACCEL_REPLY, reply, subject=request["reply_key"], correlation_id=request["request_id"]
+            node_topic(ACCEL_REPLIES, requester),
+            ACCEL_REPLY,
+            reply,
+            subject=request["reply_key"],
+            correlation_id=request["request_id"],
         )
 
     async def on_refused(self, envelope: Envelope, topic: str, reason: str, detail: str) -> None:
         """A verified request (or a piece of one) that the pipeline refused gets an error reply too."""
-        if topic != "accel.requests":
+        if topic != self.request_topic:
             return
         if envelope.payload_type not in (ACCEL_REQUEST, CHUNK_TYPE) or not envelope.correlation_id:
             return
@@ -194,5 +209,9 @@ class AccelService(Service):
         }
         self.counts[f"error:{reason}"] += 1
         await self.ctx.publisher.publish(
-            REPLY_TOPIC, ACCEL_REPLY, reply, subject=envelope.subject, correlation_id=request_id
+            node_topic(ACCEL_REPLIES, envelope.sender),
+            ACCEL_REPLY,
+            reply,
+            subject=envelope.subject,
+            correlation_id=request_id,
         )

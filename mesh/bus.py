@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, TopicAuthorizationFailedError
 
-from mesh.topics import TOPICS, TopicNames
+from mesh.topics import TOPICS, TopicNames, spec_of
 
 log = structlog.get_logger("interfed.bus")
 
@@ -53,17 +53,33 @@ class Bus(Protocol):
     max_record_bytes: int
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None: ...
+    async def ensure_topics(self, names: Iterable[str] | None = None) -> None: ...
     def reader(self, topics: Iterable[str]) -> Reader: ...
     def group_reader(self, topics: Iterable[str], group_id: str) -> GroupReader: ...
 
 
 class KafkaBus:
-    """Producer and readers against one Kafka cluster (Apache Kafka or the embedded broker)."""
+    """Producer and readers against one Kafka cluster (Apache Kafka or the embedded broker).
 
-    def __init__(self, bootstrap: str, names: TopicNames | None = None, max_record_bytes: int = 1_000_000) -> None:
+    ``security`` holds the aiokafka options of every client (``security_protocol`` and ``ssl_context``
+    on a secured broker, mesh/tls.py). With ``creates_topics`` false, ``ensure_topics`` creates nothing:
+    on a secured broker the operator creates the topics and members may not.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        names: TopicNames | None = None,
+        max_record_bytes: int = 1_000_000,
+        *,
+        security: Mapping[str, Any] | None = None,
+        creates_topics: bool = True,
+    ) -> None:
         self.bootstrap = bootstrap
         self.names = names or TopicNames()
         self.max_record_bytes = max_record_bytes
+        self.security = dict(security or {})
+        self.creates_topics = creates_topics
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -75,6 +91,7 @@ class KafkaBus:
             linger_ms=2,
             max_request_size=self.max_record_bytes + RECORD_OVERHEAD,
             request_timeout_ms=30_000,
+            **self.security,
         )
         await self._producer.start()
 
@@ -91,21 +108,24 @@ class KafkaBus:
         await self.stop()
 
     async def ensure_topics(self, names: Iterable[str] | None = None) -> None:
-        """Create protocol topics with their required configs; existing ones are left as they are."""
-        wanted = [TOPICS[n] for n in (names or TOPICS)]
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=30_000)
+        """Create protocol topics (shared or node topics) with their required configs; existing ones are left as
+        they are."""
+        if not self.creates_topics:
+            return
+        wanted = {name: spec_of(name) for name in (names or TOPICS)}
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=30_000, **self.security)
         await admin.start()
         try:
             existing = set(await admin.list_topics())
             new = [
                 NewTopic(
-                    name=self.names(spec.name),
+                    name=self.names(name),
                     num_partitions=spec.partitions,
                     replication_factor=1,
                     topic_configs={**spec.configs, "max.message.bytes": str(self.max_record_bytes + RECORD_OVERHEAD)},
                 )
-                for spec in wanted
-                if self.names(spec.name) not in existing
+                for name, spec in wanted.items()
+                if self.names(name) not in existing
             ]
             if new:
                 with contextlib.suppress(TopicAlreadyExistsError):  # another party won the race
@@ -121,10 +141,10 @@ class KafkaBus:
         await self._producer.send_and_wait(topic, value=value, key=key)
 
     def reader(self, topics: Iterable[str]) -> Reader:
-        return Reader(self.bootstrap, list(topics), self.max_record_bytes)
+        return Reader(self.bootstrap, list(topics), self.max_record_bytes, security=self.security)
 
     def group_reader(self, topics: Iterable[str], group_id: str) -> GroupReader:
-        return GroupReader(self.bootstrap, list(topics), self.max_record_bytes, group_id)
+        return GroupReader(self.bootstrap, list(topics), self.max_record_bytes, group_id, security=self.security)
 
 
 class Fence:
@@ -220,7 +240,15 @@ class Reader:
     partition back at a record that waits for something other topics should bring (``wait_for``).
     """
 
-    def __init__(self, bootstrap: str, topics: list[str], max_record_bytes: int, group_id: str | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: list[str],
+        max_record_bytes: int,
+        group_id: str | None = None,
+        *,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
         self._topics = topics
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
@@ -234,6 +262,7 @@ class Reader:
             # arrived sooner, so the wait bounds event latency there (docs/benchmarks.md);
             # Apache Kafka answers as soon as there is a record.
             fetch_max_wait_ms=FETCH_WAIT_MS,
+            **(security or {}),
         )
         self._fence_scope: list[Reader] = [self]
         self._start_ends: dict[TopicPartition, int] = {}
@@ -255,8 +284,13 @@ class Reader:
     async def _partitions(self, topic: str) -> set[int]:
         """The topic's partitions, once each has a leader (a new topic on Kafka needs a moment)."""
         client = self.consumer._client  # noqa: SLF001 - aiokafka has no public metadata refresh
+        # Asked for by name, a topic it may not describe comes back as an authorisation error; in a
+        # request for every topic, the broker would only leave it out.
+        await client.add_topic(topic)
         for _ in range(100):
             await client.force_metadata_update()
+            if topic in client.cluster.unauthorized_topics:
+                raise TopicAuthorizationFailedError(topic)  # a secured broker's ACLs: say so, not "does not exist"
             parts = self.consumer.partitions_for_topic(topic)
             if parts and all((client.cluster.leader_for_partition(TopicPartition(topic, p)) or -1) >= 0 for p in parts):
                 return set(parts)
@@ -377,8 +411,16 @@ class GroupReader(Reader):
     the committed positions. Joining takes ~5 s on the embedded broker (DESIGN.md).
     """
 
-    def __init__(self, bootstrap: str, topics: list[str], max_record_bytes: int, group_id: str) -> None:
-        super().__init__(bootstrap, topics, max_record_bytes, group_id)
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: list[str],
+        max_record_bytes: int,
+        group_id: str,
+        *,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(bootstrap, topics, max_record_bytes, group_id, security=security)
 
     async def start(self) -> None:
         await self.consumer.start()

@@ -7,12 +7,17 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 import typer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+)
 from rich.console import Console
 from typer._click.exceptions import UsageError
 
 from mesh.brokers import BrokerError, BrokerUnavailableError
-from mesh.errors import ConfigurationError, IdentityError, MeshError, RejectedEventError
+from mesh.errors import BrokerAccessError, ConfigurationError, IdentityError, MeshError, RejectedEventError
 
 #: Exit codes, one per kind of failure, documented in docs/operations.md.
 EXIT_FAILED = 1
@@ -52,13 +57,16 @@ def _register() -> None:
     from services.demo import demo
     from services.evidence.cli import audit_app, evidence_app
     from services.executor.cli import task_app
-    from services.registry.cli import federation_app, node_app, registry_app
+    from services.registry.cli import broker_acls, broker_auditor, federation_app, node_app, registry_app
 
     app.add_typer(federation_app, name="federation")
     app.add_typer(node_app, name="node")
     app.add_typer(registry_app, name="registry")
     app.add_typer(catalog_app, name="catalog")
     app.add_typer(components_app, name="components")
+    # The broker's ACLs and auditor credentials come from the registry's directory and the operator's home.
+    broker_app.command("acls")(broker_acls)
+    broker_app.command("auditor")(broker_auditor)
     app.add_typer(broker_app, name="broker")
     app.add_typer(bench_app, name="bench")
     app.add_typer(audit_app, name="audit")
@@ -66,6 +74,15 @@ def _register() -> None:
     app.add_typer(accel_app, name="accel")
     app.add_typer(task_app, name="task")
     app.command("demo")(demo)
+
+
+def _broker_failure(exc: KafkaError) -> str:
+    if isinstance(exc, (TopicAuthorizationFailedError, GroupAuthorizationFailedError, ClusterAuthorizationFailedError)):
+        return (
+            f"the broker refused: not authorised ({exc}); a secured broker lets in members only, with the grants "
+            "'interfed broker acls --apply' sets (not approved yet, revoked or terminated, or the ACLs not applied?)"
+        )
+    return f"broker: {exc}; is a broker running at the bootstrap address (a secured one: is INTERFED_TLS set)?"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -89,12 +106,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         fail(str(exc).splitlines()[0] + " (the broker log follows)\n" + str(exc), EXIT_BROKER)
     except (ConfigurationError, IdentityError) as exc:
         fail(str(exc), EXIT_CONFIG)
+    except BrokerAccessError as exc:
+        fail(str(exc), EXIT_BROKER)
     except RejectedEventError as exc:
         fail(f"{exc.reason}: {exc}", EXIT_REFUSED)
     except MeshError as exc:
         fail(f"{exc.reason}: {exc}")
     except KafkaError as exc:
-        fail(f"broker: {exc}; is a broker running at the bootstrap address?", EXIT_BROKER)
+        fail(_broker_failure(exc), EXIT_BROKER)
     except TimeoutError as exc:
         fail(f"timed out: {exc or 'no answer from the broker at the bootstrap address'}", EXIT_BROKER)
     except OSError as exc:

@@ -139,3 +139,9 @@ class PayloadTooLargeError(MeshError):
     """A producer tried to send more than the configured maximum even after chunking."""
 
     reason = "PAYLOAD_TOO_LARGE"
+
+
+class BrokerAccessError(MeshError):
+    """The broker refused this party: its TLS certificate, or its authorisation (ACLs) for a topic or group."""
+
+    reason = "BROKER_REFUSED"

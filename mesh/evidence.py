@@ -55,4 +55,3 @@ def evidence_of(action: str, topic: str, env: Envelope) -> dict[str, Any]:
         "event_sha256": hashlib.sha256(env.encode()).digest(),
         "occurred_at": env.issued_at,
     }
-

@@ -29,6 +29,7 @@ from mesh.identity import (
     raw_public_key,
     save_private_key,
 )
+from mesh.tls import issue_applicant_credential
 
 NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 NODE_ID_HINT = "a node id is 1-63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -191,7 +192,8 @@ def create_federation(path: Path, name: str, operator: NodeConfig, agreement: st
     """Create a federation: its root key and certificate, and the operator's own home at ``path``.
 
     The operator's certificate is issued at once (the root trusts itself); members
-    receive ``<path>/federation/`` (public material only) out of band.
+    receive ``<path>/federation/`` out of band: public material, and the applicant credential
+    with which an applicant reaches a secured broker (mesh/tls.py).
     """
     if operator.role != "operator":
         raise ConfigurationError("the federation's first node must have role 'operator'")
@@ -211,4 +213,6 @@ def create_federation(path: Path, name: str, operator: NodeConfig, agreement: st
     cert = issue_certificate(root_key, root, csr, "operator", root.not_valid_after_utc)
     home.store_certificate(cert)
     (fed / f"operator-{operator.node_id}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    # For a secured broker only (mesh/tls.py); it lets its holder apply, nothing more.
+    issue_applicant_credential(root_key, root, fed)
     return home

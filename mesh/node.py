@@ -6,23 +6,52 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from aiokafka.errors import KafkaConnectionError
 
 from mesh.bus import KafkaBus
 from mesh.codec import SchemaStore
+from mesh.errors import ConfigurationError
 from mesh.home import NodeHome
 from mesh.publisher import Publisher
 from mesh.service import Context, Service
 from mesh.settings import MeshSettings
 from mesh.signing import NodeSigner
+from mesh.tls import client_options, refusal
 from mesh.topics import TopicNames
 
 
 @contextlib.asynccontextmanager
-async def connect(settings: MeshSettings, bootstrap: str) -> AsyncIterator[KafkaBus]:
-    """A started bus with every protocol topic created."""
-    bus = KafkaBus(bootstrap, TopicNames(settings.topic_prefix), settings.max_record_bytes)
-    await bus.ensure_topics()
-    await bus.start()
+async def connect(
+    settings: MeshSettings, bootstrap: str, home: NodeHome | None = None, *, applicant: bool | None = None
+) -> AsyncIterator[KafkaBus]:
+    """A started bus with every protocol topic created.
+
+    With ``settings.tls`` the bus shows the broker ``home``'s credential (``mesh.tls.credential_of``; ``applicant``
+    as there), and only an operator creates topics: a member may not, and finds them made.
+    """
+    security: dict[str, Any] = {}
+    credential = None
+    if settings.tls:
+        if home is None:
+            raise ConfigurationError("INTERFED_TLS is set: this command needs a node home (--home) for its certificate")
+        security, credential = client_options(home, applicant)
+    bus = KafkaBus(
+        bootstrap,
+        TopicNames(settings.topic_prefix),
+        settings.max_record_bytes,
+        security=security,
+        creates_topics=credential is None or home is None or home.config().role == "operator",
+    )
+    try:
+        await bus.ensure_topics()
+        await bus.start()
+    except KafkaConnectionError:
+        if credential is None:
+            raise
+        await bus.stop()
+        raise refusal(bootstrap, security["ssl_context"], credential) from None
     try:
         yield bus
     finally:

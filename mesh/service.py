@@ -133,10 +133,11 @@ class Service:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; returns after a clean shutdown."""
         names = self.ctx.bus.names
-        wanted = dict.fromkeys(("schemas", *MEMBERSHIP_TOPICS, *self.topics))
-        self._reader = self.ctx.bus.reader(names(t) for t in wanted if t not in self.shared_topics)
-        if self.shared_topics:
-            shared = self.ctx.bus.group_reader((names(t) for t in self.shared_topics), self.consumer_group())
+        wanted = dict.fromkeys(("schemas", *MEMBERSHIP_TOPICS, *self.read_topics()))
+        grouped = self.group_topics()
+        self._reader = self.ctx.bus.reader(names(t) for t in wanted if t not in grouped)
+        if grouped:
+            shared = self.ctx.bus.group_reader((names(t) for t in grouped), self.consumer_group())
             self._reader = MergedReader(self._reader, shared)
         await self._reader.start()
         started = False
@@ -174,6 +175,15 @@ class Service:
             await asyncio.gather(letters, return_exceptions=True)
             await self._reader.stop()
             self.log.info("stopped", counts=dict(self.counts))
+
+    def read_topics(self) -> tuple[str, ...]:
+        """The protocol topics this service reads besides ``schemas`` and the membership topics: ``topics``,
+        unless they depend on the node (its own node topics, e.g. ``accel.<node>.requests``)."""
+        return self.topics
+
+    def group_topics(self) -> tuple[str, ...]:
+        """Which of ``read_topics()`` this node's instances of the service share as one group: ``shared_topics``."""
+        return self.shared_topics
 
     def background(self) -> list[Coroutine[Any, Any, None]]:
         """Hook: coroutines to run alongside consumption once caught up (e.g. heartbeats)."""
@@ -316,7 +326,7 @@ class Service:
         if (
             self.readonly
             or topic == "deadletter"
-            or topic not in (*self.topics, *self.also_reports)  # another service of this party reports it
+            or topic not in (*self.read_topics(), *self.also_reports)  # another service of this party reports it
             or not self.trust.can_sign(self.ctx.config.node_id)  # nobody could verify our letter
         ):
             self.counts[f"dead:{reason}"] += 1

@@ -27,6 +27,21 @@ class MeshSettings(BaseSettings):
     unreachable_after: float = Field(30.0, gt=0, description="silence after which a node shows UNREACHABLE")
     head_interval: float = Field(5.0, gt=0, description="seconds between checks for a grown evidence log to sign")
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
+    tls: bool = Field(
+        False,
+        description="reach the broker over mutual TLS: the node's certificate (HOME/node.pem with node.key), "
+        "before approval the federation's applicant credential (HOME/federation/applicant.pem)",
+    )
+    apply_acls: bool | None = Field(
+        None,
+        description="the operator's registry service sets the broker's ACLs from its directory as it changes "
+        "(unset: on when tls is)",
+    )
+
+    @property
+    def applies_acls(self) -> bool:
+        """Whether an operator's registry service keeps the broker's ACLs in step with its directory."""
+        return self.tls if self.apply_acls is None else self.apply_acls
 
 
 def load_settings(**overrides: object) -> MeshSettings:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from mesh.brokers import Broker, broker_from_name
+from mesh.brokers import ApacheKafkaBroker, Broker, broker_from_name, issue_broker_security
 from mesh.bus import KafkaBus, Record
 from mesh.codec import SchemaStore
 from mesh.envelope import Envelope
@@ -21,10 +22,12 @@ from mesh.home import NodeConfig, NodeHome, create_federation
 from mesh.node import connect, open_context, run_services, until_caught_up
 from mesh.service import Context, Service
 from mesh.settings import MeshSettings, load_settings
+from mesh.tls import credential_of
 from mesh.topics import TOPICS, TopicNames
 from services.evidence.cli import replay
 from services.evidence.heads import TreeHead
 from services.evidence.service import EvidenceService
+from services.registry.acls import AclKeeper, issue_auditor
 from services.registry.service import RegistryService
 
 #: Builds a member's other services (besides its registry) from its context; the context is the
@@ -44,6 +47,24 @@ def start_test_broker(choice: str, workdir: Path) -> tuple[str, Broker | None]:
     return choice, None
 
 
+@dataclass(frozen=True)
+class SecuredKafka:
+    """A running Apache Kafka with mutual TLS and ACLs, and the home of the operator of the one federation it lets
+    in (``federation(operator=...)`` copies it)."""
+
+    bootstrap: str
+    operator: NodeHome
+
+
+def start_secured_kafka(workdir: Path, operator: NodeHome) -> ApacheKafkaBroker:
+    """Apache Kafka with mutual TLS and ACLs for ``operator``'s federation (mesh/brokers/security.py), started.
+
+    Nobody but the operator and the broker gets in until the operator's ACLs let them (``AclKeeper``)."""
+    broker = ApacheKafkaBroker(workdir, security=issue_broker_security(operator, workdir / "tls"))
+    broker.start()
+    return broker
+
+
 def fresh_settings(**overrides: object) -> MeshSettings:
     """Settings with a topic prefix no other test uses, so tests never see each other's events."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
@@ -61,7 +82,12 @@ async def eventually(predicate: Callable[[], object], timeout: float = 20.0, wha
 
 @dataclass
 class Member:
-    """One party of a test federation: its home, its connection, its registry, evidence and any other services."""
+    """One party of a test federation: its home, its connection, its registry, evidence and any other services.
+
+    On a secured broker a party without a certificate starts as an applicant: its registry only, read-only,
+    with the federation's applicant credential; once its approval brings its certificate, it is opened again
+    with it and runs everything (``federation`` does this), so its services are those of its current opening.
+    """
 
     home: NodeHome
     bus: KafkaBus
@@ -70,6 +96,7 @@ class Member:
     extra: list[Service] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    connection: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack)
 
     def service(self, name: str) -> Service:
         """The member's service called ``name`` (its registry, or one the federation's factory made)."""
@@ -123,14 +150,62 @@ def party_configs(n: int, platforms: tuple[str, ...] = ("fate", "secretflow", "f
     ]
 
 
-def create_homes(root: Path, parties: Sequence[NodeConfig], name: str = "test") -> list[NodeHome]:
-    """An operator home (first) and one home per member configuration, all under ``root``."""
-    op = create_federation(
-        root / "operator",
-        name,
-        NodeConfig(node_id="operator", name=f"{name} operator", institution=name, platform="interfed", role="operator"),
-    )
+def create_homes(
+    root: Path, parties: Sequence[NodeConfig], name: str = "test", operator: NodeHome | None = None
+) -> list[NodeHome]:
+    """An operator home (first) and one home per member configuration, all under ``root``.
+
+    With ``operator``, the federation is that one (a secured broker trusts its root): its operator home is
+    copied without its state and logs, so each test starts its operator afresh under the same identity."""
+    if operator is None:
+        op = create_federation(
+            root / "operator",
+            name,
+            NodeConfig(
+                node_id="operator", name=f"{name} operator", institution=name, platform="interfed", role="operator"
+            ),
+        )
+    else:
+        shutil.copytree(operator.path, root / "operator", ignore=shutil.ignore_patterns("state", "logs"))
+        op = NodeHome(root / "operator")
     return [op] + [NodeHome.create(root / cfg.node_id, cfg, op.federation_path) for cfg in parties]
+
+
+async def open_member(
+    home: NodeHome,
+    settings: MeshSettings,
+    bootstrap: str,
+    evidence: float | None = None,
+    services: ServiceFactory | None = None,
+) -> Member:
+    """Connect a party and build its services, not started: an applicant's registry alone on a secured broker
+    (``Member``), else its registry (an operator's keeping the broker's ACLs if ``settings.applies_acls``),
+    its evidence service with ``evidence``, and what ``services`` builds."""
+    member_connection = contextlib.AsyncExitStack()
+    bus = await member_connection.enter_async_context(connect(settings, bootstrap, home))
+    ctx = open_context(home, bus, settings)
+    if settings.tls and credential_of(home).kind == "applicant":
+        applicant = RegistryService(ctx, readonly=True, unreachable_after=settings.unreachable_after)
+        return Member(home, bus, applicant, connection=member_connection)
+    keeper = AclKeeper(bus, home) if settings.applies_acls and ctx.config.role == "operator" else None
+    svc = RegistryService(
+        ctx, heartbeat_interval=settings.heartbeat_interval, unreachable_after=settings.unreachable_after, acls=keeper
+    )
+    witness = None
+    if evidence is not None:
+        witness = EvidenceService(svc.ctx, head_interval=evidence)  # one node: one publisher
+    return Member(home, bus, svc, witness, list(services(ctx)) if services else [], connection=member_connection)
+
+
+async def _promote(member: Member, reopen: Callable[[], Awaitable[Member]]) -> None:
+    """Once an applicant's certificate is stored, stop it and open it again as the member it now is."""
+    await member.registry.certified.wait()
+    await member.halt()
+    await member.connection.aclose()
+    fresh = await reopen()
+    member.bus, member.registry, member.evidence, member.extra = fresh.bus, fresh.registry, fresh.evidence, fresh.extra
+    member.connection, member.stop = fresh.connection, asyncio.Event()
+    await member.start()
 
 
 @contextlib.asynccontextmanager
@@ -144,6 +219,7 @@ async def federation(
     name: str = "test",
     evidence: float | None = None,
     services: ServiceFactory | None = None,
+    operator: NodeHome | None = None,
 ) -> AsyncIterator[TestFederation]:
     """A running federation of ``n`` parties plus its operator; with ``join``, all approved and beating.
 
@@ -153,21 +229,29 @@ async def federation(
 
     Each party has its own home, its own broker connection and its own services,
     as separate processes would; they share nothing but the broker.
+
+    On a secured broker (``settings.tls``; ``operator``, the home of the federation it trusts, is then
+    needed) the operator sets the ACLs first, the parties start as applicants and each is opened again
+    with its certificate once approved (``Member``).
     """
     settings = settings or fresh_settings(heartbeat_interval=0.3, unreachable_after=3.0)
-    homes = create_homes(root, party_configs(n) if isinstance(n, int) else n, name)
-    async with contextlib.AsyncExitStack() as stack:
-        members: list[Member] = []
+    if settings.tls and operator is None:
+        raise ValueError("a federation on a secured broker is the broker's: pass its operator's home")
+    homes = create_homes(root, party_configs(n) if isinstance(n, int) else n, name, operator)
+    members: list[Member] = []
+    promotions: list[asyncio.Task[None]] = []
+    try:
         for home in homes:
-            bus = await stack.enter_async_context(connect(settings, bootstrap))
-            ctx = open_context(home, bus, settings)
-            svc = RegistryService(
-                ctx, heartbeat_interval=settings.heartbeat_interval, unreachable_after=settings.unreachable_after
-            )
-            witness = None
-            if evidence is not None:
-                witness = EvidenceService(svc.ctx, head_interval=evidence)  # one node: one publisher
-            members.append(Member(home, bus, svc, witness, list(services(ctx)) if services else []))
+
+            def reopen(home: NodeHome = home) -> Awaitable[Member]:
+                return open_member(home, settings, bootstrap, evidence, services)
+
+            member = await reopen()
+            members.append(member)
+            if member.registry.acls is not None:
+                await member.registry.acls.apply(member.registry.directory)  # the applicants' grants, before them
+            if settings.tls and credential_of(home).kind == "applicant":
+                promotions.append(asyncio.create_task(_promote(member, reopen), name=f"promote {home.path.name}"))
         fed = TestFederation(members[0], members[1:], settings, bootstrap)
         for m in members:
             await m.start()
@@ -177,9 +261,17 @@ async def federation(
                 await join_all(fed)
             yield fed
         finally:
+            for task in promotions:
+                task.cancel()
+            failed = [e for e in await asyncio.gather(*promotions, return_exceptions=True) if isinstance(e, Exception)]
             for m in members:
                 m.stop.set()
             await asyncio.gather(*(m.task for m in members if m.task is not None))
+            if failed:
+                raise failed[0]  # a party that could not be opened with its certificate
+    finally:
+        for m in reversed(members):
+            await m.connection.aclose()
 
 
 async def join_all(fed: TestFederation) -> None:
@@ -254,6 +346,18 @@ def auditor_home(root: Path, fed: TestFederation, node_id: str = "auditor") -> N
     """A home for a read-only auditor: the federation folder and a key, never a certificate."""
     cfg = NodeConfig(node_id=node_id, name="Auditor", institution="Audit office", platform="interfed")
     return NodeHome.create(root / node_id, cfg, fed.operator.home.federation_path)
+
+
+async def admitted_auditor(root: Path, fed: TestFederation, node_id: str = "auditor") -> NodeHome:
+    """An auditor's home (``auditor_home``); on a secured broker also its TLS credential, granted by the operator."""
+    home = auditor_home(root, fed, node_id)
+    keeper = fed.operator.registry.acls
+    if fed.settings.tls:
+        if keeper is None:
+            raise ValueError("an auditor is let in by the operator's ACLs: the operator's registry keeps none")
+        issue_auditor(fed.operator.home, node_id, home)
+        await keeper.apply(fed.operator.registry.directory)
+    return home
 
 
 async def read_records(bootstrap: str, settings: MeshSettings, topic: str, idle: float = 0.5) -> list[Record]:

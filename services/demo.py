@@ -18,15 +18,14 @@ from rich.table import Table
 
 from mesh import logs
 from mesh.brokers import TansuBroker
-from mesh.home import NodeConfig
-from mesh.settings import load_settings
-from mesh.testing import TestFederation, auditor_home, eventually, evidence_settled, federation
+from mesh.home import NodeConfig, NodeHome
+from mesh.settings import MeshSettings, load_settings
+from mesh.testing import Member, TestFederation, admitted_auditor, eventually, evidence_settled, federation
 from services.catalog.demo import share_data
 from services.evidence.cli import print_summary, replay
 from services.executor.demo import demo_services, train_and_release
 from services.executor.vertical_demo import VerticalFigures, vertical
 from services.registry.cli import directory_rows, print_directory
-from services.registry.service import RegistryService
 
 out = Console(highlight=False)
 
@@ -98,9 +97,7 @@ async def walk(fed: TestFederation) -> None:
             await eventually(party.home.cert_path.exists, 30, f"{party.node_id}'s certificate")
         for viewer in fed.everyone:
             for member in members:
-                await eventually(
-                    partial(_heard, viewer.registry, member.me), 30, f"{viewer.node_id} hearing {member.me}"
-                )
+                await eventually(partial(_heard, viewer, member.me), 30, f"{viewer.node_id} hearing {member.me}")
     with step("every party sees every member HEALTHY and refused nothing"):
         for viewer in fed.everyone:
             rows = directory_rows(viewer.registry.directory, viewer.registry.unreachable_after_ms)
@@ -120,7 +117,7 @@ async def audit(fed: TestFederation, root: Path) -> None:
     with step("every party's evidence log agrees, its head countersigned by the others"):
         await eventually(partial(evidence_settled, fed), 60, "the evidence logs agreeing")
     with step("an auditor replays the evidence and governed topics read-only and checks everything"):
-        auditor = await replay(auditor_home(root, fed), fed.settings, fed.bootstrap)
+        auditor = await replay(await admitted_auditor(root, fed), fed.settings, fed.bootstrap)
         report = auditor.report()
         final = auditor.final_head()
         report["final_head"] = final.to_json() if final else None
@@ -145,9 +142,46 @@ def summary(figures: VerticalFigures, stages: list[tuple[str, float]], total: fl
     out.print(table)
 
 
-def _heard(viewer: RegistryService, node_id: str) -> bool:
-    entry = viewer.directory.nodes.get(node_id)
+def _heard(viewer: Member, node_id: str) -> bool:
+    # The viewer's registry of now: on a secured broker a party is opened again once approved (mesh.testing.Member).
+    entry = viewer.registry.directory.nodes.get(node_id)
     return entry is not None and entry.last_heartbeat is not None
+
+
+async def main_job(
+    root: Path, address: str, settings: MeshSettings, operator: NodeHome | None = None
+) -> tuple[VerticalFigures, list[tuple[str, float]]]:
+    """The whole main job on a running broker: the federation and its parties under ``root``, every stage in turn;
+    its figures and the time of each stage. ``operator``: the home of the federation a secured broker trusts."""
+    async with contextlib.AsyncExitStack() as stack:
+        with step("create the federation and three parties (keys, homes); every party catches up"):
+            fed = await stack.enter_async_context(
+                federation(
+                    root,
+                    address,
+                    PARTIES,
+                    settings=settings,
+                    join=False,
+                    name="demo-federation",
+                    services=demo_services,
+                    evidence=0.5,
+                    operator=operator,
+                )
+            )
+        stages: list[tuple[str, float]] = []
+        figures = None
+        for name, run in (
+            ("join", lambda: walk(fed)),
+            ("datasets and permits", lambda: share_data(fed, root, step, out)),
+            ("component migration, HFL job", lambda: train_and_release(fed, root, step, out)),
+            ("vertical: PSI job, hetero LR job, release", lambda: vertical(fed, root, step, out)),
+            ("audit", lambda: audit(fed, root)),
+        ):
+            started = time.perf_counter()
+            figures = await run() or figures
+            stages.append((name, time.perf_counter() - started))
+        assert isinstance(figures, VerticalFigures)
+        return figures, stages
 
 
 def demo(
@@ -159,7 +193,10 @@ def demo(
     ] = None,
     workdir: Annotated[Path | None, typer.Option(help="keep homes and logs here (default: a temporary folder)")] = None,
 ) -> None:
-    """Run the main job: a three-party federation on the embedded broker, from join to a released vertical model."""
+    """Run the main job: a three-party federation on the embedded broker, from join to a released vertical model.
+
+    The embedded broker has neither TLS nor ACLs: it is for one machine, never for parties that do not trust each
+    other (docs/operations.md, "Securing the broker")."""
     settings = load_settings(bootstrap=bootstrap, heartbeat_interval=0.5, unreachable_after=5.0)
     with contextlib.ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-demo-")))
@@ -174,34 +211,8 @@ def demo(
         out.print(f"broker {address}; homes and logs in {root}")
 
         async def go() -> None:
-            async with contextlib.AsyncExitStack() as stack:
-                with step("create the federation and three parties (keys, homes); every party catches up"):
-                    fed = await stack.enter_async_context(
-                        federation(
-                            root,
-                            address,
-                            PARTIES,
-                            settings=settings,
-                            join=False,
-                            name="demo-federation",
-                            services=demo_services,
-                            evidence=0.5,
-                        )
-                    )
-                stages: list[tuple[str, float]] = []
-                figures = None
-                for name, run in (
-                    ("join", lambda: walk(fed)),
-                    ("datasets and permits", lambda: share_data(fed, root, step, out)),
-                    ("component migration, HFL job", lambda: train_and_release(fed, root, step, out)),
-                    ("vertical: PSI job, hetero LR job, release", lambda: vertical(fed, root, step, out)),
-                    ("audit", lambda: audit(fed, root)),
-                ):
-                    started = time.perf_counter()
-                    figures = await run() or figures
-                    stages.append((name, time.perf_counter() - started))
-                assert isinstance(figures, VerticalFigures)
-                summary(figures, stages, time.perf_counter() - began)
+            figures, stages = await main_job(root, address, settings)
+            summary(figures, stages, time.perf_counter() - began)
 
         try:
             asyncio.run(go())

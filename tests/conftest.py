@@ -1,4 +1,5 @@
-"""Test configuration: the broker lane (--broker), a session broker, a fresh federation per test."""
+"""Test configuration: the broker lane (--broker), a session broker, a secured Apache Kafka, a fresh federation per
+test."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 
 from mesh import logs
 from mesh.brokers import Broker, BrokerError
-from mesh.testing import BROKER_ENV, start_test_broker
+from mesh.home import NodeConfig, create_federation
+from mesh.testing import BROKER_ENV, SecuredKafka, start_secured_kafka, start_test_broker
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -76,3 +78,24 @@ def broker_process(lane_broker: tuple[str, Broker | None]) -> Broker:
 @pytest.fixture
 def home_root(tmp_path: Path) -> Path:
     return tmp_path / "homes"
+
+
+@pytest.fixture(scope="session")
+def secured_kafka(broker_lane: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredKafka]:
+    """Started once per session on the Kafka lane only (tansu has neither TLS nor ACLs). Each test copies the
+    operator's home (``mesh.testing.federation(operator=...)``) and uses its own topic prefix."""
+    if broker_lane != "kafka":
+        pytest.skip("the secured broker is Apache Kafka's: run with --broker=kafka")
+    root = tmp_path_factory.mktemp("secured-kafka")
+    config = NodeConfig(
+        node_id="operator", name="secured", institution="Secured, Ltd.", platform="interfed", role="operator"
+    )
+    operator = create_federation(root / "operator", "secured", config)
+    try:
+        broker = start_secured_kafka(root / "broker", operator)
+    except BrokerError as exc:
+        pytest.exit(f"the secured kafka broker did not start: {exc}", returncode=3)
+    try:
+        yield SecuredKafka(broker.bootstrap, operator)
+    finally:
+        broker.stop()

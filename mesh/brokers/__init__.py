@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mesh.brokers._base import Broker, BrokerError, BrokerStartError, BrokerUnavailableError
 from mesh.brokers.kafka import KAFKA_VERSION, ApacheKafkaBroker, fetch_kafka
+from mesh.brokers.security import BrokerSecurity, issue_broker_security
 from mesh.brokers.tansu import TansuBroker
 
 __all__ = [
@@ -13,21 +14,30 @@ __all__ = [
     "ApacheKafkaBroker",
     "Broker",
     "BrokerError",
+    "BrokerSecurity",
     "BrokerStartError",
     "BrokerUnavailableError",
     "TansuBroker",
     "broker_from_name",
     "fetch_kafka",
+    "issue_broker_security",
 ]
 
 #: Names accepted by broker_from_name (and the ``--broker`` options built on it).
 BROKER_NAMES = ("tansu", "kafka")
 
 
-def broker_from_name(name: str, workdir: Path, port: int | None = None) -> Broker:
-    """A not-yet-started broker: ``"tansu"`` (embedded) or ``"kafka"`` (Apache Kafka); a free port unless given."""
+def broker_from_name(
+    name: str, workdir: Path, port: int | None = None, security: BrokerSecurity | None = None
+) -> Broker:
+    """A not-yet-started broker: ``"tansu"`` (embedded) or ``"kafka"`` (Apache Kafka); a free port unless given.
+
+    ``security`` (mutual TLS and ACLs for one federation) is for Apache Kafka only: tansu has neither.
+    """
     if name == "tansu":
+        if security is not None:
+            raise BrokerError("the embedded tansu broker has neither TLS nor ACLs; secure Apache Kafka (--kind kafka)")
         return TansuBroker(workdir, port)
     if name == "kafka":
-        return ApacheKafkaBroker(workdir, port)
+        return ApacheKafkaBroker(workdir, port, security=security)
     raise ValueError(f"unknown broker {name!r}; expected one of {', '.join(BROKER_NAMES)}")

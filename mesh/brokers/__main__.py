@@ -15,6 +15,9 @@ from typing import NoReturn
 
 from mesh.brokers import BROKER_NAMES, BrokerError, BrokerStartError, BrokerUnavailableError, broker_from_name
 from mesh.brokers.kafka import KAFKA_VERSION, fetch_kafka
+from mesh.brokers.security import issue_broker_security
+from mesh.errors import ConfigurationError, IdentityError
+from mesh.home import NodeHome
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -40,6 +43,13 @@ def _parser() -> _Parser:
     parser.add_argument("what", choices=[*BROKER_NAMES, "fetch-kafka"], help="broker to run, or fetch-kafka")
     parser.add_argument("--workdir", type=Path, help="where config, data and the log go (default: a temporary dir)")
     parser.add_argument("--port", type=_port, help="client port on 127.0.0.1 (default: a free one)")
+    parser.add_argument(
+        "--secure",
+        type=Path,
+        metavar="OPERATOR_HOME",
+        help="kafka only: mutual TLS and ACLs for the federation whose operator home this is "
+        "(the broker's certificate is issued there, into WORKDIR/tls)",
+    )
     return parser
 
 
@@ -58,13 +68,16 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     raise _SignalledError(signal.Signals(signum).name)
 
 
-def _serve(name: str, workdir: Path, port: int | None) -> int:
-    broker = broker_from_name(name, workdir, port)
+def _serve(name: str, workdir: Path, port: int | None, secure: Path | None) -> int:
+    security = None if secure is None else issue_broker_security(NodeHome(secure), workdir / "tls")
+    broker = broker_from_name(name, workdir, port, security)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_signal)
     try:
         broker.start()
         print(f"bootstrap={broker.bootstrap}", flush=True)
+        if security is not None:
+            print(f"secured: mutual TLS for the federation of {secure}; set INTERFED_TLS=1 in its nodes", flush=True)
         print(f"{name} ready (pid {broker.pid}, workdir {workdir}); Ctrl-C stops it", file=sys.stderr, flush=True)
         while broker.running:
             time.sleep(0.5)
@@ -86,10 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Apache Kafka {KAFKA_VERSION} jars: {fetch_kafka()}")
             return EXIT_OK
         if args.workdir is not None:
-            return _serve(args.what, args.workdir, args.port)
+            return _serve(args.what, args.workdir, args.port, args.secure)
         scratch = Path(tempfile.mkdtemp(prefix=f"interfed-{args.what}-"))
         try:
-            return _serve(args.what, scratch, args.port)
+            return _serve(args.what, scratch, args.port, args.secure)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     except BrokerUnavailableError as exc:
@@ -98,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokerStartError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_START
-    except BrokerError as exc:
+    except (BrokerError, ConfigurationError, IdentityError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
 

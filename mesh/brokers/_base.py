@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import time
@@ -171,6 +172,10 @@ class ProcessBroker:
     def _command(self) -> Sequence[str]:
         raise NotImplementedError
 
+    def _probe_context(self) -> ssl.SSLContext | None:
+        """The TLS context the readiness probe connects with; None for a plaintext listener."""
+        return None
+
     def start(self) -> None:
         if self.running:
             return
@@ -218,7 +223,7 @@ class ProcessBroker:
             code = proc.poll()
             if code is not None:
                 raise BrokerStartError(self._start_failure(f"exited with code {code} before answering"))
-            if kafka_answers(LOOPBACK, self.port, timeout=2.0):
+            if kafka_answers(LOOPBACK, self.port, timeout=2.0, context=self._probe_context()):
                 return
             if time.monotonic() > deadline:
                 raise BrokerStartError(
@@ -337,30 +342,37 @@ def _broker_count(r: _Reader, version: int) -> int:
     return r.take(">i")
 
 
-def kafka_answers(host: str, port: int, timeout: float = 2.0) -> bool:
+def kafka_answers(host: str, port: int, timeout: float = 2.0, context: ssl.SSLContext | None = None) -> bool:
     """True when ``host:port`` serves ApiVersions and a Metadata response listing at least one broker.
 
     Kafka in KRaft mode lists a broker only once it is registered and unfenced,
-    which is the moment topics can be created on it.
+    which is the moment topics can be created on it. With ``context``, over TLS.
     """
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            r = _exchange(sock, _API_VERSIONS, 0, 1, b"")
-            if r.take(">h") != 0:
-                return False
-            ranges: dict[int, tuple[int, int]] = {}
-            for _ in range(r.take(">i")):
-                key, low, high = r.take(">h"), r.take(">h"), r.take(">h")
-                ranges[key] = (low, high)
-            if _API_METADATA not in ranges:
-                return False
-            low, high = ranges[_API_METADATA]
-            # v1..v8 share one non-flexible layout that this probe knows how to read.
-            version = min(high, 8)
-            if version < max(low, 1):
-                return False
-            r = _exchange(sock, _API_METADATA, version, 2, _metadata_body(version))
-            return _broker_count(r, version) > 0
-    except (OSError, struct.error):
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            if context is None:
+                return _answers(raw, timeout)
+            with context.wrap_socket(raw, server_hostname=host) as tls:
+                return _answers(tls, timeout)
+    except (OSError, struct.error):  # ssl.SSLError is an OSError
         return False
+
+
+def _answers(sock: socket.socket, timeout: float) -> bool:
+    sock.settimeout(timeout)
+    r = _exchange(sock, _API_VERSIONS, 0, 1, b"")
+    if r.take(">h") != 0:
+        return False
+    ranges: dict[int, tuple[int, int]] = {}
+    for _ in range(r.take(">i")):
+        key, low, high = r.take(">h"), r.take(">h"), r.take(">h")
+        ranges[key] = (low, high)
+    if _API_METADATA not in ranges:
+        return False
+    low, high = ranges[_API_METADATA]
+    # v1..v8 share one non-flexible layout that this probe knows how to read.
+    version = min(high, 8)
+    if version < max(low, 1):
+        return False
+    r = _exchange(sock, _API_METADATA, version, 2, _metadata_body(version))
+    return _broker_count(r, version) > 0

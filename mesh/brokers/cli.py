@@ -1,4 +1,4 @@
-"""``interfed broker``: run a local broker in the foreground, or pre-fetch the Apache Kafka jars."""
+"""``interfed broker``: run a local broker in the foreground, pre-fetch the Apache Kafka jars, secure a cluster."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Run a local Kafka-compatible broker on 127.0.0.1.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run a local Kafka-compatible broker on 127.0.0.1; secure Apache Kafka for a federation (TLS, ACLs).",
+    no_args_is_help=True,
+)
 
 
 class Kind(StrEnum):
@@ -23,11 +26,32 @@ def up(
     ] = Kind.tansu,
     workdir: Annotated[Path | None, typer.Option(help="config, data and log (default: a temporary folder)")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="client port (default: a free one)")] = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            help="kafka only: mutual TLS and the authorizer for the federation of --home (its operator's home); "
+            "then 'interfed broker acls --apply --home ...' lets its members in"
+        ),
+    ] = False,
+    home: Annotated[
+        Path | None, typer.Option("--home", envvar="INTERFED_HOME", help="with --secure: the operator's home")
+    ] = None,
 ) -> None:
-    """Start a broker, print 'bootstrap=HOST:PORT' once it answers, stop it cleanly on Ctrl-C."""
-    from mesh.brokers.__main__ import main
+    """Start a broker, print 'bootstrap=HOST:PORT' once it answers, stop it cleanly on Ctrl-C.
 
+    The embedded tansu broker has neither TLS nor ACLs: every process that reaches it reads and writes
+    every topic. Use it on one machine, never with members you do not trust."""
+    from mesh.brokers.__main__ import main
+    from mesh.errors import ConfigurationError
+
+    if secure and home is None:
+        raise ConfigurationError(
+            "--secure needs the operator's --home (the federation root issues the broker's certificate)"
+        )
+    if secure and kind is not Kind.kafka:
+        raise ConfigurationError("--secure is for Apache Kafka (--kind kafka): tansu has neither TLS nor ACLs")
     args = [kind.value] + (["--workdir", str(workdir)] if workdir else []) + (["--port", str(port)] if port else [])
+    args += ["--secure", str(home)] if secure else []
     raise typer.Exit(main(args))
 
 
@@ -37,3 +61,27 @@ def fetch() -> None:
     from mesh.brokers.__main__ import main
 
     raise typer.Exit(main(["fetch-kafka"]))
+
+
+@app.command("credentials")
+def credentials(
+    home: Annotated[Path, typer.Option("--home", envvar="INTERFED_HOME", help="the operator's home")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the key store, trust store and settings")],
+    host: Annotated[
+        list[str], typer.Option("--host", help="a name or IP address clients reach the listener by (repeat)")
+    ],
+) -> None:
+    """Operator: secure an existing Kafka cluster for the federation: a listener certificate issued by the
+    federation root for --host, the root as trust store, and the broker settings (security.properties)."""
+    from mesh.brokers.security import issue_broker_security
+    from mesh.home import NodeHome
+
+    security = issue_broker_security(NodeHome(home), out, host)
+    lines = [
+        "# Add to each broker's server.properties, with an SSL listener for the clients, e.g.",
+        "#   listeners=SSL://0.0.0.0:9093  advertised.listeners=SSL://<one of the --host names>:9093",
+        "# (docs/operations.md, 'Securing the broker'). Copy the two stores to each broker; fix the paths.",
+        *(f"{key}={value}" for key, value in security.properties().items()),
+    ]
+    (out / "security.properties").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    typer.echo(f"wrote {security.keystore}, {security.truststore} and {out / 'security.properties'}")

@@ -6,6 +6,7 @@ import base64
 import os
 import re
 import shutil
+import ssl
 import string
 import subprocess
 import uuid
@@ -20,6 +21,7 @@ from mesh.brokers._base import (
     ProcessBroker,
     free_ports,
 )
+from mesh.brokers.security import BrokerSecurity
 
 #: The release fetched by default; must equal ``kafka.version`` in deploy/kafka/pom.xml.
 KAFKA_VERSION = "4.3.1"
@@ -148,7 +150,11 @@ def new_cluster_id() -> str:
 
 
 class ApacheKafkaBroker(ProcessBroker):
-    """Apache Kafka, broker and controller in one JVM, on two loopback ports, data in the workdir."""
+    """Apache Kafka, broker and controller in one JVM, on two loopback ports, data in the workdir.
+
+    With ``security``, both listeners speak mutual TLS for one federation and the authorizer is on
+    (mesh/brokers/security.py); clients then need a certificate of that federation (mesh/tls.py).
+    """
 
     name = "kafka"
     log_name = "kafka.log"
@@ -156,9 +162,16 @@ class ApacheKafkaBroker(ProcessBroker):
     # Time for a controlled shutdown (flushes, closes logs) so a restart needs no recovery.
     stop_timeout = 20.0
 
-    def __init__(self, workdir: Path, port: int | None = None, version: str = KAFKA_VERSION) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        version: str = KAFKA_VERSION,
+        security: BrokerSecurity | None = None,
+    ) -> None:
         super().__init__(workdir, port)
         self.version = version
+        self.security = security
         self.controller_port: int | None = None
         self._java: str | None = None
         self._libs: Path | None = None
@@ -195,8 +208,19 @@ class ApacheKafkaBroker(ProcessBroker):
                 f"Apache Kafka deploy files not found ({template_path} is missing); "
                 "set INTERFED_KAFKA_DEPLOY to deploy/kafka"
             ) from None
-        text = template.substitute(client_port=self.port, controller_port=self.controller_port, log_dir=self.data_dir)
+        text = template.substitute(
+            client_port=self.port,
+            controller_port=self.controller_port,
+            log_dir=self.data_dir,
+            protocol="PLAINTEXT" if self.security is None else "SSL",
+        )
+        if self.security is not None:
+            text += "\n# Secured for one federation (mesh/brokers/security.py)\n"
+            text += "".join(f"{key}={value}\n" for key, value in self.security.properties().items())
         self.config_path.write_text(text)
+
+    def _probe_context(self) -> ssl.SSLContext | None:
+        return None if self.security is None else self.security.client_context()
 
     def _format_storage(self) -> None:
         assert self._java is not None

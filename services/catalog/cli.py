@@ -37,7 +37,7 @@ async def catalog_session(home: Path, settings: MeshSettings) -> AsyncIterator[C
     decides by policy: that is the running node's job (``interfed node up``)."""
     assert settings.bootstrap
     node = _open_home(home)
-    async with connect(settings, settings.bootstrap) as bus:
+    async with connect(settings, settings.bootstrap, node, applicant=False) as bus:
         svc = CatalogService(open_context(node, bus, settings), readonly=True, policy=Policy())
         async with running(svc) as caught_up:
             yield caught_up  # type: ignore[misc]

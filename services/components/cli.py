@@ -36,7 +36,7 @@ async def components_session(home: Path, settings: MeshSettings) -> AsyncIterato
     told to: installing what arrives is the running node's job (``interfed node up``)."""
     assert settings.bootstrap
     node = _open_home(home)
-    async with connect(settings, settings.bootstrap) as bus:
+    async with connect(settings, settings.bootstrap, node, applicant=False) as bus:
         svc = ComponentsService(open_context(node, bus, settings), readonly=True)
         async with running(svc) as caught_up:
             yield caught_up  # type: ignore[misc]

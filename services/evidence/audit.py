@@ -438,4 +438,3 @@ class Auditor(Service):
                 if known == head:
                     return signed.key
         return None
-

@@ -60,7 +60,7 @@ async def replay(
     Its report is ready either way: caught up within ``timeout`` seconds, or not, and then the
     report says the audit is incomplete (it never passes on a partial read).
     """
-    async with connect(settings, bootstrap) as bus:
+    async with connect(settings, bootstrap, home, applicant=False) as bus:
         auditor = Auditor(open_context(home, bus, settings), trusted)
         total = await record_count(bus, tuple(dict.fromkeys(("schemas", *MEMBERSHIP_TOPICS, *auditor.topics))))
         task = asyncio.create_task(_watch(auditor, total, progress))
@@ -293,7 +293,7 @@ def head(home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
 
     async def go() -> TreeHead:
         assert settings.bootstrap
-        async with connect(settings, settings.bootstrap) as bus:
+        async with connect(settings, settings.bootstrap, node, applicant=False) as bus:
             svc = EvidenceService(open_context(node, bus, settings), persist=False, keep=False)
             async with running(svc):
                 return await svc.publish_head()

@@ -42,7 +42,7 @@ async def task_session(home: Path, settings: MeshSettings, *, with_store: bool) 
     """
     assert settings.bootstrap
     node = _open_home(home)
-    async with connect(settings, settings.bootstrap) as bus:
+    async with connect(settings, settings.bootstrap, node, applicant=False) as bus:
         ctx = open_context(node, bus, settings)
         catalog = CatalogService(ctx, readonly=True)
         store = ComponentsService(ctx, readonly=True) if with_store else None

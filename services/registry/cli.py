@@ -18,17 +18,21 @@ from rich.table import Table
 
 from mesh import logs
 from mesh.brokers import TansuBroker
+from mesh.brokers.acls import AclBinding, AclChange
+from mesh.bus import KafkaBus
 from mesh.errors import ConfigurationError
 from mesh.home import NODE_ID_HINT, NodeConfig, NodeHome, create_federation
 from mesh.membership import Membership
 from mesh.node import connect, open_context, run_services, running, stop_on_signals
 from mesh.service import Service
 from mesh.settings import MeshSettings, load_settings
+from mesh.tls import credential_of
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
 from services.evidence.service import EvidenceService
 from services.executor.service import ExecutorService
-from services.registry.service import RegistryService
+from services.registry.acls import AclKeeper, issue_auditor
+from services.registry.service import RegistryService, await_certificate
 
 out = Console(highlight=False)
 
@@ -62,22 +66,33 @@ def _open_home(path: Path, log_json: bool = False) -> NodeHome:
 
 
 @contextlib.asynccontextmanager
-async def registry_session(home: NodeHome, settings: MeshSettings, readonly: bool) -> AsyncIterator[RegistryService]:
+async def registry_session(
+    home: NodeHome, settings: MeshSettings, readonly: bool, *, applicant: bool | None = None
+) -> AsyncIterator[RegistryService]:
     """A registry service for one command: caught up with the registry topic, stopped afterwards.
 
     It does not announce the node or beat for it: a node ending its own contract from the command line
-    would otherwise announce itself again beside its termination (from its own cut on).
+    would otherwise announce itself again beside its termination (from its own cut on). An operator's
+    deciding (not ``readonly``) session keeps the broker's ACLs in step with what it decides when
+    ``settings.applies_acls``.
     """
     assert settings.bootstrap
-    async with connect(settings, settings.bootstrap) as bus:
+    async with connect(settings, settings.bootstrap, home, applicant=applicant) as bus:
+        keeper = None if readonly else acl_keeper(home, bus, settings)
         svc = RegistryService(
             open_context(home, bus, settings),
             readonly=readonly,
             unreachable_after=settings.unreachable_after,
             beat=False,
+            acls=keeper,
         )
         async with running(svc) as caught_up:
             yield caught_up  # type: ignore[misc]
+
+
+def acl_keeper(home: NodeHome, bus: KafkaBus, settings: MeshSettings) -> AclKeeper | None:
+    """The ACL keeper of an operator's registry when it applies ACLs (``INTERFED_APPLY_ACLS``, default: with TLS)."""
+    return AclKeeper(bus, home) if settings.applies_acls and home.config().role == "operator" else None
 
 
 @federation_app.command("create")
@@ -130,7 +145,8 @@ def node_apply(home: HomeOpt, bootstrap: BootstrapOpt = None, days: int = 365, l
     settings, node = _settings(bootstrap), _open_home(home, log_json)
 
     async def go() -> str:
-        async with registry_session(node, settings, readonly=True) as svc:
+        # A node applying again after a termination still holds its old certificate, which the broker no longer lets in.
+        async with registry_session(node, settings, readonly=True, applicant=True) as svc:
             return await svc.apply(days)
 
     contract_id = asyncio.run(go())
@@ -143,20 +159,32 @@ def node_up(
     bootstrap: BootstrapOpt = None,
     log_json: LogOpt = False,
 ) -> None:
-    """Run the node's services until Ctrl-C; with no bootstrap, start the embedded broker."""
+    """Run the node's services until Ctrl-C; with no bootstrap, start the embedded broker (no TLS, no ACLs: for
+    parties that trust each other). With INTERFED_TLS and no certificate yet, follow the registry as an applicant
+    until approved, then start."""
     node = _open_home(home, log_json)
     settings = load_settings(bootstrap=bootstrap)
 
     async def go(address: str) -> None:
         stop = asyncio.Event()
         stop_on_signals(stop)
-        async with connect(settings, address) as bus:
+        if settings.tls and credential_of(node).kind == "applicant":
+            out.print(
+                "no certificate yet: following the registry as an applicant until the operator approves this node"
+            )
+            if not await await_certificate(node, settings, address, stop):
+                return
+            out.print(f"approved: certificate stored in {node.cert_path}; the node's services start")
+        async with connect(settings, address, node) as bus:
             ctx = open_context(node, bus, settings)
             catalog = CatalogService(ctx)  # decides requests by HOME/catalog-policy.toml, if there is one
             store = ComponentsService(ctx)  # installs every component that passes the checks of protocol §15.5
             services: list[Service] = [
                 RegistryService(
-                    ctx, heartbeat_interval=settings.heartbeat_interval, unreachable_after=settings.unreachable_after
+                    ctx,
+                    heartbeat_interval=settings.heartbeat_interval,
+                    unreachable_after=settings.unreachable_after,
+                    acls=acl_keeper(node, bus, settings),
                 ),
                 EvidenceService(ctx, head_interval=settings.head_interval),
                 catalog,
@@ -295,3 +323,64 @@ def registry_revoke(
 
     asyncio.run(go())
     out.print(f"revoke: {node_id} published")
+
+
+def broker_acls(
+    home: HomeOpt,
+    bootstrap: BootstrapOpt = None,
+    apply: Annotated[
+        bool, typer.Option("--apply", help="set them on the broker (and create the members' topics)")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Operator: the broker ACLs the directory calls for (applicants, members, auditors); --apply sets exactly them.
+
+    Apply owns every ACL on this federation's topics and groups (its topic prefix): others there are deleted.
+    A terminated or revoked node loses its grants on the next apply."""
+    settings, node = _settings(bootstrap), _open_home(home)
+    if node.config().role != "operator":
+        raise ConfigurationError("the broker's ACLs are the operator's to set: pass the operator's --home")
+
+    async def go() -> tuple[set[AclBinding], AclChange | None]:
+        assert settings.bootstrap
+        async with connect(settings, settings.bootstrap, node) as bus:
+            keeper = AclKeeper(bus, node)
+            async with running(RegistryService(open_context(node, bus, settings), readonly=True)) as svc:
+                assert isinstance(svc, RegistryService)
+                change = await keeper.apply(svc.directory) if apply else None
+                return keeper.wanted(svc.directory), change
+
+    wanted, change = asyncio.run(go())
+    if as_json:
+        listed: dict[str, Any] = {"acls": [b.to_json() for b in sorted(wanted)]}
+        if change is not None:
+            listed |= {"created": [str(b) for b in change.created], "deleted": [str(b) for b in change.deleted]}
+        print(json.dumps(listed, indent=2))
+        return
+    for binding in sorted(wanted):
+        out.print(str(binding), markup=False)
+    if change is None:
+        out.print(f"{len(wanted)} ACLs; set them with --apply")
+        return
+    for binding in change.deleted:
+        out.print(f"deleted: {binding}", markup=False)
+    out.print(f"applied: {len(change.created)} created, {len(change.deleted)} deleted, {change.kept} kept")
+
+
+def broker_auditor(
+    name: Annotated[str, typer.Argument(help="the auditor's name (lower-case letters, digits, . _ -)")],
+    home: HomeOpt,
+    to: Annotated[Path, typer.Option("--to", help="the auditor's node home ('interfed node create' made it)")],
+    days: Annotated[int, typer.Option(min=1, help="how long the credential lasts")] = 365,
+) -> None:
+    """Operator: issue an auditor a TLS credential that reads the federation's shared topics on a secured broker."""
+    node = _open_home(home)
+    if node.config().role != "operator" or not node.root_key_path.is_file():
+        raise ConfigurationError("an auditor's credential is issued by the operator: pass the operator's --home")
+    auditor = NodeHome(to)
+    auditor.config()  # a home, or one line saying how to make one
+    try:
+        cert = issue_auditor(node, name, auditor, days)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+    out.print(f"auditor credential in {cert.parent}; grant it: interfed broker acls --apply --home {home}")

@@ -14,11 +14,14 @@ from aiokafka.errors import KafkaError
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from mesh.errors import ConfigurationError, InvalidTransitionError
+from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
 from mesh.evidence import GOVERNED
+from mesh.home import NodeHome
 from mesh.identity import issue_certificate, load_certificate_der, load_csr, load_private_key
 from mesh.membership import ContractStatus, Membership, NodeEntry
+from mesh.node import connect, open_context
 from mesh.service import Context, Event, Service, handles
+from mesh.settings import MeshSettings
 from mesh.trust import (
     CERTIFICATE_REVOKED,
     CONTRACT_TERMINATED,
@@ -28,6 +31,7 @@ from mesh.trust import (
     JOIN_REQUESTED,
     NODE_ANNOUNCED,
 )
+from services.registry.acls import AclKeeper
 
 DEFAULT_CONTRACT_DAYS = 365
 
@@ -37,7 +41,11 @@ def now_ms() -> int:
 
 
 class RegistryService(Service):
-    """Keeps the node directory; for its own node, announces and beats; for an operator, decides."""
+    """Keeps the node directory; for its own node, announces and beats; for an operator, decides.
+
+    An operator's registry given ``acls`` keeps the broker's ACLs in step with the directory: once caught
+    up, and at every approval, termination and revocation it reads or makes (services/registry/acls.py).
+    """
 
     name: ClassVar[str] = "registry"
     topics: ClassVar[tuple[str, ...]] = ("registry",)
@@ -51,6 +59,7 @@ class RegistryService(Service):
         heartbeat_interval: float = 10.0,
         unreachable_after: float = 30.0,
         beat: bool = True,
+        acls: AclKeeper | None = None,
     ) -> None:
         """``beat``: announce this node and send its heartbeats once caught up (off for a one-off command,
         which must not speak for the node beside what it was asked to publish)."""
@@ -60,6 +69,10 @@ class RegistryService(Service):
         self.unreachable_after_ms = int(unreachable_after * 1000)
         self.me = ctx.config.node_id
         self._announced = False
+        self.certified = asyncio.Event()  # this node's certificate is stored in its home
+        if acls is not None and ctx.config.role != "operator":
+            raise ConfigurationError("only an operator sets the broker's ACLs")
+        self.acls = acls
 
     @property
     def directory(self) -> Membership:
@@ -79,6 +92,8 @@ class RegistryService(Service):
             status=entry.contract.value,
             reason=entry.revoked or entry.reason,
         )
+        if ev.envelope.payload_type in (CONTRACT_TERMINATED, CERTIFICATE_REVOKED):
+            await self._keep_acls()
 
     @handles(JOIN_APPROVED)
     async def on_join_approved(self, ev: Event) -> None:
@@ -86,6 +101,22 @@ class RegistryService(Service):
         self.log.info("join_approved", node_id=node_id, contract_id=ev.payload["contract_id"])
         if node_id == self.me:
             await self._take_certificate(ev.payload["certificate"])
+        await self._keep_acls()
+
+    async def on_start(self) -> None:
+        await self._keep_acls()
+
+    async def _keep_acls(self) -> None:
+        """Set the broker's ACLs from the directory (an operator given ``acls``, once caught up); a failure is logged
+        and the next change (or 'interfed broker acls --apply') sets them again."""
+        if self.acls is None or not self.caught_up.is_set():
+            return
+        try:
+            await self.acls.apply(self.directory)
+            self.counts["acls_applied"] += 1
+        except (KafkaError, MeshError, OSError) as exc:
+            self.counts["acls_failed"] += 1
+            self.log.error("acls_failed", error=f"{type(exc).__name__}: {exc}")
 
     # -- own node --------------------------------------------------------------------
 
@@ -99,6 +130,7 @@ class RegistryService(Service):
         if not home.cert_path.exists() or home.cert_path.read_bytes() != cert.public_bytes(serialization.Encoding.PEM):
             home.store_certificate(cert)
             self.log.info("certificate_stored", path=str(home.cert_path))
+        self.certified.set()
 
     def my_entry(self) -> NodeEntry | None:
         return self.directory.nodes.get(self.me)
@@ -200,9 +232,16 @@ class RegistryService(Service):
         return entry
 
     async def approve(self, contract_id: str) -> NodeEntry:
-        """Operator: issue the applicant's certificate and publish the approval."""
+        """Operator: issue the applicant's certificate and publish the approval.
+
+        With ``acls``, the node's grants are on the broker before its approval is: the certificate it finds
+        there is its broker credential (mesh/tls.py), so it may use it at once."""
         root, root_key = self._operator_key()
         entry = self.pending(contract_id)
+        self._refuse_topic_clash(entry.node_id)
+        if self.acls is not None:
+            self.acls.admit(entry.node_id, entry.contract_id)
+            await self.acls.apply(self.directory)
         csr = load_csr(entry.csr)
         not_after = dt.datetime.fromtimestamp(entry.expires_at / 1000, dt.UTC)
         cert = issue_certificate(root_key, root, csr, "node", not_after)  # type: ignore[arg-type]
@@ -219,6 +258,16 @@ class RegistryService(Service):
             evidence=GOVERNED[JOIN_APPROVED],
         )
         return entry
+
+    def _refuse_topic_clash(self, node_id: str) -> None:
+        # Kafka refuses a topic whose name differs from an existing one only by '.' and '_' (their metric
+        # names would collide), so two such node ids could not both have their node topics (protocol §3.1).
+        folded = node_id.replace(".", "_")
+        for other in self.directory.nodes.values():
+            if other.node_id != node_id and other.node_id.replace(".", "_") == folded:
+                raise InvalidTransitionError(
+                    f"{node_id} and {other.node_id} differ only by '.' and '_': Kafka cannot hold both their topics"
+                )
 
     async def reject(self, contract_id: str, reason: str) -> NodeEntry:
         self._operator_key()
@@ -250,6 +299,9 @@ class RegistryService(Service):
             subject=node_id,
             evidence=GOVERNED[CONTRACT_TERMINATED],
         )
+        if self.acls is not None:
+            self.acls.drop(node_id, entry.contract_id)
+            await self.acls.apply(self.directory)
         return entry
 
     async def revoke(self, node_id: str, reason: str, since_ms: int | None = None) -> NodeEntry:
@@ -270,4 +322,27 @@ class RegistryService(Service):
             subject=node_id,
             evidence=GOVERNED[CERTIFICATE_REVOKED],
         )
+        if self.acls is not None:
+            self.acls.drop(node_id, entry.contract_id)
+            await self.acls.apply(self.directory)
         return entry
+
+
+async def await_certificate(home: NodeHome, settings: MeshSettings, bootstrap: str, stop: asyncio.Event) -> bool:
+    """Follow the registry with the federation's applicant credential (a secured broker lets an applicant in for
+    that only) until this node's approval brings its certificate, or ``stop`` is set; whether it came."""
+    async with connect(settings, bootstrap, home, applicant=True) as bus:
+        applicant = RegistryService(
+            open_context(home, bus, settings), readonly=True, unreachable_after=settings.unreachable_after
+        )
+        done = asyncio.Event()
+        task = asyncio.create_task(applicant.run(done))
+        waits = [asyncio.create_task(applicant.certified.wait()), asyncio.create_task(stop.wait())]
+        try:
+            await asyncio.wait([task, *waits], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            done.set()
+            await task
+    return applicant.certified.is_set()

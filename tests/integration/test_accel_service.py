@@ -28,7 +28,7 @@ from accel.service import AccelService
 from accel.wire import PublishedKey, plain_record, public_key_record, vector_record
 from mesh.node import open_context, running
 from mesh.testing import Member, TestFederation, eventually, federation, fresh_settings
-from mesh.topics import CHUNK_TYPE
+from mesh.topics import ACCEL_REPLIES, ACCEL_REQUESTS, CHUNK_TYPE, node_topic
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
@@ -146,6 +146,14 @@ async def test_every_failing_request_gets_an_error_reply(bootstrap: str, home_ro
             assert (reply["error"]["code"], reply["error"]["retriable"]) == ("DEADLINE_EXCEEDED", True)
             assert service.counts["error:DEADLINE_EXCEEDED"] == 1
 
+            # A reply asked for on the owner's own topic still goes to party1's, as a refusal.
+            request = await full_request(
+                theirs, keypair, timeout_ms=30_000, reply_topic=node_topic(ACCEL_REPLIES, "party0")
+            )
+            reply = await answer_to(transport, lambda rid: send_request(other, {**request, "request_id": rid}))
+            assert reply["error"]["code"] == "MALFORMED_REQUEST"
+            assert "party1" in reply["error"]["message"]
+
 
 async def test_a_client_times_out_when_no_accelerator_answers(
     bootstrap: str, home_root: Path, keypair: KeyPair
@@ -161,7 +169,7 @@ async def test_a_client_times_out_when_no_accelerator_answers(
 
 
 async def test_two_instances_in_one_group_share_the_requests(bootstrap: str, home_root: Path, keypair: KeyPair) -> None:
-    """Two instances of party0's accelerator split the partitions of accel.requests and both serve requests.
+    """Two instances of party0's accelerator split the partitions of accel.party0.requests and both serve requests.
 
     On tansu the group join and the rebalance for the second member take ~5 s each; it passes there too.
     """
@@ -174,7 +182,7 @@ async def test_two_instances_in_one_group_share_the_requests(bootstrap: str, hom
                     first.partitions() and second.partitions() and len(first.partitions() | second.partitions()) == 6
                 ),
                 timeout=60,
-                what="both instances holding partitions of accel.requests",
+                what="both instances holding partitions of accel.party0.requests",
             )
             assert not first.partitions() & second.partitions()
             encrypted = await theirs.encrypt(keypair.public_key, np.array([1.0, -1.0]))
@@ -186,12 +194,12 @@ async def test_two_instances_in_one_group_share_the_requests(bootstrap: str, hom
 
 
 async def full_request(accel: AccelClient, keypair: KeyPair, **fields: Any) -> dict[str, Any]:
-    """An ENCRYPT request of [1, 2, 3] to party0's accelerator, every field given, as another party would write it."""
+    """An ENCRYPT request of [1, 2, 3] to party0's accelerator, every field given, as party1 would write it."""
     published = PublishedKey(keypair.public_key)
     return {
         "request_id": "",
         "service_node": accel.service_node,
-        "reply_topic": "accel.replies",
+        "reply_topic": node_topic(ACCEL_REPLIES, "party1"),
         "reply_key": "deadline",
         "operation": "ENCRYPT",
         "key_id": published.key_id,
@@ -221,7 +229,11 @@ async def answer_to(transport: RemoteTransport, send: Any, request_id: str | Non
 
 async def send_request(member: Member, request: dict[str, Any]) -> None:
     await member.registry.ctx.publisher.publish(
-        "accel.requests", ACCEL_REQUEST, request, subject=request["request_id"], correlation_id=request["request_id"]
+        node_topic(ACCEL_REQUESTS, "party0"),
+        ACCEL_REQUEST,
+        request,
+        subject=request["request_id"],
+        correlation_id=request["request_id"],
     )
 
 
@@ -229,7 +241,7 @@ async def send_bad_chunk(member: Member, request_id: str) -> None:
     """A signed chunk that cannot start a reassembly (piece 1 of 2, no piece 0)."""
     chunk = {"whole_sha256": b"\x07" * 32, "index": 1, "count": 2, "whole_size": 10, "data": b"12345"}
     await member.registry.ctx.publisher.publish(
-        "accel.requests", CHUNK_TYPE, chunk, subject=request_id, correlation_id=request_id
+        node_topic(ACCEL_REQUESTS, "party0"), CHUNK_TYPE, chunk, subject=request_id, correlation_id=request_id
     )
 
 
@@ -263,7 +275,9 @@ async def test_keygen_for_its_own_node_served_by_every_instance_refused_to_other
             assert key.key_id not in second.keys
             async with running(second):
                 await eventually(
-                    lambda: len(second.partitions()) == 6, timeout=60, what="the second instance holding accel.requests"
+                    lambda: len(second.partitions()) == 6,
+                    timeout=60,
+                    what="the second instance holding accel.party0.requests",
                 )
                 reply = await mine.request("DECRYPT", key, vectors=[vector_record(encrypted)])
                 assert reply["served_by"] == second.instance

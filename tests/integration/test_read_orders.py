@@ -127,8 +127,11 @@ async def reapply(fed: TestFederation, root: Path, bootstrap: str) -> None:
     await eventually(lambda: contract in op.directory.contracts, 30, "the operator reading the new request")
     await op.approve(contract)
     await eventually(
-        lambda: len(op.trust.certificates("party1")) == 2 and fed.operator.evidence is not None
-        and fed.operator.evidence.trust.certificate("party1") == op.trust.certificate("party1"),
+        lambda: (
+            len(op.trust.certificates("party1")) == 2
+            and fed.operator.evidence is not None
+            and fed.operator.evidence.trust.certificate("party1") == op.trust.certificate("party1")
+        ),
         30,
         "the operator's services reading the new approval",
     )

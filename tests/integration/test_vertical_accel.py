@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
 
 async def test_hetero_lr_through_the_accelerator_service_matches_centralised(bootstrap: str, home_root: Path) -> None:
-    """A small slice (150 rows, one epoch, 1024-bit key): every Paillier operation travels on accel.requests.
+    """A small slice (150 rows, one epoch, 1024-bit key): every Paillier operation goes to an accelerator's topic.
 
     The guest's and host's public-key work goes to party0's accelerator; the arbiter (party2) has its own,
     which makes the job key (KEYGEN), keeps it in party2's home and decrypts under it."""

@@ -286,9 +286,12 @@ def test_create_federation_lays_out_the_operator_home(tmp_path: Path) -> None:
         "federation/root.pem",
         "federation/agreement.txt",
         "federation/operator-op.pem",
+        "federation/applicant.pem",
+        "federation/applicant.key",
     }
     assert _mode(home.key_path) == 0o600
     assert _mode(home.root_key_path) == 0o600
+    assert _mode(home.federation_path / "applicant.key") == 0o600
     assert home.config() == _operator()
     cert = home.certificate()
     assert cert is not None
@@ -308,7 +311,7 @@ def test_create_federation_needs_an_operator_and_a_fresh_folder(tmp_path: Path) 
         create_federation(tmp_path / "b", "example-fed", _operator())
 
 
-def test_member_home_holds_its_own_key_and_only_public_federation_material(tmp_path: Path) -> None:
+def test_member_home_holds_its_own_key_and_the_federation_folder(tmp_path: Path) -> None:
     op = create_federation(tmp_path / "op", "example-fed", _operator())
     home = NodeHome.create(tmp_path / "node-a", _member(), op.federation_path)
     files = {p.relative_to(home.path).as_posix() for p in home.path.rglob("*")}
@@ -319,9 +322,12 @@ def test_member_home_holds_its_own_key_and_only_public_federation_material(tmp_p
         "federation/root.pem",
         "federation/agreement.txt",
         "federation/operator-op.pem",
+        "federation/applicant.pem",
+        "federation/applicant.key",
     }
     assert _mode(home.key_path) == 0o600
-    for name in ("root.pem", "agreement.txt", "operator-op.pem"):
+    assert _mode(home.federation_path / "applicant.key") == 0o600  # the copy is as closed as the original
+    for name in ("root.pem", "agreement.txt", "operator-op.pem", "applicant.pem", "applicant.key"):
         assert (home.federation_path / name).read_bytes() == (op.federation_path / name).read_bytes()
     assert home.certificate() is None
     assert raw_public_key(home.key().public_key()) != raw_public_key(op.key().public_key())
