@@ -3,7 +3,7 @@ answered on each requester's own ``accel.<requester>.replies``.
 
 Instances of one node's accelerator form one consumer group on the node's request topic, so
 each request goes to one instance and more instances give more throughput; every
-instance still reads ``registry``, ``heartbeats`` and ``schemas`` whole, and verifies
+instance still reads ``registry`` and ``schemas`` whole, and verifies
 every envelope through the service base's pipeline. A request addressed to another
 node's accelerator is ignored. Every request this service accepts gets exactly one
 reply: its result, or an error with a reason code (protocol.md §14.7), never silence.

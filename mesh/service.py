@@ -92,8 +92,8 @@ class Context:
 class Service:
     """Base of every participant service.
 
-    A service reads its topics (plus ``registry`` and ``heartbeats`` for trust and ``schemas`` for
-    resolution) from the beginning, verifies every record and hands verified
+    A service reads its topics (plus ``registry`` for trust and ``schemas`` for resolution; the
+    registry service also ``heartbeats``, for health) from the beginning, verifies every record and hands verified
     events to the handlers registered with ``@handles``. Anything refused goes to
     the dead-letter topic with its reason; the service then goes on.
     """
@@ -104,7 +104,7 @@ class Service:
     #: (``consumer_group()``): each record goes to one instance. Every other topic is read whole.
     shared_topics: ClassVar[tuple[str, ...]] = ()
     #: Topics besides ``topics`` whose refused records this service reports on ``deadletter``. Every
-    #: service verifies the membership topics, but a party reports a refused record once: from the
+    #: service verifies ``registry`` and ``schemas``, but a party reports a refused record once: from the
     #: service whose topic it is (the registry service's for ``registry``, ``heartbeats``, ``schemas``).
     also_reports: ClassVar[tuple[str, ...]] = ()
 
@@ -133,7 +133,9 @@ class Service:
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; returns after a clean shutdown."""
         names = self.ctx.bus.names
-        wanted = dict.fromkeys(("schemas", *MEMBERSHIP_TOPICS, *self.read_topics()))
+        # Certificates and revocations come from registry, schemas from schemas: every service needs both.
+        # Heartbeats carry health only, which the registry service keeps (it reads them as one of its topics).
+        wanted = dict.fromkeys(("schemas", "registry", *self.read_topics()))
         grouped = self.group_topics()
         self._reader = self.ctx.bus.reader(names(t) for t in wanted if t not in grouped)
         if grouped:

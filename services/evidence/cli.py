@@ -19,7 +19,6 @@ from mesh.cli import EXIT_AUDIT_FAILED, EXIT_INCOMPLETE, fail
 from mesh.home import NodeHome
 from mesh.node import connect, open_context, running
 from mesh.settings import MeshSettings
-from mesh.topics import MEMBERSHIP_TOPICS
 from services.evidence.audit import Auditor
 from services.evidence.heads import TreeHead
 from services.evidence.service import EvidenceService
@@ -62,7 +61,7 @@ async def replay(
     """
     async with connect(settings, bootstrap, home, applicant=False) as bus:
         auditor = Auditor(open_context(home, bus, settings), trusted)
-        total = await record_count(bus, tuple(dict.fromkeys(("schemas", *MEMBERSHIP_TOPICS, *auditor.topics))))
+        total = await record_count(bus, tuple(dict.fromkeys(("schemas", "registry", *auditor.topics))))
         task = asyncio.create_task(_watch(auditor, total, progress))
         try:
             async with running(auditor, timeout=timeout):

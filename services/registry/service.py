@@ -48,8 +48,8 @@ class RegistryService(Service):
     """
 
     name: ClassVar[str] = "registry"
-    topics: ClassVar[tuple[str, ...]] = ("registry",)
-    also_reports: ClassVar[tuple[str, ...]] = ("heartbeats", "schemas")
+    topics: ClassVar[tuple[str, ...]] = ("registry", "heartbeats")
+    also_reports: ClassVar[tuple[str, ...]] = ("schemas",)
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ from mesh.node import connect, open_context
 from mesh.service import Service
 from mesh.settings import MeshSettings
 from mesh.testing import TestFederation, eventually, evidence_settled, federation, fresh_settings, read_records
-from mesh.topics import MEMBERSHIP_TOPICS, TOPICS, TopicNames
+from mesh.topics import TOPICS, TopicNames
 from services.evidence.audit import Auditor
 from services.evidence.service import EvidenceService
 from services.registry.service import RegistryService
@@ -157,9 +157,9 @@ def readers(h: History) -> tuple[EvidenceService, EvidenceService, Auditor]:
 
 
 def read_by(service: Service, h: History) -> dict[Partition, list[Record]]:
-    """The partitions ``service`` reads: schemas, membership and its own topics (as ``Service.run`` assigns)."""
+    """The partitions ``service`` reads: schemas, registry and its own topics (as ``Service.run`` assigns)."""
     names = service.ctx.bus.names
-    wanted = {names(t) for t in ("schemas", *MEMBERSHIP_TOPICS, *service.topics)}
+    wanted = {names(t) for t in ("schemas", "registry", *service.topics)}
     return {p: records for p, records in sorted(h.partitions.items()) if p[0] in wanted}
 
 
