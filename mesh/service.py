@@ -367,4 +367,5 @@ class Service:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, DEAD_LETTER_BACKOFF[1])
             self.counts[f"dead:{reason}"] += 1
+            self.counts["dead_letters_sent"] += 1
             self._letters.task_done()
