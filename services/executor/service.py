@@ -27,6 +27,7 @@ from accel.keystore import KeyStore
 from mesh.envelope import Envelope
 from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
 from mesh.evidence import GOVERNED
+from mesh.private_files import private_folder
 from mesh.service import Context, Event, Service, handles
 from services.catalog.service import CatalogService
 from services.components.errors import ParamsError
@@ -453,7 +454,6 @@ class ExecutorService(Service):
             else:
                 await self.catalog.use(d["request_id"], scope, use_id=use_id)
             uses.append(use_id)
-        marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(uses), encoding="utf-8")
 
     def inputs_of(self, job: Job) -> dict[str, LocalDataset]:
@@ -472,7 +472,7 @@ class ExecutorService(Service):
         columns = self.output_of(job, named)
         names = sorted(columns)
         path = self.folder(job.job_id) / "inputs" / f"{named['input']}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(exist_ok=True)
         with path.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(names)
@@ -490,6 +490,8 @@ class ExecutorService(Service):
             "reason": "",
         }
         try:
+            # made 0700 where missing: it holds checkpoints with the component's keys, and input rows
+            private_folder(self.folder(job.job_id))
             params = self.check(job)
             await self._record_uses(job)
             found = self._installed(job.component_code, job.component_version)

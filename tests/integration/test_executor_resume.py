@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -76,6 +77,9 @@ async def test_a_party_killed_mid_round_resumes_and_the_job_ends_as_if_uninterru
             await eventually((checkpoints / "round-1.ckpt").exists, 90, "party2 checkpointing round 1")
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
+            # the checkpoint holds the party's keys: owner only, in folders owner only
+            assert stat.S_IMODE((checkpoints / "round-1.ckpt").stat().st_mode) == 0o600
+            assert {stat.S_IMODE(f.stat().st_mode) for f in (checkpoints, checkpoints.parent)} == {0o700}
             assert ex(fed, "party0").jobs.jobs[job_id].status is JobStatus.RUNNING
             assert not (checkpoints / "round-5.ckpt").exists()
             proc = party(home, bootstrap, fed.settings.topic_prefix)
