@@ -89,6 +89,12 @@ class MalformedRequestError(AccelError, ValueError):
     reason = "MALFORMED_REQUEST"
 
 
+class KeyTooLargeError(AccelError):
+    """A key whose modulus is larger than the accelerator serves (``accel.engine.MAX_KEY_BITS``)."""
+
+    reason = "KEY_TOO_LARGE"
+
+
 class DeadlineExceededError(AccelError):
     """The request's deadline passed before its result was ready; the same request sent again may succeed."""
 

@@ -1,0 +1,103 @@
+"""What a requester cannot make the accelerator's engine hold or compute: bounded caches and a maximum key size.
+
+Requesters choose the keys they send (any odd n), so the engine's per-key caches (backends and
+drawn DJN bases) are LRUs of documented sizes, and a key beyond the maximum size is refused with
+its own code before anything is computed under it (docs/protocol.md §14.7).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from accel.client import request_record
+from accel.engine import BACKEND_CACHE, DJN_BASE_CACHE, MAX_KEY_BITS, Engine
+from accel.errors import KeyTooLargeError
+from accel.gmp_backend import Encryption, Gmpy2Backend
+from accel.keys import PrivateKey, PublicKey
+from accel.keystore import KeyStore
+from accel.lru import Lru
+from accel.vector import Paillier
+from accel.wire import PublishedKey, int_to_le, plain_record, vector_record
+
+
+def odd(bits: int) -> int:
+    """A requester-chosen modulus: any odd number of exactly ``bits`` bits passes the record checks."""
+    return secrets.randbits(bits) | (1 << (bits - 1)) | 1
+
+
+class CountingEngine(Engine):
+    def __init__(self) -> None:
+        self.built: list[str] = []
+        super().__init__("acc", KeyStore.empty(), self._build)
+
+    def _build(
+        self, published: PublishedKey, private: PrivateKey | None, mode: Encryption, djn_base: int | None
+    ) -> Gmpy2Backend:
+        self.built.append(published.key_id)
+        return Gmpy2Backend(published.public_key, private, encryption=mode, djn_base=djn_base)
+
+
+def encrypt_under(engine: Engine, n: int, fast: bool = False) -> None:
+    request = request_record("acc", "ENCRYPT", PublicKey(n), plain=plain_record([1], 0))
+    engine.compute(request | {"encryption": "FAST" if fast else "TEXTBOOK"}, "requester")
+
+
+def test_the_backend_cache_keeps_at_most_its_size_and_the_most_recently_used() -> None:
+    engine = CountingEngine()
+    keys = [odd(256) for _ in range(BACKEND_CACHE + 40)]
+    hot = keys[0]
+    for n in keys:
+        encrypt_under(engine, n)
+        encrypt_under(engine, hot)  # used after every other key: never the least recently used
+    assert len(engine.backends) == BACKEND_CACHE
+    assert engine.built.count(PublishedKey(PublicKey(hot)).key_id) == 1
+    encrypt_under(engine, keys[1])  # evicted long ago: built again
+    assert engine.built.count(PublishedKey(PublicKey(keys[1])).key_id) == 2
+
+
+def test_djn_bases_drawn_for_requesters_keys_are_bounded_too() -> None:
+    engine = CountingEngine()
+    for _ in range(DJN_BASE_CACHE + 10):
+        encrypt_under(engine, odd(256), fast=True)
+    assert len(engine.djn_bases) == DJN_BASE_CACHE
+    assert len(engine.backends) == BACKEND_CACHE
+
+
+def test_lru_evicts_the_least_recently_used_and_builds_once_per_stay() -> None:
+    made: list[int] = []
+    cache: Lru[int, int] = Lru(2)
+
+    def get(k: int) -> int:
+        return cache.get(k, lambda: made.append(k) or k * 10)
+
+    assert [get(1), get(2), get(1), get(3), get(1), get(2)] == [10, 20, 10, 30, 10, 20]
+    assert made == [1, 2, 3, 2]  # 2 was the least recently used when 3 came in
+    assert len(cache) == 2
+    with pytest.raises(ValueError, match="at least one"):
+        Lru(0)
+
+
+def test_a_key_beyond_the_maximum_size_is_refused_with_its_own_code_before_any_work() -> None:
+    engine = CountingEngine()
+    with pytest.raises(KeyTooLargeError, match=f"{MAX_KEY_BITS + 2} bits") as refused:
+        encrypt_under(engine, odd(MAX_KEY_BITS + 2))
+    assert refused.value.reason == "KEY_TOO_LARGE"
+    assert not refused.value.retriable
+    # a key of megabytes is refused by its length, before its integer is even read
+    huge = request_record("acc", "SUM", PublicKey(3)) | {"key_id": "0" * 32}
+    huge["public_key"] = huge["public_key"] | {"n": b"\xff" * (1 << 20)}
+    with pytest.raises(KeyTooLargeError):
+        engine.compute(huge, "requester")
+    assert engine.built == []
+
+
+def test_a_key_of_exactly_the_maximum_size_is_served() -> None:
+    engine = CountingEngine()
+    key = PublicKey(odd(MAX_KEY_BITS))
+    backend = Gmpy2Backend(key)
+    x = Paillier(backend).encrypt_encoded([1, 2], 0)
+    request = request_record("acc", "ADD", key, vectors=[vector_record(x), vector_record(x)])
+    reply = engine.compute(request, "requester")
+    assert reply["vector"]["bound"] == int_to_le(2 * x.bound)
