@@ -21,6 +21,7 @@ from accel.errors import (
     ExponentMismatchError,
     KeygenRefusedError,
     KeyTooLargeError,
+    MalformedCiphertextError,
     MalformedRequestError,
     MissingPrivateKeyError,
     PaillierKeyMismatchError,
@@ -243,7 +244,10 @@ def _matmul(request: Record, backend: PaillierBackend) -> Record:
 def _packed_encrypt(request: Record, backend: PaillierBackend) -> Record:
     if request["packing"] is None:
         raise MalformedRequestError("PACKED_ENCRYPT needs a packing spec")
-    packer = Packer(backend, spec_from_record(request["packing"]))
+    spec = spec_from_record(request["packing"])
+    if spec.slots(backend.public_key.bits) < 1:
+        raise MalformedCiphertextError(f"a {backend.public_key.bits}-bit key holds no {spec.slot_bits}-bit slot")
+    packer = Packer(backend, spec)
     return {"packed": packed_record(packer.encrypt(np.asarray(request["values"], dtype=np.float64)))}
 
 

@@ -89,6 +89,13 @@ class MalformedRequestError(AccelError, ValueError):
     reason = "MALFORMED_REQUEST"
 
 
+class BoundViolatedError(AccelError):
+    """A decrypted value outside what its vector declared (its ``bound``, or its packing's ``terms``): the
+    declaration was false, or a party computed wrong. Detected by the key owner, the only party who can."""
+
+    reason = "BOUND_VIOLATED"
+
+
 class KeyTooLargeError(AccelError):
     """A key whose modulus is larger than the accelerator serves (``accel.engine.MAX_KEY_BITS``)."""
 

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import secrets
 
+import numpy as np
 import pytest
 
+from accel import KeyPair, PackingSpec
 from accel.client import request_record
 from accel.engine import BACKEND_CACHE, DJN_BASE_CACHE, MAX_KEY_BITS, Engine
-from accel.errors import KeyTooLargeError
+from accel.errors import AccelError, KeyTooLargeError
 from accel.gmp_backend import Encryption, Gmpy2Backend
 from accel.keys import PrivateKey, PublicKey
 from accel.keystore import KeyStore
 from accel.lru import Lru
+from accel.packing import Packer
 from accel.vector import Paillier
-from accel.wire import PublishedKey, int_to_le, plain_record, vector_record
+from accel.wire import PublishedKey, int_to_le, packed_record, plain_record, vector_record
 
 
 def odd(bits: int) -> int:
@@ -101,3 +104,79 @@ def test_a_key_of_exactly_the_maximum_size_is_served() -> None:
     request = request_record("acc", "ADD", key, vectors=[vector_record(x), vector_record(x)])
     reply = engine.compute(request, "requester")
     assert reply["vector"]["bound"] == int_to_le(2 * x.bound)
+
+
+# -- what can be checked of a vector's bound and packing (protocol.md §14.10) -------------------
+
+
+@pytest.fixture
+def owner(keypair: KeyPair) -> Engine:
+    keys = KeyStore.empty()
+    keys.add(keypair)
+    return Engine("owner", keys, lambda pub, priv, mode, base: Gmpy2Backend(pub.public_key, priv, encryption=mode))
+
+
+def call(engine: Engine, operation: str, key: PublicKey, **operands: object) -> dict[str, object]:
+    return engine.compute(request_record("owner", operation, key, **operands), "owner")
+
+
+def refused_code(engine: Engine, operation: str, key: PublicKey, **operands: object) -> str:
+    with pytest.raises(AccelError) as refused:
+        call(engine, operation, key, **operands)
+    return refused.value.reason
+
+
+def test_a_bound_beyond_the_keys_signed_range_is_refused_before_any_work(owner: Engine, keypair: KeyPair) -> None:
+    key = keypair.public_key
+    x = Paillier(Gmpy2Backend(key)).encrypt_encoded([1, 2], 0)
+    record = vector_record(x) | {"bound": int_to_le(key.max_int + 1)}
+    assert refused_code(owner, "SUM", key, vectors=[record]) == "MALFORMED_CIPHERTEXT"
+    assert refused_code(owner, "ENCRYPT", key, plain=plain_record([1], 0), bound=int_to_le(key.max_int + 1)) == (
+        "PAILLIER_OVERFLOW"
+    )
+
+
+def test_the_key_owner_refuses_to_decrypt_values_beyond_the_bound_the_vector_claims(
+    owner: Engine, keypair: KeyPair
+) -> None:
+    """A requester that understated a bound (here 1 for values up to 1000) got its sums computed; the key
+    owner sees the lie at decryption and refuses with BOUND_VIOLATED instead of returning the values."""
+    key = keypair.public_key
+    x = Paillier(Gmpy2Backend(key)).encrypt_encoded([1000, -3], 0)
+    honest = call(owner, "DECRYPT", key, vectors=[vector_record(x)])
+    assert honest["plain"] == plain_record([1000, -3], 0)
+    lying = vector_record(x) | {"bound": int_to_le(1)}
+    summed = call(owner, "SUM", key, vectors=[lying])["vector"]
+    assert refused_code(owner, "DECRYPT", key, vectors=[summed]) == "BOUND_VIOLATED"
+    assert refused_code(owner, "DECRYPT", key, vectors=[lying]) == "BOUND_VIOLATED"
+
+
+def test_a_packed_vector_whose_terms_understate_its_sums_is_refused_at_decryption(
+    owner: Engine, keypair: KeyPair
+) -> None:
+    """Three packed plaintexts summed but declared as one term: the padding slots, which must decode to 0,
+    and the slots' range give the lie away."""
+    key = keypair.public_key
+    spec = PackingSpec(16, 8, clip=1.0)
+    packed = Packer(Gmpy2Backend(key), spec).encrypt(np.array([0.5, -0.25, 1.0]))
+    three = packed + packed + packed
+    assert call(owner, "PACKED_DECRYPT", key, packed=[packed_record(three)])["plain"] == plain_record(
+        [int(v) for v in 3 * spec.quantise([0.5, -0.25, 1.0])], 0
+    )
+    understated = packed_record(three) | {"terms": 1}
+    assert refused_code(owner, "PACKED_DECRYPT", key, packed=[understated]) == "BOUND_VIOLATED"
+
+
+def test_packing_that_does_not_fit_the_key_is_refused_with_a_code_not_a_crash(owner: Engine) -> None:
+    """A requester-chosen key too small for one slot of the declared width: MALFORMED_CIPHERTEXT, not ACCEL_ERROR."""
+    tiny = PublicKey(odd(20))  # 20 bits: not one 24-bit slot
+    record = {
+        "spec": {"value_bits": 16, "headroom_bits": 8, "clip": 1.0, "max_terms": None},
+        "slots": 0,
+        "length": 1,
+        "terms": 1,
+        "ciphertexts": [int_to_le(5)],
+    }
+    assert refused_code(owner, "PACKED_ADD", tiny, packed=[record, record]) == "MALFORMED_CIPHERTEXT"
+    spec = {"value_bits": 16, "headroom_bits": 8, "clip": 1.0, "max_terms": None}
+    assert refused_code(owner, "PACKED_ENCRYPT", tiny, values=[0.5], packing=spec) == "MALFORMED_CIPHERTEXT"
