@@ -109,6 +109,12 @@ class DeadlineExceededError(AccelError):
     retriable = True
 
 
+class ClockSkewError(AccelError):
+    """A request signed further ahead of the accelerator's clock than the tolerance (protocol.md §14.8)."""
+
+    reason = "CLOCK_SKEW"
+
+
 class AccelTimeoutError(AccelError, TimeoutError):
     """The client got no reply within its timeout, after every retry."""
 

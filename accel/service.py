@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 
 from accel.backend import PaillierBackend
 from accel.engine import ACCEL_REPLY, ACCEL_REQUEST, Engine
-from accel.errors import AccelError, DeadlineExceededError, MalformedRequestError
+from accel.errors import AccelError, ClockSkewError, DeadlineExceededError, MalformedRequestError
 from accel.gmp_backend import Encryption
 from accel.keys import PrivateKey
 from accel.keystore import KeyStore
@@ -31,6 +31,7 @@ from mesh.envelope import Envelope
 from mesh.errors import KeyMismatchError
 from mesh.service import Context, Event, Service, handles
 from mesh.topics import CHUNK_TYPE
+from mesh.trust import SKEW_MS
 
 REPLY_TOPIC = "accel.replies"
 
@@ -38,6 +39,30 @@ REPLY_TOPIC = "accel.replies"
 REPLY_CACHE = 1024
 #: Errors of publishing a reply that a later attempt may not meet (the broker unreachable, a timeout).
 TRANSIENT = (KafkaError, TimeoutError, OSError)
+
+
+def time_allowed(issued_at_ms: int, timeout_ms: int, received_ms: int) -> float:
+    """Seconds a request may take from its receipt, on the accelerator's own monotonic clock (protocol.md §14.8).
+
+    The deadline is the request's own: ``timeout_ms`` after its ``issued_at``, on the sender's clock.
+    Its age at receipt (``received_ms - issued_at_ms``, the accelerator's wall clock against the
+    sender's) mixes transit with clock skew, so up to ``SKEW_MS`` of it is taken as skew and not
+    charged: a sender whose clock is within the tolerance gets its whole timeout. Beyond the
+    tolerance the request is refused: signed ahead of this clock (``CLOCK_SKEW``), or older than
+    its timeout plus the tolerance (``DEADLINE_EXCEEDED``).
+    """
+    age = received_ms - issued_at_ms
+    if age < -SKEW_MS:
+        raise ClockSkewError(
+            f"the request was signed {-age / 1000:.0f} s ahead of this accelerator's clock, "
+            f"beyond the {SKEW_MS // 1000} s tolerance: check the sender's clock"
+        )
+    if age > timeout_ms + SKEW_MS:
+        raise DeadlineExceededError(
+            f"the request was read {age / 1000:.1f} s after it was signed: beyond its {timeout_ms} ms "
+            f"and the {SKEW_MS // 1000} s clock tolerance"
+        )
+    return (timeout_ms - max(0, age - SKEW_MS)) / 1000
 
 
 class AccelService(Service):
@@ -124,18 +149,19 @@ class AccelService(Service):
             return
         if key in self._running:
             return  # a retry of a request still being computed: its reply answers both
+        received, received_ms = time.monotonic(), time.time_ns() // 1_000_000
         await self._slots.acquire()  # backpressure: the next request waits for a free slot
-        self._running[key] = asyncio.create_task(self._serve(ev, key))
+        self._running[key] = asyncio.create_task(self._serve(ev, key, received, received_ms))
 
-    async def _serve(self, ev: Event, key: tuple[str, str]) -> None:
+    async def _serve(self, ev: Event, key: tuple[str, str], received: float, received_ms: int) -> None:
         request = ev.payload
         started = time.monotonic()
         work: asyncio.Future[dict[str, Any]] | None = None
         try:
-            deadline = (ev.envelope.issued_at + request["timeout_ms"]) / 1000
-            remaining = deadline - time.time()
+            allowed = time_allowed(ev.envelope.issued_at, request["timeout_ms"], received_ms)
+            remaining = received + allowed - time.monotonic()
             if remaining <= 0:
-                raise DeadlineExceededError(f"the request's deadline passed {-remaining:.3f} s before it was read")
+                raise DeadlineExceededError(f"the request's deadline passed {-remaining:.3f} s before a slot was free")
             if request["reply_topic"] != REPLY_TOPIC:
                 raise MalformedRequestError(f"replies travel on {REPLY_TOPIC}, not {request['reply_topic']!r}")
             work = asyncio.ensure_future(asyncio.to_thread(self.engine.compute, request, ev.sender))

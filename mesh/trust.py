@@ -31,7 +31,8 @@ CONTRACT_TERMINATED = NS + "ContractTerminated"
 CERTIFICATE_REVOKED = NS + "CertificateRevoked"
 OPERATOR_ONLY = frozenset({JOIN_APPROVED, JOIN_REJECTED, CERTIFICATE_REVOKED})
 
-#: Clock skew tolerated between a sender's issued_at and its certificate's validity.
+#: The clock tolerance (docs/protocol.md §6.2, §14.8): how far a sender's clock may be from the issuer's
+#: (certificate validity, at both ends) or from an accelerator's (request deadlines), in ms.
 SKEW_MS = 5 * 60 * 1000
 
 
@@ -102,7 +103,7 @@ class TrustStore:
         revoked = self._revoked.get(cert.serial)
         if revoked is not None and env.issued_at >= revoked[0]:
             raise RevokedSenderError(f"{env.sender}'s certificate {cert.serial} was revoked: {revoked[1]}")
-        if not (cert.not_before - SKEW_MS <= env.issued_at <= cert.not_after):
+        if not (cert.not_before - SKEW_MS <= env.issued_at <= cert.not_after + SKEW_MS):
             raise InvalidCertificateError(f"{env.sender}'s certificate is not valid at issued_at {env.issued_at}")
         env.verify(self._public_key(cert.public_key))
         return cert

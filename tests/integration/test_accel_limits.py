@@ -1,4 +1,5 @@
-"""The accelerator service on a real broker when work outlives its deadline and replies cannot be published.
+"""The accelerator service on a real broker when work outlives its deadline, replies cannot be published,
+or the sender's clock is off.
 
 A request answered DEADLINE_EXCEEDED keeps its slot until its computation really ends, so the
 next request waits for it instead of running beside it; a reply whose publishing fails is
@@ -165,3 +166,29 @@ async def test_a_reply_given_up_is_counted_lost_and_the_requesters_retry_is_answ
             assert service.counts["answered_again"] == 1
             # and it serves the next request as usual
             assert len(await theirs.encrypt(keypair.public_key, np.array([4.0, 5.0]))) == 2
+
+
+async def test_clock_skew_sweep_no_false_refusal_within_the_tolerance_and_a_refusal_beyond_it(
+    bootstrap: str, home_root: Path, keypair: KeyPair
+) -> None:
+    """Requests with a 30 s timeout from a sender whose clock is -10 to +10 minutes off, minute by minute:
+    within the 5 minute tolerance each is computed; further behind, DEADLINE_EXCEEDED (older than its
+    timeout plus the tolerance); further ahead, CLOCK_SKEW."""
+    async with accel_federation(home_root, bootstrap) as fed:
+        other = fed.member("party1")
+        async with running(service_of(fed, keypair)) as service, client(other, fed) as theirs:
+            await theirs.encrypt(keypair.public_key, np.array([1.0]))  # up, in its group; the schema announced
+            transport = theirs.transport
+            assert isinstance(transport, RemoteTransport)
+            verdicts = {}
+            for minutes in range(-10, 11):
+                request = await full_request(theirs, keypair, timeout_ms=30_000)
+                reply = await answer_to(
+                    transport,
+                    lambda rid, m=minutes, r=request: send_request(other, {**r, "request_id": rid}, skew_ms=m * 60_000),
+                )
+                verdicts[minutes] = reply["status"] if reply["error"] is None else reply["error"]["code"]
+            assert verdicts == {
+                m: "OK" if abs(m) <= 5 else ("DEADLINE_EXCEEDED" if m < 0 else "CLOCK_SKEW") for m in range(-10, 11)
+            }
+            assert service.counts["error:CLOCK_SKEW"] == 5

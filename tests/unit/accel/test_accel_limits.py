@@ -15,14 +15,16 @@ import pytest
 from accel import KeyPair, PackingSpec
 from accel.client import request_record
 from accel.engine import BACKEND_CACHE, DJN_BASE_CACHE, MAX_KEY_BITS, Engine
-from accel.errors import AccelError, KeyTooLargeError
+from accel.errors import AccelError, ClockSkewError, DeadlineExceededError, KeyTooLargeError
 from accel.gmp_backend import Encryption, Gmpy2Backend
 from accel.keys import PrivateKey, PublicKey
 from accel.keystore import KeyStore
 from accel.lru import Lru
 from accel.packing import Packer
+from accel.service import time_allowed
 from accel.vector import Paillier
 from accel.wire import PublishedKey, int_to_le, packed_record, plain_record, vector_record
+from mesh.trust import SKEW_MS
 
 
 def odd(bits: int) -> int:
@@ -180,3 +182,27 @@ def test_packing_that_does_not_fit_the_key_is_refused_with_a_code_not_a_crash(ow
     assert refused_code(owner, "PACKED_ADD", tiny, packed=[record, record]) == "MALFORMED_CIPHERTEXT"
     spec = {"value_bits": 16, "headroom_bits": 8, "clip": 1.0, "max_terms": None}
     assert refused_code(owner, "PACKED_ENCRYPT", tiny, values=[0.5], packing=spec) == "MALFORMED_CIPHERTEXT"
+
+
+# -- deadlines under clock skew (protocol.md §14.8) ----------------------------------------------
+
+
+@pytest.mark.parametrize("skew_minutes", range(-10, 11))
+def test_deadline_sweep_the_whole_timeout_within_the_tolerance_a_refusal_beyond(skew_minutes: int) -> None:
+    """A request with a 30 s timeout, read 200 ms after it was sent by a sender whose clock is off by
+    ``skew_minutes``: within 5 minutes it gets its whole timeout less at most the transit, beyond it is refused."""
+    sent = 1_800_000_000_000
+    issued_at, received = sent + skew_minutes * 60_000, sent + 200
+    if abs(skew_minutes) <= 5:
+        assert 29.8 <= time_allowed(issued_at, 30_000, received) <= 30.0
+    else:
+        with pytest.raises(DeadlineExceededError if skew_minutes < 0 else ClockSkewError):
+            time_allowed(issued_at, 30_000, received)
+
+
+def test_a_request_that_really_waited_is_charged_for_the_wait_beyond_the_tolerance() -> None:
+    """Age beyond the tolerance is real waiting (or more skew than allowed): it comes off the timeout."""
+    assert time_allowed(0, 60_000, SKEW_MS + 20_000) == 40.0
+    assert time_allowed(0, 60_000, SKEW_MS + 60_000) == 0.0
+    with pytest.raises(DeadlineExceededError):
+        time_allowed(0, 60_000, SKEW_MS + 60_001)
