@@ -20,6 +20,8 @@ from accel.errors import (
     DecryptRefusedError,
     ExponentMismatchError,
     KeygenRefusedError,
+    KeyTooLargeError,
+    MalformedCiphertextError,
     MalformedRequestError,
     MissingPrivateKeyError,
     PaillierKeyMismatchError,
@@ -28,6 +30,7 @@ from accel.errors import (
 from accel.gmp_backend import Encryption, make_djn_base
 from accel.keys import PrivateKey
 from accel.keystore import KeyStore
+from accel.lru import Lru
 from accel.packing import PackedVector, Packer
 from accel.vector import EncryptedVector, Paillier
 from accel.wire import (
@@ -52,6 +55,13 @@ DECRYPTING = frozenset({"DECRYPT", "PACKED_DECRYPT"})
 ENCRYPTING = frozenset({"ENCRYPT", "PACKED_ENCRYPT"})
 #: Key sizes ``KEYGEN`` makes (those of ``interfed accel keygen``); the size must also be even.
 KEYGEN_BITS = range(512, 8193)
+#: The largest modulus served (protocol.md §14.7, ``KEY_TOO_LARGE``): the largest KEYGEN makes.
+#: Requesters choose the keys they send, and work grows with the cube of n's size.
+MAX_KEY_BITS = 8192
+#: Backends kept, per (key, encryption mode, owned): the most recently used ones.
+BACKEND_CACHE = 32
+#: DJN bases drawn for FAST encryption under keys published without one, per key.
+DJN_BASE_CACHE = 256
 
 Record = dict[str, Any]
 MakeBackend = Callable[[PublishedKey, PrivateKey | None, Encryption, int | None], PaillierBackend]
@@ -64,9 +74,11 @@ class Engine:
         self.node_id = node_id
         self.keys = keys
         self._make_backend = make_backend
-        self._backends: dict[tuple[str, str, bool], PaillierBackend] = {}
+        # Requesters choose the keys, so both caches are bounded: an evicted backend is built
+        # again on its next use, an evicted DJN base drawn again (any base encrypts correctly).
+        self.backends: Lru[tuple[str, str, bool], PaillierBackend] = Lru(BACKEND_CACHE)
         # FAST encryption under a key published without a DJN base: one base per key, drawn here.
-        self._djn_bases: dict[str, int] = {}
+        self.djn_bases: Lru[str, int] = Lru(DJN_BASE_CACHE)
 
     def compute(self, request: Record, requester: str) -> Record:
         """The reply's result fields for ``request`` sent by node ``requester``; raises an ``AccelError``."""
@@ -108,9 +120,14 @@ class Engine:
         """The request's key: this node's own (with its private key), or the public key the request carries."""
         owned = self.keys.get(request["key_id"])
         if owned is not None:
+            _check_size(owned.published.public_key.n.bit_length())
             return owned.published, owned.private_key
         if request["public_key"] is None:
             raise UnknownKeyError(f"key {request['key_id']} is not held here and the request carries no public key")
+        n_bytes = request["public_key"]["n"]
+        if len(n_bytes) > MAX_KEY_BITS // 8 + 1:  # by its length alone, before reading a huge integer
+            raise KeyTooLargeError(f"a key of {len(n_bytes)} bytes; {_SERVED}")
+        _check_size(le_to_int(n_bytes).bit_length())
         published = public_key_from_record(request["public_key"])
         if published.key_id != request["key_id"]:
             raise PaillierKeyMismatchError(f"the public key's id is {published.key_id}, not {request['key_id']}")
@@ -130,15 +147,21 @@ class Engine:
             mode = Encryption.DJN
             djn_base = published.djn_base
             if djn_base is None:
-                if published.key_id not in self._djn_bases:
-                    self._djn_bases[published.key_id] = make_djn_base(published.public_key)
-                djn_base = self._djn_bases[published.key_id]
+                djn_base = self.djn_bases.get(published.key_id, lambda: make_djn_base(published.public_key))
         else:
             mode, private = Encryption.TEXTBOOK, None  # public-key work never needs the factors
-        cache = (published.key_id, mode.value, private is not None)
-        if cache not in self._backends:
-            self._backends[cache] = self._make_backend(published, private, mode, djn_base)
-        return self._backends[cache]
+        return self.backends.get(
+            (published.key_id, mode.value, private is not None),
+            lambda: self._make_backend(published, private, mode, djn_base),
+        )
+
+
+_SERVED = f"this accelerator serves keys of at most {MAX_KEY_BITS} bits"
+
+
+def _check_size(bits: int) -> None:
+    if bits > MAX_KEY_BITS:
+        raise KeyTooLargeError(f"a key of {bits} bits; {_SERVED}")
 
 
 # -- the operations ---------------------------------------------------------------------------
@@ -221,7 +244,10 @@ def _matmul(request: Record, backend: PaillierBackend) -> Record:
 def _packed_encrypt(request: Record, backend: PaillierBackend) -> Record:
     if request["packing"] is None:
         raise MalformedRequestError("PACKED_ENCRYPT needs a packing spec")
-    packer = Packer(backend, spec_from_record(request["packing"]))
+    spec = spec_from_record(request["packing"])
+    if spec.slots(backend.public_key.bits) < 1:
+        raise MalformedCiphertextError(f"a {backend.public_key.bits}-bit key holds no {spec.slot_bits}-bit slot")
+    packer = Packer(backend, spec)
     return {"packed": packed_record(packer.encrypt(np.asarray(request["values"], dtype=np.float64)))}
 
 

@@ -89,11 +89,30 @@ class MalformedRequestError(AccelError, ValueError):
     reason = "MALFORMED_REQUEST"
 
 
+class BoundViolatedError(AccelError):
+    """A decrypted value outside what its vector declared (its ``bound``, or its packing's ``terms``): the
+    declaration was false, or a party computed wrong. Detected by the key owner, the only party who can."""
+
+    reason = "BOUND_VIOLATED"
+
+
+class KeyTooLargeError(AccelError):
+    """A key whose modulus is larger than the accelerator serves (``accel.engine.MAX_KEY_BITS``)."""
+
+    reason = "KEY_TOO_LARGE"
+
+
 class DeadlineExceededError(AccelError):
     """The request's deadline passed before its result was ready; the same request sent again may succeed."""
 
     reason = "DEADLINE_EXCEEDED"
     retriable = True
+
+
+class ClockSkewError(AccelError):
+    """A request signed further ahead of the accelerator's clock than the tolerance (protocol.md §14.8)."""
+
+    reason = "CLOCK_SKEW"
 
 
 class AccelTimeoutError(AccelError, TimeoutError):

@@ -1,6 +1,7 @@
 """Paillier keys a node keeps in its home: private keys in local files, never on the wire.
 
-Layout (``<home>/accel/keys/``): one file ``<key_id>.json`` per key pair, mode 0600::
+Layout (``<home>/accel/keys/``, folders made 0700): one file ``<key_id>.json`` per key pair, mode
+0600, written through a fresh temporary file; a file others may read is refused on load::
 
     {"format": "interfed.accel.private-key/1", "key_id": "...",
      "n": "<hex>", "p": "<hex>", "q": "<hex>", "djn_base": "<hex>" | null}
@@ -14,7 +15,6 @@ is the key's published DJN base, kept so every service instance encrypts with th
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,7 @@ from accel.errors import MalformedCiphertextError, PaillierKeyMismatchError
 from accel.gmp_backend import make_djn_base
 from accel.keys import KeyPair, PrivateKey, PublicKey, generate_keypair
 from accel.wire import PublishedKey, key_id
+from mesh.private_files import read_private, write_private
 
 FORMAT = "interfed.accel.private-key/1"
 #: A key id as ``accel.wire.key_id`` writes it: the only names looked up in the folder.
@@ -87,7 +88,6 @@ class KeyStore:
         """Keep a key pair (written to the folder at once); returns it with its key id."""
         owned = OwnedKey(PublishedKey(pair.public_key, djn_base), pair.private_key)
         if self.folder is not None:
-            self.folder.mkdir(parents=True, exist_ok=True)
             save_key_file(self.folder / f"{owned.key_id}.json", owned)
         self._keys[owned.key_id] = owned
         return owned
@@ -107,16 +107,13 @@ def save_key_file(path: Path, owned: OwnedKey) -> None:
         "q": format(owned.private_key.q, "x"),
         "djn_base": None if owned.published.djn_base is None else format(owned.published.djn_base, "x"),
     }
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(body, out, indent=2)
-    tmp.replace(path)
+    write_private(path, json.dumps(body, indent=2).encode())
 
 
 def load_key_file(path: Path) -> OwnedKey:
+    """The key pair in ``path``; refused (PrivateFileError) if others than its owner may read the file."""
     try:
-        body = json.loads(path.read_text(encoding="utf-8"))
+        body = json.loads(read_private(path).decode("utf-8"))
         if body.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT}")
         public = PublicKey(int(body["n"], 16))

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accel.backend import PaillierBackend
-from accel.errors import PackingBudgetError, PaillierOverflowError, ShapeMismatchError
+from accel.errors import BoundViolatedError, PackingBudgetError, PaillierOverflowError, ShapeMismatchError
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,15 @@ class Packer:
                 if acc:
                     raise PaillierOverflowError("packed plaintext wider than its slots: the budget was broken")
             slots = np.array(values, dtype=np.int64)
-        return slots[:length] - terms * spec.q_max
+        sums = slots - terms * spec.q_max
+        # What the declared terms allow: each slot sums ``terms`` values of [-Q, Q], and the padding
+        # slots of the last plaintext (u = Q per term) sum to exactly 0. Only the key owner sees this.
+        if length > sums.size or np.any(np.abs(sums[:length]) > terms * spec.q_max) or np.any(sums[length:]):
+            raise BoundViolatedError(
+                f"packed slots outside what {terms} term(s) of {spec.value_bits}-bit values can hold:"
+                " the declared terms or length were false, or a party computed wrong"
+            )
+        return sums[:length]
 
     def encrypt(self, values: npt.ArrayLike) -> PackedVector:
         """Quantise, pack and encrypt a 1-D float array."""

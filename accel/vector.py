@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from accel.backend import PaillierBackend
 from accel.encoding import DEFAULT_PRECISION, decode, encode, from_residues, to_residues
-from accel.errors import ExponentMismatchError, PaillierOverflowError, ShapeMismatchError
+from accel.errors import BoundViolatedError, ExponentMismatchError, PaillierOverflowError, ShapeMismatchError
 
 Plain = float | int | npt.ArrayLike
 
@@ -197,7 +197,16 @@ class Paillier:
         """The exact signed integers m_i (values are m_i * 2^exponent)."""
         public = self.backend.public_key
         public.check_same(vector.backend.public_key)
-        return from_residues(self.backend.decrypt(vector.ciphertexts), public.n, public.max_int)
+        mantissas = from_residues(self.backend.decrypt(vector.ciphertexts), public.n, public.max_int)
+        # The bound travelled with the ciphertexts and no one but the key owner can check it: a value
+        # beyond it means the bound was understated (so overflow checks were skipped) or a party lied.
+        beyond = sum(1 for m in mantissas if abs(m) > vector.bound)
+        if beyond:
+            raise BoundViolatedError(
+                f"{beyond} of {len(mantissas)} decrypted values exceed the vector's declared bound of"
+                f" {vector.bound.bit_length()} bits: the bound was false or a party computed wrong"
+            )
+        return mantissas
 
     def decrypt(self, vector: EncryptedVector) -> npt.NDArray[np.float64]:
         """The values as float64."""

@@ -144,6 +144,8 @@ def packed_from_record(record: Record, backend: PaillierBackend) -> PackedVector
     spec = spec_from_record(record["spec"])
     slots, length, terms = record["slots"], record["length"], record["terms"]
     ciphertexts = record["ciphertexts"]
+    if spec.slots(backend.public_key.bits) < 1:
+        raise MalformedCiphertextError(f"a {backend.public_key.bits}-bit key holds no {spec.slot_bits}-bit slot")
     if slots != spec.slots(backend.public_key.bits) or length < 0 or len(ciphertexts) != -(-length // slots):
         raise MalformedCiphertextError("slot count or length does not match the key and ciphertexts")
     if not 1 <= terms <= spec.terms_limit:

@@ -135,6 +135,12 @@ class IdentityError(MeshError):
     reason = "IDENTITY"
 
 
+class PrivateFileError(IdentityError):
+    """A file holding secrets (a key, a checkpoint with keys in it) that others than its owner may read."""
+
+    reason = "PRIVATE_FILE_EXPOSED"
+
+
 class PayloadTooLargeError(MeshError):
     """A producer tried to send more than the configured maximum even after chunking."""
 

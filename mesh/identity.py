@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.x509.oid import NameOID
 
 from mesh.errors import IdentityError, InvalidCertificateError
+from mesh.private_files import create_private, read_private
 from mesh.x509_profile import check_certificate_der, check_csr_der
 
 Role = Literal["node", "operator"]
@@ -30,21 +30,16 @@ def generate_key() -> Ed25519PrivateKey:
 
 
 def save_private_key(key: Ed25519PrivateKey, path: Path) -> None:
-    """Write a PKCS#8 PEM key readable by its owner only (created 0600, never widened)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a PKCS#8 PEM key readable by its owner only (created 0600, never widened, never replaced)."""
     data = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
+    create_private(path, data)
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise IdentityError(f"{path} is readable by others (mode {mode:o}); run: chmod 600 {path}")
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    """The key in ``path``; refused (PrivateFileError) if others than its owner may read the file."""
+    key = serialization.load_pem_private_key(read_private(path), password=None)
     if not isinstance(key, Ed25519PrivateKey):
         raise IdentityError(f"{path} is not an Ed25519 key")
     return key

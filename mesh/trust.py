@@ -34,7 +34,8 @@ CONTRACT_TERMINATED = NS + "ContractTerminated"
 CERTIFICATE_REVOKED = NS + "CertificateRevoked"
 OPERATOR_ONLY = frozenset({JOIN_APPROVED, JOIN_REJECTED, CERTIFICATE_REVOKED})
 
-#: Clock skew tolerated between a sender's issued_at and its certificate's validity.
+#: The clock tolerance (docs/protocol.md §6.2, §14.8): how far a sender's clock may be from the issuer's
+#: (certificate validity, at both ends) or from an accelerator's (request deadlines), in ms.
 SKEW_MS = 5 * 60 * 1000
 
 
@@ -117,7 +118,7 @@ class TrustStore:
         certs = self._certs.get(env.sender)
         if not certs:
             raise UnknownSenderError(f"no certificate known for {env.sender!r}")
-        valid = [c for c in reversed(certs) if c.not_before - SKEW_MS <= env.issued_at <= c.not_after]
+        valid = [c for c in reversed(certs) if c.not_before - SKEW_MS <= env.issued_at <= c.not_after + SKEW_MS]
         if not valid:
             raise NoValidCertificateError(f"{env.sender}'s certificate is not valid at issued_at {env.issued_at}")
         cert = self._signed_under(env, valid)

@@ -273,14 +273,16 @@ class CatalogService(Service):
         await self._step(ACCESS_TERMINATED, payload)
         return permit
 
-    async def use(self, request_id: str, scope_id: str) -> str:
+    async def use(self, request_id: str, scope_id: str, *, use_id: str | None = None) -> str:
         """Record one use of a dataset under permit ``request_id`` for ``scope_id``; returns the use id.
 
-        Refused here, before anything is signed, if the permit does not allow it now (expired,
-        used up, terminated, out of scope, ...), with the reason every receiver would give.
+        ``use_id``: the caller's id for this use (a job's is derived from the job, protocol.md
+        16.4); by default a fresh random one. Refused here, before anything is signed, if the
+        permit does not allow it now (expired, used up, terminated, out of scope, an id already
+        recorded, ...), with the reason every receiver would give.
         """
         permit = self._request(request_id)
-        use_id = str(uuid.uuid4())
+        use_id = use_id or str(uuid.uuid4())
         payload = {
             "use_id": use_id,
             "request_id": request_id,

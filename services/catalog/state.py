@@ -324,11 +324,21 @@ class Catalog:
     # -- use -------------------------------------------------------------------------
 
     def check_use(
-        self, request_id: str, dataset_id: str, *, user: str, scope_type: str, scope_id: str, at: int
+        self,
+        request_id: str,
+        dataset_id: str,
+        *,
+        user: str,
+        scope_type: str,
+        scope_id: str,
+        at: int,
+        counted: str | None = None,
     ) -> Permit:
         """The permit under which ``user`` may use ``dataset_id`` at signed time ``at``, or why not.
 
         The same judgement at the point of use (before a node signs a use) and in every receiver.
+        ``counted``: the id of a use already recorded under this permit that the caller is
+        continuing (a resumed job's own use): the use limit is judged as if it were not counted.
         """
         permit = self.permits.get(request_id)
         if permit is None or permit.dataset_id != dataset_id:
@@ -345,7 +355,8 @@ class Catalog:
             raise DatasetRetractedError(f"dataset {dataset_id} was retracted by its owner")
         if at > permit.not_after:
             raise PermitExpiredError(f"permit {request_id} expired at {permit.not_after} (use at {at})")
-        if permit.uses >= permit.use_limit:
+        own = 1 if counted is not None and self.uses.get(counted) == request_id else 0
+        if permit.uses - own >= permit.use_limit:
             raise PermitExhaustedError(f"permit {request_id} has used all of its {permit.use_limit} uses")
         if scope_type != permit.scope_type or scope_id not in permit.scope_ids:
             raise OutOfScopeError(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mesh.private_files import read_private, write_private
 from services.executor.transport import decode_field, encode_field
 
 
@@ -18,15 +18,16 @@ class FileCheckpoints:
     """``api.Checkpoints`` under ``<home>/state/executor/<job id>/``: ``round-<n>.ckpt`` files.
 
     A file is a JSON header line (names, kinds, dtypes, shapes, sizes) and the raw little-endian
-    bytes after it; it is written to a temporary name and renamed, so a kill mid-write leaves the
-    previous checkpoint as the latest.
+    bytes after it; it is written to a fresh temporary file and renamed, so a kill mid-write leaves
+    the previous checkpoint as the latest. A component's state holds its secrets (HFL's X25519 mask
+    keys and Paillier p, q), so files are 0600 in folders made 0700, and a file others may read is
+    refused on load (mesh.private_files, as node keys).
     """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
     def save(self, round_no: int, state: Mapping[str, Any]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
         header, blobs = [], []
         for name in sorted(state):
             kind, dtype, shape, raw = encode_field(state[name])
@@ -36,12 +37,7 @@ class FileCheckpoints:
         buf.write(json.dumps({"round": round_no, "fields": header}).encode() + b"\n")
         for raw in blobs:
             buf.write(raw)
-        tmp = self.folder / f".round-{round_no}.tmp"
-        with tmp.open("wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.folder / f"round-{round_no}.ckpt")
+        write_private(self.folder / f"round-{round_no}.ckpt", buf.getvalue())
 
     def latest(self) -> tuple[int, dict[str, Any]] | None:
         if not self.folder.exists():
@@ -49,7 +45,7 @@ class FileCheckpoints:
         rounds = sorted(int(p.stem.split("-")[1]) for p in self.folder.glob("round-*.ckpt"))
         if not rounds:
             return None
-        data = (self.folder / f"round-{rounds[-1]}.ckpt").read_bytes()
+        data = read_private(self.folder / f"round-{rounds[-1]}.ckpt")
         head, _, body = data.partition(b"\n")
         meta = json.loads(head)
         out: dict[str, Any] = {}

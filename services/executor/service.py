@@ -27,6 +27,7 @@ from accel.keystore import KeyStore
 from mesh.envelope import Envelope
 from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
 from mesh.evidence import GOVERNED
+from mesh.private_files import private_folder
 from mesh.service import Context, Event, Service, handles
 from services.catalog.service import CatalogService
 from services.components.errors import ParamsError
@@ -66,6 +67,7 @@ from services.executor.state import (
     Job,
     Jobs,
     JobStatus,
+    job_use_id,
     release_digest,
 )
 from services.executor.transport import ROUND_PART, BusChannel, Inbox
@@ -250,6 +252,7 @@ class ExecutorService(Service):
                 scope_type=permit.scope_type,
                 scope_id=scope,
                 at=now_ms(),
+                counted=job_use_id(job.job_id, d["dataset_id"], self.me),
             )
         except MeshError as exc:
             raise JobCheckError(PERMIT_INVALID, f"{exc.reason}: {exc}") from None
@@ -428,16 +431,29 @@ class ExecutorService(Service):
     # -- running ---------------------------------------------------------------------------
 
     async def _record_uses(self, job: Job) -> None:
-        """Record each use of this node's datasets in the job through the catalog, once (a marker file remembers)."""
+        """Record the one use of each of this node's datasets in the job through the catalog (protocol.md 16.4).
+
+        Each use id is derived from (job, dataset, node), so a use already on the log, by this run
+        or by one that crashed right after publishing it, is known to this node's catalog (caught up
+        before any job resumes) and is not signed again: the permit counts it once, and it has one
+        evidence record. The marker file only saves the look-up once every use is known.
+        """
         marker = self.folder(job.job_id) / "uses.json"
         if marker.exists():
             return
         uses = []
         for d in job.datasets_of(self.me):
             scope = self.scope_of(job, d)
-            if d["request_id"] is not None and scope is not None:
-                uses.append(await self.catalog.use(d["request_id"], scope))
-        marker.parent.mkdir(parents=True, exist_ok=True)
+            if d["request_id"] is None or scope is None:
+                continue
+            use_id = job_use_id(job.job_id, d["dataset_id"], self.me)
+            if use_id in uses:
+                continue  # one dataset under two inputs of the job: one use of it
+            if use_id in self.catalog.catalog.uses:
+                self.log.info("use_already_recorded", job=job.job_id, dataset=d["dataset_id"], use_id=use_id)
+            else:
+                await self.catalog.use(d["request_id"], scope, use_id=use_id)
+            uses.append(use_id)
         marker.write_text(json.dumps(uses), encoding="utf-8")
 
     def inputs_of(self, job: Job) -> dict[str, LocalDataset]:
@@ -456,7 +472,7 @@ class ExecutorService(Service):
         columns = self.output_of(job, named)
         names = sorted(columns)
         path = self.folder(job.job_id) / "inputs" / f"{named['input']}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(exist_ok=True)
         with path.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(names)
@@ -474,6 +490,8 @@ class ExecutorService(Service):
             "reason": "",
         }
         try:
+            # made 0700 where missing: it holds checkpoints with the component's keys, and input rows
+            private_folder(self.folder(job.job_id))
             params = self.check(job)
             await self._record_uses(job)
             found = self._installed(job.component_code, job.component_version)

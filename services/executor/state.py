@@ -29,6 +29,18 @@ MODEL_RELEASE_APPROVED = NS + "ModelReleaseApproved"
 MODEL_RELEASED = NS + "ModelReleased"
 ROLES = ("guest", "host", "arbiter", "aggregator")
 
+#: The UUIDv5 namespace of a job's use ids (docs/protocol.md 16.4).
+USE_ID_NAMESPACE = uuid.UUID("6b0c1d3e-52a4-4f0e-9d1a-7f3c2e8b4a10")
+
+
+def job_use_id(job_id: str, dataset_id: str, node_id: str) -> str:
+    """The use id of ``node_id``'s one use of ``dataset_id`` in job ``job_id`` (protocol.md 16.4).
+
+    Derived, not drawn: a party that crashed after publishing the use and restarts signs the same
+    id again, which its own catalog (and every receiver's) already holds, so the use counts once.
+    """
+    return str(uuid.uuid5(USE_ID_NAMESPACE, f"{job_id}/{dataset_id}/{node_id}"))
+
 
 class JobStatus(StrEnum):
     PENDING = "PENDING"

@@ -1,16 +1,20 @@
 """One party's executor as its own process, for the kill-and-restart test.
 
-``python -m tests.integration.executor_party HOME BOOTSTRAP PREFIX``:
+``python -m tests.integration.executor_party HOME BOOTSTRAP PREFIX [die-after-use]``:
 
 It runs a read-only catalog (for permits and local files; it records uses through this
 process's publisher), a read-only components service (the directory; the installation is the
 one party2's in-federation components service made in this home) and the executor with the
-accept-all policy, until it is killed.
+accept-all policy, until it is killed. With ``die-after-use`` it kills itself (SIGKILL) right
+after its first DatasetUsed and its evidence are published, before the executor writes anything
+more: the crash point between recording a use and remembering it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -26,12 +30,21 @@ from services.executor.service import ExecutorService
 ACCEPT_ALL = JobPolicy.model_validate({"rule": [{"name": "tests", "decision": "accept"}]})
 
 
-async def main(home_path: Path, bootstrap: str, prefix: str) -> None:
+class DyingCatalog(CatalogService):
+    """A catalog whose process dies the moment a use it records is on the broker."""
+
+    async def use(self, request_id: str, scope_id: str, **kwargs: str) -> str:
+        use_id = await super().use(request_id, scope_id, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return use_id
+
+
+async def main(home_path: Path, bootstrap: str, prefix: str, die_after_use: bool) -> None:
     settings = load_settings(topic_prefix=prefix)
     home = NodeHome(home_path)
     async with connect(settings, bootstrap) as bus:
         ctx = open_context(home, bus, settings)
-        catalog = CatalogService(ctx, readonly=True)
+        catalog = (DyingCatalog if die_after_use else CatalogService)(ctx, readonly=True)
         store = ComponentsService(ctx, readonly=True)
         executor = ExecutorService(ctx, catalog=catalog, components=store, policy=ACCEPT_ALL)
         await run_services([catalog, store, executor], asyncio.Event())
@@ -39,4 +52,4 @@ async def main(home_path: Path, bootstrap: str, prefix: str) -> None:
 
 if __name__ == "__main__":
     configure(Path(sys.argv[1]) / "executor-party.log")
-    asyncio.run(main(Path(sys.argv[1]), sys.argv[2], sys.argv[3]))
+    asyncio.run(main(Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:] == ["die-after-use"]))

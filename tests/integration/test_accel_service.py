@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -141,8 +142,11 @@ async def test_every_failing_request_gets_an_error_reply(bootstrap: str, home_ro
             reply = await answer_to(transport, lambda rid: send_bad_chunk(other, rid))
             assert reply["error"]["code"] == "MALFORMED_CHUNK"
 
-            request = await full_request(theirs, keypair, timeout_ms=1)
-            reply = await answer_to(transport, lambda rid: send_request(other, {**request, "request_id": rid}))
+            # signed 6 minutes ago with a 1 s timeout: older than its timeout and the 5 minute clock tolerance
+            request = await full_request(theirs, keypair, timeout_ms=1_000)
+            reply = await answer_to(
+                transport, lambda rid: send_request(other, {**request, "request_id": rid}, skew_ms=-6 * 60_000)
+            )
             assert (reply["error"]["code"], reply["error"]["retriable"]) == ("DEADLINE_EXCEEDED", True)
             assert service.counts["error:DEADLINE_EXCEEDED"] == 1
 
@@ -227,14 +231,17 @@ async def answer_to(transport: RemoteTransport, send: Any, request_id: str | Non
     return await asyncio.wait_for(future, 30)
 
 
-async def send_request(member: Member, request: dict[str, Any]) -> None:
-    await member.registry.ctx.publisher.publish(
-        node_topic(ACCEL_REQUESTS, "party0"),
-        ACCEL_REQUEST,
-        request,
-        subject=request["request_id"],
-        correlation_id=request["request_id"],
-    )
+async def send_request(member: Member, request: dict[str, Any], *, skew_ms: int = 0) -> None:
+    """Publish ``request`` from ``member`` to party0's accelerator, signed as by a clock ``skew_ms`` off."""
+    publisher = member.registry.ctx.publisher
+    rid = request["request_id"]
+    topic = node_topic(ACCEL_REQUESTS, "party0")
+    if not skew_ms:
+        await publisher.publish(topic, ACCEL_REQUEST, request, subject=rid, correlation_id=rid)
+        return
+    env = publisher.envelope(ACCEL_REQUEST, request, subject=rid, correlation_id=rid)
+    skewed = dataclasses.replace(env, issued_at=env.issued_at + skew_ms, signature=b"").signed(publisher.signer)
+    await publisher.send_envelope(topic, skewed)
 
 
 async def send_bad_chunk(member: Member, request_id: str) -> None:

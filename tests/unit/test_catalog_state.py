@@ -30,6 +30,7 @@ from services.catalog.state import (
     DatasetStatus,
     PermitStatus,
 )
+from services.executor.state import job_use_id
 
 T0 = 1_800_000_000_000
 DIGEST = b"\x11" * 32
@@ -259,3 +260,43 @@ def test_judging_without_commit_changes_nothing(cat: Catalog, permit_id: str) ->
     before = copy.deepcopy(cat.permits)
     cat.apply(DATASET_USED, use(permit_id), "telecom", T0, DS, commit=False)
     assert cat.permits == before
+
+
+def test_a_use_id_signed_again_never_counts_twice_whoever_signs_it(cat: Catalog, permit_id: str) -> None:
+    """A job's use id is derived (protocol 16.4): a party that restarts after publishing it may sign it again.
+    Every receiver refuses the second event with INVALID_TRANSITION and the permit keeps one use."""
+    first = use(permit_id, use_id=job_use_id(str(uuid.uuid4()), DS, "bank"))
+    ev(cat, DATASET_USED, first, "bank")
+    for sender, at in (("bank", T0 + 2), ("telecom", T0 + 3)):
+        refused(cat, InvalidTransitionError, DATASET_USED, dict(first), sender, at)
+    assert cat.permits[permit_id].uses == 1
+    assert cat.permits[permit_id].use_ids == [first["use_id"]]
+
+
+def test_a_resumed_job_is_not_refused_for_the_use_it_already_counted(cat: Catalog, permit_id: str) -> None:
+    """check_use(counted=...) judges the limit without the caller's own recorded use, and only that one."""
+    job = str(uuid.uuid4())
+    mine = job_use_id(job, DS, "bank")
+    ev(cat, DATASET_USED, use(permit_id), "bank")
+    ev(cat, DATASET_USED, use(permit_id, use_id=mine), "bank")
+    check = {"user": "bank", "scope_type": "PROJECT", "scope_id": "p1", "at": T0 + 5}
+    with pytest.raises(PermitExhaustedError):
+        cat.check_use(permit_id, DS, **check)  # type: ignore[arg-type]
+    with pytest.raises(PermitExhaustedError):  # another job's (unrecorded) id frees nothing
+        cat.check_use(permit_id, DS, counted=job_use_id(str(uuid.uuid4()), DS, "bank"), **check)  # type: ignore[arg-type]
+    assert cat.check_use(permit_id, DS, counted=mine, **check).request_id == permit_id  # type: ignore[arg-type]
+
+
+def test_job_use_ids_are_canonical_uuids_fixed_by_job_dataset_and_node() -> None:
+    job = "0b6f1f2e-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+    same = job_use_id(job, DS, "bank")
+    assert str(uuid.UUID(same)) == same
+    assert uuid.UUID(same).version == 5
+    assert same == job_use_id(job, DS, "bank")
+    others = {
+        job_use_id(job, "bank/other", "bank"),
+        job_use_id(job, DS, "telecom"),
+        job_use_id(str(uuid.uuid4()), DS, "bank"),
+    }
+    assert same not in others
+    assert len(others) == 3

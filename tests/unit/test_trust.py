@@ -30,7 +30,7 @@ from mesh.errors import (
 from mesh.home import NodeConfig, NodeHome, create_federation
 from mesh.identity import generate_key, issue_certificate, load_csr, load_private_key, make_csr, make_root
 from mesh.membership import ContractStatus
-from mesh.trust import ReplayGuard, TrustStore
+from mesh.trust import SKEW_MS, ReplayGuard, TrustStore
 
 STORE = SchemaStore.load()
 R = "interfed.registry."
@@ -469,15 +469,41 @@ def test_an_event_signed_by_neither_of_a_nodes_keys_is_a_bad_signature(fed: Fed)
 
 
 def test_issued_at_outside_the_certificates_validity_is_invalid_certificate(fed: Fed) -> None:
+    """The tolerance of §6.2 (5 minutes) applies at both ends of the validity, and not one ms more."""
     fed.admit("node-a")
     cert = fed.trust.certificate("node-a")
     assert cert is not None
     skew = 5 * 60 * 1000
-    for issued_at in (cert.not_before - skew - 1, cert.not_after + 1):
+    for issued_at in (cert.not_before - skew - 1, cert.not_after + skew + 1):
         with pytest.raises(InvalidCertificateError, match="not valid"):
             fed.trust.verify(fed.heartbeat("node-a", issued_at=issued_at)[0])
-    for issued_at in (cert.not_before - skew, cert.not_after):
+    for issued_at in (cert.not_before - skew, cert.not_after + skew):
         fed.trust.verify(fed.heartbeat("node-a", issued_at=issued_at)[0])
+
+
+@pytest.mark.parametrize("skew_minutes", range(-10, 11))
+def test_clock_skew_sweep_no_false_refusal_within_the_tolerance_and_a_refusal_beyond_it(
+    fed: Fed, skew_minutes: int
+) -> None:
+    """A sender whose clock is ``skew_minutes`` off signs at the first and the last instant of its
+    certificate's validity (and in the middle): within 5 minutes of skew every event is accepted; beyond
+    it, the event at the edge the clock runs past is refused (INVALID_CERTIFICATE), the other accepted."""
+    fed.admit("node-a")
+    cert = fed.trust.certificate("node-a")
+    assert cert is not None
+    skew = skew_minutes * 60_000
+    tolerated = abs(skew) <= SKEW_MS
+    for true_time, past_this_edge in (
+        (cert.not_before, skew < 0),
+        ((cert.not_before + cert.not_after) // 2, False),
+        (cert.not_after, skew > 0),
+    ):
+        env = fed.heartbeat("node-a", issued_at=true_time + skew)[0]
+        if tolerated or not past_this_edge:
+            assert fed.trust.verify(env) is cert
+        else:
+            with pytest.raises(InvalidCertificateError, match="not valid"):
+                fed.trust.verify(env)
 
 
 # -- ReplayGuard -----------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from accel.wire import (
     vector_record,
 )
 from mesh.codec import schema_dir
+from mesh.errors import PrivateFileError
 
 VECTORS = json.loads((Path(__file__).resolve().parents[2] / "vectors" / "paillier.json").read_text(encoding="utf-8"))
 
@@ -282,3 +283,32 @@ def test_key_files_keep_the_pair_and_its_djn_base_private_to_the_owner(tmp_path:
     path.write_text(json.dumps(body))
     with pytest.raises(MalformedCiphertextError, match="not a Paillier key file"):
         load_key_file(path)
+
+
+def test_a_key_file_others_may_read_is_refused_on_load_and_by_the_store(tmp_path: Path, keypair: KeyPair) -> None:
+    """p and q are the private key: a key file with any group or other bit is refused, like a node key."""
+    owned = KeyStore(tmp_path / "keys").add(keypair)
+    path = tmp_path / "keys" / f"{owned.key_id}.json"
+    path.chmod(0o640)
+    with pytest.raises(PrivateFileError, match="chmod 600"):
+        load_key_file(path)
+    with pytest.raises(PrivateFileError, match="chmod 600"):
+        KeyStore(tmp_path / "keys")
+
+
+def test_a_key_file_is_written_through_a_fresh_temporary_file_in_a_0700_folder(
+    tmp_path: Path, keypair: KeyPair
+) -> None:
+    """A file left (or planted) at the old temporary name, readable by all, never becomes the key file."""
+    owned = KeyStore.empty().add(keypair)
+    planted = tmp_path / "keys" / f"{owned.key_id}.tmp"
+    planted.parent.mkdir()
+    planted.write_text("")
+    planted.chmod(0o666)
+    KeyStore(tmp_path / "keys").add(keypair)
+    path = tmp_path / "keys" / f"{owned.key_id}.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert planted.read_text() == ""
+    store = tmp_path / "fresh" / "keys"
+    KeyStore(store).add(keypair)
+    assert {stat.S_IMODE(store.stat().st_mode), stat.S_IMODE(store.parent.stat().st_mode)} == {0o700}
