@@ -36,6 +36,10 @@ DEAD_LETTER_BACKOFF = (0.5, 10.0)
 #: Dead letters a service queues for the broker before its pipeline waits for room (a flood of junk
 #: must not hold up the good events behind it, nor grow memory without bound).
 DEAD_LETTER_QUEUE = 1000
+#: A dead letter waiting to be sent: its reason, the DeadLetter payload, its subject.
+Letter = tuple[str, dict[str, Any], str]
+#: Dead letters sent at once (the producer batches them into few requests).
+DEAD_LETTER_BATCH = 100
 #: Seconds a stopping service gives its queued dead letters to reach the broker (a restart reports again
 #: every refusal it meets, docs/protocol.md §11, so a letter not sent by then is not lost for good).
 DEAD_LETTER_DRAIN = 10.0
@@ -118,7 +122,7 @@ class Service:
         self.counts: Counter[str] = Counter()
         self.caught_up = asyncio.Event()
         self._completed: list[tuple[str, bytes]] = []  # wholes the record being processed assembled
-        self._letters: asyncio.Queue[tuple[str, dict[str, Any], str]] = asyncio.Queue(DEAD_LETTER_QUEUE)
+        self._letters: asyncio.Queue[Letter] = asyncio.Queue(DEAD_LETTER_QUEUE)
         self._handlers: dict[str, Handler] = {}
         for _, method in inspect.getmembers(self, inspect.ismethod):
             for payload_type in getattr(method, "__interfed_handles__", ()):
@@ -351,21 +355,41 @@ class Service:
         await self._letters.put((reason, letter, subject))
 
     async def _send_letters(self) -> None:
-        """Publish queued dead letters in order; while the broker refuses one, try it again with backoff
-        rather than lose it or stop the node (the queue fills meanwhile, then the pipeline waits)."""
+        """Publish queued dead letters; while the broker refuses them, try again with backoff rather than
+        lose them or stop the node (the queue fills meanwhile, then the pipeline waits).
+
+        Up to ``DEAD_LETTER_BATCH`` letters go out at once, so the producer batches them into a few
+        requests: one request and one acknowledgement per letter made a flood of junk cost more in
+        dead letters than in refusing it."""
         while True:
-            reason, letter, subject = await self._letters.get()
-            delay = DEAD_LETTER_BACKOFF[0]
-            while True:
-                try:
-                    await self.ctx.publisher.publish("deadletter", DEAD_LETTER, letter, subject=subject)
-                    break
-                except (KafkaError, TimeoutError) as exc:
-                    self.counts["dead_letter_publish_failed"] += 1
-                    failure = f"{type(exc).__name__}: {exc}"
-                    self.log.warning("dead_letter_publish_failed", error=failure, retry_in=delay)
+            batch: list[Letter] = [await self._letters.get()]
+            while len(batch) < DEAD_LETTER_BATCH and not self._letters.empty():
+                batch.append(self._letters.get_nowait())
+            pending, delay = batch, DEAD_LETTER_BACKOFF[0]
+            while pending:
+                sent = await asyncio.gather(
+                    *(
+                        self.ctx.publisher.publish("deadletter", DEAD_LETTER, letter, subject=subject)
+                        for _, letter, subject in pending
+                    ),
+                    return_exceptions=True,
+                )
+                failed: list[Letter] = []
+                for entry, outcome in zip(pending, sent, strict=True):
+                    if isinstance(outcome, KafkaError | TimeoutError):
+                        failed.append(entry)
+                    elif isinstance(outcome, BaseException):
+                        raise outcome  # a bug, not the broker: the service stops with it
+                    else:
+                        self.counts[f"dead:{entry[0]}"] += 1
+                        self.counts["dead_letters_sent"] += 1
+                if failed:
+                    self.counts["dead_letter_publish_failed"] += len(failed)
+                    error = next(o for o in sent if isinstance(o, BaseException))
+                    failure = f"{type(error).__name__}: {error}"
+                    self.log.warning("dead_letter_publish_failed", letters=len(failed), error=failure, retry_in=delay)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, DEAD_LETTER_BACKOFF[1])
-            self.counts[f"dead:{reason}"] += 1
-            self.counts["dead_letters_sent"] += 1
-            self._letters.task_done()
+                pending = failed
+            for _ in batch:
+                self._letters.task_done()
