@@ -562,9 +562,8 @@ def bench_hostile(
     table.add_row("services stopped", ", ".join(figures.crashed) or "none", "none")
     for name, mb in figures.rss_mb.items():
         table.add_row(f"RSS {name} (MB, all 4 nodes in one process)", f"{mb:.1f}", "")
-    table.add_row("audit afterwards", "passed" if figures.audit_passed else "FAILED", "passed")
+    verdict = "passed" if figures.audit_passed else f"FAILED {figures.audit_violations}"
+    table.add_row("audit afterwards", verdict, "passed")
     for reason, n in figures.audit_refused_input.items():
-        table.add_row(f"  refused input {reason}", f"{n:,}", "")
+        table.add_row(f"  refused input on registry: {reason}", f"{n:,}", f"{figures.by_registry.get(reason, 0):,}")
     out.print(table)
-    for note in figures.notes:
-        out.print(f"note: {note}")
