@@ -21,6 +21,10 @@ log = structlog.get_logger("interfed.bus")
 #: Longest a fetch waits for records when there are none (ms).
 FETCH_WAIT_MS = 20
 
+#: Longest wait of each of a MergedReader's two polls (ms): it waits for both, so this bounds the latency
+#: one idle reader adds to the other's records.
+MERGED_POLL_MS = 20
+
 #: Room the Kafka record batch framing needs on top of key and value.
 RECORD_OVERHEAD = 512
 
@@ -29,7 +33,7 @@ RECORD_OVERHEAD = 512
 class Record:
     """One consumed record, as the service pipeline sees it.
 
-    ``fetched_at_ms`` is when this reader first fetched the record (wall clock, ms): a record read
+    ``fetched_at`` is when this reader first fetched the record (``time.monotonic()``): a record read
     again after its partition was held keeps its first time, which is what a fence compares with.
     """
 
@@ -38,12 +42,7 @@ class Record:
     offset: int
     key: bytes | None
     value: bytes
-    fetched_at_ms: int = 0
-
-
-def now_ms() -> int:
-    """Wall-clock ms, on aiokafka's own scale for ``last_poll_timestamp``."""
-    return int(1000 * time.time())
+    fetched_at: float = 0.0
 
 
 class Bus(Protocol):
@@ -148,23 +147,27 @@ class KafkaBus:
 
 
 class Fence:
-    """A point on some topics: "everything appended to them before ``at_ms``".
+    """A point on some topics: "everything appended to them before the fence was taken".
 
-    It is reached once a reader has handled every record its partitions held at ``at_ms``: for each
-    partition, the position has come to the end offset listed after ``at_ms`` and to the high watermark
-    of the first fetch response processed after it (Apache Kafka's listed end offsets are exact; the
-    embedded broker's fall short when a produce request carried several records, its high watermarks
-    do not). A partition held back by a record that waits on a fence of its own counts as reached, so two
-    waiting records never wait on each other for ever. An event's prerequisites (a certificate, a
-    schema, a job proposal) were acknowledged before the event was produced, so before it was fetched:
-    once a fence taken after its first fetch is reached, a record still missing one will never get it.
+    It is reached once the readers of its scope have handled every record its partitions held then:
+    for each partition, the position has come to the end offset listed after the fence was taken and
+    to the high watermark of the first fetch response processed after it (Apache Kafka's listed end
+    offsets are exact; the embedded broker's fall short when a produce request carried several
+    records, its high watermarks do not). A partition held back by another waiting record is waited
+    for like any other: the records that may wait are so arranged that no two wait on each other
+    (docs/protocol.md §6.5). An event's prerequisites (a certificate, a schema, a job proposal) were
+    acknowledged before the event was produced, so before it was fetched: once a fence taken after
+    its first fetch is reached, a record still missing one will never get it.
     """
 
     def __init__(self, topics: frozenset[str], readers: list[Reader]) -> None:
         self.topics = topics
-        self.at_ms = now_ms()
+        self.taken = time.monotonic()
         self.reached = False
         self._readers = readers
+        # Each partition's last fetch response as the fence is taken: the first response after it is
+        # the one whose high watermark counts (compared by value, so a wall-clock step cannot fool it).
+        self._polled = {tp: r.consumer.last_poll_timestamp(tp) for r, tp in self._partitions()}
         self._targets: dict[TopicPartition, int] = {}
         self._listed: asyncio.Task[dict[TopicPartition, int]] | None = None
 
@@ -180,21 +183,27 @@ class Fence:
             self._listed = asyncio.ensure_future(_end_offsets(parts))
         if not self._listed.done():
             return False
+        if self._listed.exception() is not None:  # the broker did not answer in time: ask again next time
+            log.warning("fence_end_offsets_failed", error=repr(self._listed.exception()))
+            self._listed = None
+            return False
         listed = self._listed.result()
         for reader, tp in parts:
-            if reader.holds(tp):
-                continue
             target = self._targets.get(tp)
             if target is None:
                 polled = reader.consumer.last_poll_timestamp(tp)
                 high = reader.consumer.highwater(tp)
-                if polled is None or polled <= self.at_ms or high is None:
+                if polled is None or polled == self._polled.get(tp) or high is None:
                     return False
                 target = self._targets[tp] = max(high, listed.get(tp, 0))
             if await reader.consumer.position(tp) < target:
                 return False
         self.reached = True
         return True
+
+    def cancel(self) -> None:
+        if self._listed is not None:
+            self._listed.cancel()
 
 
 async def _end_offsets(parts: list[tuple[Reader, TopicPartition]]) -> dict[TopicPartition, int]:
@@ -212,13 +221,13 @@ class _FirstFetch:
     __slots__ = ("steps",)
 
     def __init__(self) -> None:
-        self.steps: list[tuple[int, int]] = []
+        self.steps: list[tuple[int, float]] = []
 
-    def note(self, end: int, at_ms: int) -> None:
+    def note(self, end: int, at: float) -> None:
         if not self.steps or end > self.steps[-1][0]:
-            self.steps.append((end, at_ms))
+            self.steps.append((end, at))
 
-    def of(self, offset: int, default: int) -> int:
+    def of(self, offset: int, default: float) -> float:
         for end, at in self.steps:
             if offset < end:
                 return at
@@ -268,6 +277,7 @@ class Reader:
         self._start_ends: dict[TopicPartition, int] = {}
         self._targets: dict[TopicPartition, int] = {}
         self._held: dict[TopicPartition, Fence] = {}
+        self._parked: list[tuple[Record, Fence]] = []
         self._fences: dict[frozenset[str], Fence] = {}
         self._first_fetch: dict[TopicPartition, _FirstFetch] = {}
 
@@ -298,9 +308,8 @@ class Reader:
         raise KafkaError(f"topic {topic} does not exist; create the protocol topics first")
 
     async def stop(self) -> None:
-        for fence in self._fences.values():
-            if fence._listed is not None:  # noqa: SLF001 - one module
-                fence._listed.cancel()  # noqa: SLF001
+        for fence in {*self._fences.values(), *self._held.values(), *(f for _, f in self._parked)}:
+            fence.cancel()
         await self.consumer.stop()
 
     def assignment(self) -> set[TopicPartition]:
@@ -325,7 +334,7 @@ class Reader:
     def start_ends(self) -> dict[tuple[str, int], int | None]:
         """Where each assigned partition ended as this reader started (None: not known yet).
 
-        The end offset listed at start, raised by the high watermark of the first fetch response.
+        The end offset listed at start, raised by the high watermark of a fetch response since then.
         """
         return {(tp.topic, tp.partition): self._target(tp) for tp in self.consumer.assignment()}
 
@@ -333,37 +342,41 @@ class Reader:
         """Whether every record the assigned partitions held when this reader started has been handled.
 
         For each partition: a fetch response has come (so the broker really answered), and the position
-        has reached both the end offset listed at start and the high watermark of the first response;
-        and no partition is held back. An empty fetch means nothing: a paused broker gives nothing but.
+        has reached both the end offset listed at start and the high watermark of a response since;
+        and no record waits (held back or parked). An empty fetch means nothing: a paused broker gives
+        nothing but.
         """
+        if self._parked:
+            return False
         for tp in self.consumer.assignment():
             target = self._target(tp)
             if target is None or tp in self._held or await self.consumer.position(tp) < target:
                 return False
         return True
 
-    # -- holding a partition back at a record that waits ---------------------------------------
-
-    def holds(self, tp: TopicPartition) -> bool:
-        return tp in self._held
+    # -- records that wait: a partition held back, or a record parked ---------------------------
 
     def is_paused(self, topic: str, partition: int) -> bool:
         return TopicPartition(topic, partition) in self._held
 
-    def wait_for(self, record: Record, topics: Iterable[str]) -> bool:
-        """Hold ``record``'s partition back until ``topics`` have been read as far as they were when it came.
+    def wait_for(self, record: Record, topics: Iterable[str], *, park: bool = False) -> bool:
+        """Let ``record`` wait until ``topics`` have been read as far as they were when it came.
 
-        True if the record now waits (its partition is read again from it once the fence is reached).
-        False if a fence taken after the record was first fetched is reached already: whatever the
-        record lacks is not coming, so its failure is final. Topics this reader's scope does not read
-        are never waited for.
+        True if the record now waits: its partition is held back and read again from it once the
+        fence is reached, or, with ``park`` (a topic whose records may be handled in any order), the
+        partition goes on and the record alone is handed back then. False if a fence taken after the
+        record was first fetched is reached already: whatever the record lacks is not coming, so its
+        failure is final. Topics this reader's scope does not read are never waited for.
         """
         key = frozenset(topics)
         fence = self._fences.get(key)
-        if fence is None or fence.at_ms < record.fetched_at_ms:
+        if fence is None or fence.taken < record.fetched_at:
             fence = self._fences[key] = Fence(key, self._fence_scope)
         elif fence.reached:
             return False
+        if park:
+            self._parked.append((record, fence))
+            return True
         tp = TopicPartition(record.topic, record.partition)
         self.consumer.seek(tp, record.offset)
         self.consumer.pause(tp)
@@ -371,34 +384,42 @@ class Reader:
         return True
 
     async def _release_reached(self) -> None:
+        """Check the fences records wait on; resume the held partitions whose fence is reached."""
         assigned = self.consumer.assignment()
         for tp in [tp for tp in self._held if tp not in assigned]:
             del self._held[tp]  # a group took it away; its next owner reads it from the committed position
-        for fence in {id(f): f for f in self._held.values()}.values():
+        waiting = {id(f): f for f in (*self._held.values(), *(f for _, f in self._parked))}
+        for fence in waiting.values():
             await fence.check()
         for tp, fence in list(self._held.items()):
             if fence.reached:
                 del self._held[tp]
                 self.consumer.resume(tp)
 
+    async def fetch(self, timeout_ms: int = 200) -> list[Record]:
+        """One batch (empty when idle): parked records now due first, then what the poll brings, each
+        partition in offset order."""
+        await self._release_reached()
+        due = [record for record, fence in self._parked if fence.reached]
+        fetched = await self.consumer.getmany(timeout_ms=0 if due else timeout_ms, max_records=500)
+        self._parked = [(record, fence) for record, fence in self._parked if not fence.reached]
+        at = time.monotonic()
+        batch = due
+        for tp, records in fetched.items():
+            if not records:
+                continue
+            first = self._first_fetch.setdefault(tp, _FirstFetch())
+            first.forget_below(records[0].offset)
+            batch += [
+                Record(tp.topic, tp.partition, r.offset, r.key, r.value or b"", first.of(r.offset, at)) for r in records
+            ]
+            first.note(records[-1].offset + 1, at)
+        return batch
+
     async def batches(self, timeout_ms: int = 200) -> AsyncIterator[list[Record]]:
-        """Yield batches forever (empty ones when idle), in partition order within each partition."""
+        """Yield batches forever (empty ones when idle)."""
         while True:
-            await self._release_reached()
-            fetched = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=500)
-            at = now_ms()
-            batch: list[Record] = []
-            for tp, records in fetched.items():
-                if not records:
-                    continue
-                first = self._first_fetch.setdefault(tp, _FirstFetch())
-                first.forget_below(records[0].offset)
-                batch += [
-                    Record(tp.topic, tp.partition, r.offset, r.key, r.value or b"", first.of(r.offset, at))
-                    for r in records
-                ]
-                first.note(records[-1].offset + 1, at)
-            yield batch
+            yield await self.fetch(timeout_ms)
 
 
 class GroupReader(Reader):
@@ -444,7 +465,6 @@ class MergedReader:
         self.shared = shared
         whole._fence_scope = shared._fence_scope = [whole, shared]  # noqa: SLF001 - one module
         self._shared_topics = set(shared._topics)  # noqa: SLF001 - one module
-        self._pending: dict[asyncio.Future[list[Record]], AsyncIterator[list[Record]]] = {}
 
     def _of(self, topic: str) -> Reader:
         return self.shared if topic in self._shared_topics else self.whole
@@ -453,14 +473,10 @@ class MergedReader:
         await asyncio.gather(self.whole.start(), self.shared.start())
 
     async def stop(self) -> None:
-        for future in self._pending:
-            future.cancel()
-        await asyncio.gather(*self._pending, return_exceptions=True)
-        self._pending.clear()
         await asyncio.gather(self.whole.stop(), self.shared.stop())
 
-    def wait_for(self, record: Record, topics: Iterable[str]) -> bool:
-        return self._of(record.topic).wait_for(record, topics)
+    def wait_for(self, record: Record, topics: Iterable[str], *, park: bool = False) -> bool:
+        return self._of(record.topic).wait_for(record, topics, park=park)
 
     def is_paused(self, topic: str, partition: int) -> bool:
         return self._of(topic).is_paused(topic, partition)
@@ -472,14 +488,10 @@ class MergedReader:
         return await self.whole.caught_up() and await self.shared.caught_up()
 
     async def batches(self, timeout_ms: int = 200) -> AsyncIterator[list[Record]]:
-        sources = [self.whole.batches(timeout_ms), self.shared.batches(timeout_ms)]
-        for source in sources:
-            self._pending[asyncio.ensure_future(anext(source))] = source
+        """Poll both readers at once, briefly, and yield what both brought. Nothing is fetched ahead of the
+        service (a position seen between batches is one it has handled up to), and no poll is cancelled
+        (aiokafka's consumer does not take a cancelled poll cleanly)."""
+        poll_ms = min(timeout_ms, MERGED_POLL_MS)
         while True:
-            done, _ = await asyncio.wait(self._pending, return_when=asyncio.FIRST_COMPLETED)
-            batch: list[Record] = []
-            for future in done:
-                source = self._pending.pop(future)
-                batch += future.result()
-                self._pending[asyncio.ensure_future(anext(source))] = source
-            yield batch
+            whole, shared = await asyncio.gather(self.whole.fetch(poll_ms), self.shared.fetch(poll_ms))
+            yield whole + shared

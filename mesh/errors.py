@@ -86,7 +86,12 @@ class NoValidCertificateError(InvalidCertificateError):
 
 
 class RevokedSenderError(RejectedEventError):
+    """Signed under a certificate revoked from a time at or before its ``issued_at``. Retriable once: the
+    node may have been approved again under the same key, and the newer certificate be on its way."""
+
     reason = "REVOKED_SENDER"
+    retriable = True
+    waits_for = ("registry",)
 
 
 class BadSignatureError(RejectedEventError):

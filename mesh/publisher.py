@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any
 
@@ -46,6 +47,7 @@ class Publisher:
         self._key = key
         self._sequence = sequence
         self._announced: set[bytes] = set()
+        self._announcing: dict[bytes, asyncio.Future[None]] = {}
         self.max_event_bytes = max_event_bytes
 
     @property
@@ -129,10 +131,26 @@ class Publisher:
             await self.bus.send(kafka_topic, key, part.encode())
 
     async def _announce_schema(self, payload_type: str) -> None:
+        """Announce a schema the first time this process writes with it. Concurrent first writers share one
+        announcement (each waits for it): a burst of sends must not put a copy per send on ``schemas``."""
         schema = self.schemas.by_name(payload_type)
         if payload_type in CORE_TYPES or schema.fingerprint in self._announced:
             return
-        record = {"fingerprint": schema.fingerprint, "full_name": schema.full_name, "schema_json": schema.json_text}
-        env = self.envelope(SCHEMA_PUBLISHED, record, subject=schema.fingerprint.hex())
-        await self.bus.send(self.bus.names("schemas"), env.subject.encode(), env.encode())
-        self._announced.add(schema.fingerprint)
+        pending = self._announcing.get(schema.fingerprint)
+        if pending is not None:
+            await asyncio.shield(pending)  # the first writer's announcement; its failure is ours too
+            return
+        pending = self._announcing[schema.fingerprint] = asyncio.get_running_loop().create_future()
+        try:
+            record = {"fingerprint": schema.fingerprint, "full_name": schema.full_name, "schema_json": schema.json_text}
+            env = self.envelope(SCHEMA_PUBLISHED, record, subject=schema.fingerprint.hex())
+            await self.bus.send(self.bus.names("schemas"), env.subject.encode(), env.encode())
+        except BaseException as exc:
+            pending.set_exception(exc)
+            pending.exception()  # retrieved here, so a failure nobody else waited for is not reported as lost
+            raise
+        else:
+            self._announced.add(schema.fingerprint)
+            pending.set_result(None)
+        finally:
+            del self._announcing[schema.fingerprint]

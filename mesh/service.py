@@ -36,8 +36,11 @@ DEAD_LETTER_BACKOFF = (0.5, 10.0)
 #: Dead letters a service queues for the broker before its pipeline waits for room (a flood of junk
 #: must not hold up the good events behind it, nor grow memory without bound).
 DEAD_LETTER_QUEUE = 1000
-#: A dead letter waiting to be sent: its reason, the DeadLetter payload, its subject.
-Letter = tuple[str, dict[str, Any], str]
+#: Topics whose waiting records are parked, not held: handling them in any order reaches the same state.
+PARKED_TOPICS = frozenset({"schemas"})
+#: A dead letter waiting to be sent: its reason and its signed envelope (sent again as it is after a
+#: failure whose outcome is unknown, so a letter that did arrive is a duplicate receivers skip).
+Letter = tuple[str, Envelope]
 #: Dead letters sent at once (the producer batches them into few requests).
 DEAD_LETTER_BATCH = 100
 #: Seconds a stopping service gives its queued dead letters to reach the broker (a restart reports again
@@ -123,6 +126,11 @@ class Service:
         self.caught_up = asyncio.Event()
         self._completed: list[tuple[str, bytes]] = []  # wholes the record being processed assembled
         self._letters: asyncio.Queue[Letter] = asyncio.Queue(DEAD_LETTER_QUEUE)
+        self._letter_task: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
+        #: Whether refusals are reported on ``deadletter`` at all: a one-off command session, which replays
+        #: the topics only to act once, leaves that to the node's running services (it only logs).
+        self.reports_refusals = not readonly
         self._handlers: dict[str, Handler] = {}
         for _, method in inspect.getmembers(self, inspect.ismethod):
             for payload_type in getattr(method, "__interfed_handles__", ()):
@@ -147,7 +155,8 @@ class Service:
             self._reader = MergedReader(self._reader, shared)
         await self._reader.start()
         started = False
-        letters = asyncio.create_task(self._send_letters(), name=f"{self.name}-dead-letters")
+        letters = self._letter_task = asyncio.create_task(self._send_letters(), name=f"{self.name}-dead-letters")
+        self._stop = stop
         tasks: list[asyncio.Task[None]] = []
         try:
             async for batch in self._reader.batches():
@@ -221,8 +230,7 @@ class Service:
         try:
             await self._apply_value(record, record.value, verified)
         except MeshError as exc:
-            names = self.ctx.bus.names
-            if exc.retriable and self._reader.wait_for(record, [names(t) for t in exc.waits_for]):
+            if exc.retriable and self._wait(record, exc):
                 self.counts["held"] += 1
                 self._completed.clear()  # keep what this record assembled: its last chunk comes again
                 return
@@ -242,6 +250,20 @@ class Service:
         for sender, digest in self._completed:
             self.chunks.release(sender, digest)
         self._completed.clear()
+
+    def _wait(self, record: Record, exc: MeshError) -> bool:
+        """Let a record whose failure may yet go away wait for a fence (docs/protocol.md §6.5); False: final.
+
+        Its own topic is never awaited: what a record there may need from it (a node's approval before
+        its other registry events, a job's proposal before its other task events) comes earlier on the
+        same partition, handled already. On ``schemas`` the record is parked and the partition goes on:
+        learning a schema does not depend on order, and a held ``schemas`` could wait on a ``registry``
+        partition held for a schema behind it.
+        """
+        assert self._reader is not None
+        topic, names = self._protocol_topic(record), self.ctx.bus.names
+        awaited = [names(t) for t in exc.waits_for if t != topic]
+        return self._reader.wait_for(record, awaited, park=topic in PARKED_TOPICS)
 
     def _protocol_topic(self, record: Record) -> str:
         return self.ctx.bus.names.protocol_name(record.topic)
@@ -330,7 +352,7 @@ class Service:
         )
         topic = self.ctx.bus.names.protocol_name(record.topic)
         if (
-            self.readonly
+            not self.reports_refusals
             or topic == "deadletter"
             or topic not in (*self.read_topics(), *self.also_reports)  # another service of this party reports it
             or not self.trust.can_sign(self.ctx.config.node_id)  # nobody could verify our letter
@@ -352,7 +374,30 @@ class Service:
             "original_truncated": len(record.value) > keep,
         }
         subject = (record.key or b"").decode("utf-8", "replace")[:256] or "unkeyed"
-        await self._letters.put((reason, letter, subject))
+        await self._queue_letter((reason, self.ctx.publisher.envelope(DEAD_LETTER, letter, subject)))
+
+    async def _queue_letter(self, letter: Letter) -> None:
+        """Queue a letter; when the queue is full (the broker is not taking them), wait for room, but not
+        past the service's stop (a letter not sent then is reported again at the next start, §11) nor
+        past the sender's end (its error then stops the service)."""
+        if not self._letters.full():
+            self._letters.put_nowait(letter)
+            return
+        assert self._stop is not None
+        assert self._letter_task is not None
+        put = asyncio.ensure_future(self._letters.put(letter))
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({put, stopping, self._letter_task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (put, stopping):
+                waiter.cancel()
+            await asyncio.gather(put, stopping, return_exceptions=True)
+        if put.cancelled():
+            if self._letter_task.done() and not self._letter_task.cancelled():
+                self._letter_task.result()  # raises the sender's error
+            self.counts["dead_letters_unsent"] += 1
+            self.log.warning("dead_letter_unsent", reason=letter[0], why="stopping with the broker not taking letters")
 
     async def _send_letters(self) -> None:
         """Publish queued dead letters; while the broker refuses them, try again with backoff rather than
@@ -360,32 +405,24 @@ class Service:
 
         Up to ``DEAD_LETTER_BATCH`` letters go out at once, so the producer batches them into a few
         requests: one request and one acknowledgement per letter made a flood of junk cost more in
-        dead letters than in refusing it."""
+        dead letters than in refusing it. The first of a batch goes alone, so the DeadLetter schema is
+        announced once, not by every letter of the first batch."""
         while True:
             batch: list[Letter] = [await self._letters.get()]
             while len(batch) < DEAD_LETTER_BATCH and not self._letters.empty():
                 batch.append(self._letters.get_nowait())
             pending, delay = batch, DEAD_LETTER_BACKOFF[0]
             while pending:
-                sent = await asyncio.gather(
-                    *(
-                        self.ctx.publisher.publish("deadletter", DEAD_LETTER, letter, subject=subject)
-                        for _, letter, subject in pending
-                    ),
-                    return_exceptions=True,
-                )
-                failed: list[Letter] = []
-                for entry, outcome in zip(pending, sent, strict=True):
-                    if isinstance(outcome, KafkaError | TimeoutError):
-                        failed.append(entry)
-                    elif isinstance(outcome, BaseException):
-                        raise outcome  # a bug, not the broker: the service stops with it
-                    else:
-                        self.counts[f"dead:{entry[0]}"] += 1
+                outcomes = [await self._send_letter(pending[0][1])]
+                outcomes += await asyncio.gather(*(self._send_letter(env) for _, env in pending[1:]))
+                failed = [letter for letter, error in zip(pending, outcomes, strict=True) if error is not None]
+                for (reason, _), error in zip(pending, outcomes, strict=True):
+                    if error is None:
+                        self.counts[f"dead:{reason}"] += 1
                         self.counts["dead_letters_sent"] += 1
                 if failed:
                     self.counts["dead_letter_publish_failed"] += len(failed)
-                    error = next(o for o in sent if isinstance(o, BaseException))
+                    error = next(e for e in outcomes if e is not None)
                     failure = f"{type(error).__name__}: {error}"
                     self.log.warning("dead_letter_publish_failed", letters=len(failed), error=failure, retry_in=delay)
                     await asyncio.sleep(delay)
@@ -393,3 +430,11 @@ class Service:
                 pending = failed
             for _ in batch:
                 self._letters.task_done()
+
+    async def _send_letter(self, env: Envelope) -> KafkaError | TimeoutError | None:
+        """Send one letter; the broker's refusal is returned, anything else (a bug) raised."""
+        try:
+            await self.ctx.publisher.send("deadletter", env)
+        except (KafkaError, TimeoutError) as exc:
+            return exc
+        return None

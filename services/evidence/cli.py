@@ -294,6 +294,7 @@ def head(home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
         assert settings.bootstrap
         async with connect(settings, settings.bootstrap, node, applicant=False) as bus:
             svc = EvidenceService(open_context(node, bus, settings), persist=False, keep=False)
+            svc.reports_refusals = False  # the running node reports them; a command would report them all again
             async with running(svc):
                 return await svc.publish_head()
 

@@ -86,6 +86,7 @@ async def registry_session(
             beat=False,
             acls=keeper,
         )
+        svc.reports_refusals = False  # the running node reports them; a command would report them all again
         async with running(svc) as caught_up:
             yield caught_up  # type: ignore[misc]
 

@@ -3,6 +3,7 @@ and the service goes on with the next good event."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import uuid
@@ -302,3 +303,54 @@ async def test_a_replay_meets_a_flood_of_junk_without_waiting_on_each_record(
         assert observer.counts["dead:UNKNOWN_SENDER"] == junk
         assert observer.directory.nodes["party0"].heartbeat_interval == 1019
         assert observer.counts["held"] <= junk // 10, observer.counts
+
+
+def stranger_on_registry(fed: TestFederation, key: str) -> bytes:
+    """A well-formed NodeAnnounced about ``key`` from a sender nobody knows (its own key): UNKNOWN_SENDER."""
+    env = fed.member("party0").registry.ctx.publisher.envelope(
+        "interfed.registry.NodeAnnounced",
+        {
+            "node_id": key,
+            "contract_id": "c",
+            "name": "n",
+            "institution": "i",
+            "platform": "p",
+            "platform_version": "1",
+            "address": "",
+            "services": [],
+        },
+        subject=key,
+    )
+    return (
+        dataclasses.replace(env, sender=f"stranger-{uuid.uuid4().hex[:6]}", signature=b"")
+        .signed(generate_key())
+        .encode()
+    )
+
+
+async def test_junk_on_a_nodes_registry_partition_before_its_approval_never_gets_its_events_refused(
+    bootstrap: str, home_root: Path
+) -> None:
+    """Records of unknown senders sit on party0's registry partition just before its approval. A party replaying
+    refuses each at once (a registry record never waits for registry: what it needs is earlier on its partition)
+    and never refuses one of party0's own heartbeats, which wait for the approval behind the junk."""
+    settings = fresh_settings(heartbeat_interval=0.05, unreachable_after=60.0)
+    async with federation(home_root, bootstrap, n=1, settings=settings, join=False) as fed:
+        party0 = fed.member("party0")
+        contract = await party0.registry.apply()
+        await eventually(lambda: contract in fed.operator.registry.directory.contracts, what="the join request")
+        injector = KafkaBus(bootstrap, fed.operator.bus.names)
+        await injector.start()
+        try:
+            for _ in range(20):
+                await injector.send(injector.names("registry"), b"party0", stranger_on_registry(fed, "party0"))
+        finally:
+            await injector.stop()
+        await fed.operator.registry.approve(contract)
+        await eventually(lambda: fed.operator.registry.directory.nodes["party0"].last_heartbeat is not None)
+        await asyncio.sleep(0.5)  # more heartbeats, read after the approval on replay or before it
+        for _ in range(5):
+            observer = RegistryService(open_context(fed.operator.home, fed.operator.bus, fed.settings), readonly=True)
+            async with running(observer, timeout=60):
+                assert observer.counts["dead:UNKNOWN_SENDER"] == 20, observer.counts
+                assert observer.directory.nodes["party0"].last_heartbeat is not None

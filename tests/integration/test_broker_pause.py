@@ -8,6 +8,7 @@ The moments come from a seeded generator, so a failing run can be replayed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -17,14 +18,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from mesh.brokers import Broker
-from mesh.bus import KafkaBus, Reader, Record
+from mesh.bus import Reader, Record
 from mesh.codec import SchemaStore
 from mesh.envelope import Envelope
 from mesh.evidence import EVIDENCE_RECORDED
+from mesh.identity import generate_key
 from mesh.node import open_context
-from mesh.testing import AuditedHistory, copy_topics, dead_letters, eventually, federation, fresh_settings
+from mesh.testing import (
+    AuditedHistory,
+    TestFederation,
+    copy_topics,
+    dead_letters,
+    eventually,
+    federation,
+    fresh_settings,
+)
+from mesh.trust import HEARTBEAT
 from services.evidence.cli import replay
 from services.registry.service import RegistryService
 
@@ -140,41 +152,86 @@ async def test_the_command_line_never_passes_a_tampered_log_or_lists_part_of_a_d
         assert sorted(row["node_id"] for row in json.loads(out)) == ["party0", "party1"], run
 
 
+async def flood(bootstrap: str, fed: TestFederation, junk: int, *, strangers: bool = True) -> dict[str, int]:
+    """Write ``junk`` records to party0's heartbeats partition at once: random bytes, and with ``strangers``
+    every other one a well-formed heartbeat of a sender nobody knows (it waits for a fence over registry)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+    await producer.start()
+    topic = fed.operator.bus.names("heartbeats")
+    template = fed.member("party0").registry.ctx.publisher.envelope(
+        HEARTBEAT, {"node_id": "party0", "interval_ms": 1}, subject="party0"
+    )
+    try:
+        sent = []
+        for i in range(junk):
+            if i % 2 or not strangers:
+                value = os.urandom(64)
+            else:
+                stranger = dataclasses.replace(template, sender=f"stranger{i}", signature=b"")
+                value = stranger.signed(generate_key()).encode()
+            sent.append(await producer.send(topic, value=value, key=b"party0"))
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    if not strangers:
+        return {"MALFORMED_ENVELOPE": junk}
+    return {"MALFORMED_ENVELOPE": junk // 2, "UNKNOWN_SENDER": junk - junk // 2}
+
+
+def refused(service: RegistryService, expected: dict[str, int]) -> bool:
+    return all(service.counts[f"dead:{reason}"] >= n for reason, n in expected.items())
+
+
 @pytest.mark.reference_lane
 async def test_a_node_outlives_a_minute_without_its_broker_and_loses_no_dead_letter(
     bootstrap: str, broker_process: Broker, home_root: Path
 ) -> None:
-    """A party refusing a flood of junk loses its broker for a minute mid-flood (its dead-letter sends time out):
-    it keeps running, and once the broker is back every refusal is on the dead-letter topic."""
-    junk = 2000
+    """A party refusing a flood of junk loses its broker for a minute mid-flood: its dead-letter sends time out,
+    and so do the end offsets its waiting records' fences ask for. It keeps running, and once the broker is back
+    every refusal is on the dead-letter topic."""
     settings = fresh_settings(heartbeat_interval=1.0, unreachable_after=90.0)
     async with federation(home_root, bootstrap, n=1, settings=settings) as fed:
-        injector = KafkaBus(bootstrap, fed.operator.bus.names)
-        await injector.start()
-        try:
-            for _ in range(junk):
-                await injector.send(injector.names("heartbeats"), b"party0", os.urandom(64))
-        finally:
-            await injector.stop()
+        expected = await flood(bootstrap, fed, 20_000)
         witness = RegistryService(open_context(fed.operator.home, fed.operator.bus, fed.settings))
         stop = asyncio.Event()
         task = asyncio.create_task(witness.run(stop))
         try:
-            await eventually(lambda: witness.counts["dead:MALFORMED_ENVELOPE"] >= 50, 60, "the first refusals")
+            await eventually(lambda: witness.counts["dead_letters_sent"] >= 1, 60, "the first letters")
             os.killpg(broker_process.pid or 0, signal.SIGSTOP)
             try:
                 await asyncio.sleep(60)
             finally:
                 os.killpg(broker_process.pid or 0, signal.SIGCONT)
-            await eventually(lambda: witness.counts["dead:MALFORMED_ENVELOPE"] == junk, 120, "every refusal sent")
-            assert not task.done()
-            assert fed.operator.task is not None
-            assert not fed.operator.task.done()
-            assert fed.members[0].task is not None
-            assert not fed.members[0].task.done()
+            await eventually(lambda: refused(witness, expected), 180, "every refusal sent")
+            for service_task in (task, fed.operator.task, fed.members[0].task):
+                assert service_task is not None
+                assert not service_task.done()
         finally:
             stop.set()
             await task
         assert witness.counts["dead_letter_publish_failed"] >= 1, "the outage never met a dead letter in flight"
-        letters = [d for d in await dead_letters(fed, "MALFORMED_ENVELOPE") if d["service"] == "registry"]
-        assert len({(d["partition"], d["offset"]) for d in letters}) == junk
+        letters = [d for d in await dead_letters(fed) if d["service"] == "registry"]
+        assert len({(d["partition"], d["offset"]) for d in letters}) == sum(expected.values())
+
+
+@pytest.mark.reference_lane
+async def test_a_party_stops_promptly_while_its_broker_takes_no_dead_letters(
+    bootstrap: str, broker_process: Broker, home_root: Path
+) -> None:
+    """With the broker paused and the dead-letter queue full, asking a service to stop still stops it: the letters
+    it could not send are counted and logged (a restart reports those refusals again)."""
+    settings = fresh_settings(heartbeat_interval=1.0, unreachable_after=90.0)
+    async with federation(home_root, bootstrap, n=1, settings=settings) as fed:
+        await flood(bootstrap, fed, 8_000, strangers=False)  # refused as fast as read: no fence needs the broker
+        witness = RegistryService(open_context(fed.operator.home, fed.operator.bus, fed.settings))
+        stop = asyncio.Event()
+        task = asyncio.create_task(witness.run(stop))
+        await eventually(lambda: witness.counts["dead_letters_sent"] >= 1, 60, "the first letters")
+        os.killpg(broker_process.pid or 0, signal.SIGSTOP)
+        try:
+            await eventually(witness._letters.full, 60, "the dead-letter queue full")
+            stop.set()
+            await asyncio.wait_for(task, 45)
+        finally:
+            os.killpg(broker_process.pid or 0, signal.SIGCONT)
+        assert witness.counts["dead_letters_unsent"] >= 1

@@ -94,8 +94,11 @@ async def test_revoked_certificate_refuses_that_nodes_events_everywhere(bootstra
     async with federation(home_root, bootstrap, n=2) as fed:
         bad, good = fed.members
         await fed.operator.registry.revoke(bad.node_id, "key compromised")
+        # Every party, the revoked one too, reads the revocation before the event: a receiver's verdict on an
+        # event signed after the cut depends on whether it has read the cut (docs/protocol.md §11).
         await eventually(
-            lambda: good.registry.directory.nodes[bad.node_id].revoked == "key compromised", what="revocation seen"
+            lambda: all(v.registry.directory.nodes[bad.node_id].revoked == "key compromised" for v in fed.everyone),
+            what="revocation seen",
         )
         assert good.registry.directory.nodes[bad.node_id].health(now_ms(), 3000) is Health.REVOKED
         await bad.registry.ctx.publisher.publish(

@@ -605,3 +605,26 @@ def test_registry_event_under_a_subject_other_than_its_node_is_key_mismatch(fed:
     with pytest.raises(KeyMismatchError):
         fed.trust.apply(dataclasses.replace(env, subject="node-b"), payload, fed.trust.verify_applicant(env, payload))
     assert "node-a" not in fed.trust.members.nodes
+
+
+def test_a_node_approved_again_under_the_same_key_waits_for_its_new_approval_rather_than_be_refused(fed: Fed) -> None:
+    """A node terminated and approved again from the same home (the same key): its new events verify under the
+    old, cut certificate until the receiver reads the new approval. The refusal is retriable (it waits for a fence
+    over registry, docs/protocol.md §6.5), so a receiver that reads the new event first does not refuse it for
+    good; once the approval is read the event verifies under the new certificate."""
+    fed.admit("node-a")
+    terminated, payload = fed.event(
+        "op", "ContractTerminated", {"contract_id": fed.contracts["node-a"], "node_id": "node-a", "reason": "pause"}
+    )
+    fed.receive(terminated, payload)
+    fed.receive(*fed.join_request("node-a"))  # the same home: the same key in the new CSR
+    approval = fed.approval("node-a")
+    later = fed.heartbeat("node-a", issued_at=terminated.issued_at + 1)[0]
+    with pytest.raises(RevokedSenderError) as refused:
+        fed.trust.verify(later)
+    assert refused.value.retriable
+    assert refused.value.waits_for == ("registry",)
+    fed.receive(*approval)
+    first, second = fed.trust.certificates("node-a")
+    assert first.public_key == second.public_key
+    assert fed.trust.verify(later) == second
