@@ -269,7 +269,15 @@ async def test_a_record_the_auditor_failed_to_handle_is_a_violation(auditor: Aud
 # The operator stands in for any certified party here: its certificate is the one the federation
 # folder gives, and revoking its serial in the auditor's trust is what reading a termination does.
 
-CUT = time.time_ns() // 1_000_000  # within the validity of the certificates the tests make (from 5 min before now)
+#: A revocation cut within the validity of the certificates each test makes (from 5 min before its start):
+#: set afresh for every test (``fresh_cut``), since a whole suite can take longer than that validity margin.
+CUT = time.time_ns() // 1_000_000
+
+
+@pytest.fixture(autouse=True)
+def fresh_cut() -> None:
+    global CUT  # noqa: PLW0603 - the tests read it as a constant; only its moment must be the test's own
+    CUT = time.time_ns() // 1_000_000
 
 
 def operator_key(tmp_path: Path) -> NodeSigner:
