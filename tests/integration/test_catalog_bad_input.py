@@ -49,8 +49,10 @@ async def fed(bootstrap: str, home_root: Path, tmp_path: Path):  # type: ignore[
         data = tmp_path / "loans.csv"
         data.write_text("id,x,y\n" + "".join(f"{i},{i * 0.5},{i % 2}\n" for i in range(20)), encoding="utf-8")
         await catalog(running_fed, "party0").publish(data, "loans", label_columns=("y",))
-        holder = catalog(running_fed, "party1")
-        await eventually(lambda: "party0/loans" in holder.catalog.datasets, what="dataset seen")
+        await eventually(
+            lambda: all("party0/loans" in catalog(running_fed, n).catalog.datasets for n in NODES),
+            what="dataset seen by every party, its owner too",
+        )
         yield running_fed
 
 
