@@ -6,6 +6,9 @@ import asyncio
 import hashlib
 from typing import Any
 
+import structlog
+from aiokafka.errors import KafkaError, KafkaTimeoutError
+
 from mesh.bus import Bus
 from mesh.codec import CORE_TYPES, Record, SchemaStore
 from mesh.envelope import Envelope, new_envelope
@@ -20,6 +23,16 @@ SCHEMA_PUBLISHED = "interfed.mesh.SchemaPublished"
 
 #: Bytes by which a chunk's framing may exceed that of the empty chunk it was measured on.
 CHUNK_SLACK = 32
+
+#: Pauses (seconds) between the attempts of ``Publisher.send_persistently``: about a minute in all.
+SEND_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0)
+
+log = structlog.get_logger("interfed.publisher")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a failed send may succeed if tried again: the broker's retriable errors and timeouts."""
+    return isinstance(exc, (TimeoutError, KafkaTimeoutError)) or bool(getattr(exc, "retriable", False))
 
 
 class Publisher:
@@ -85,11 +98,36 @@ class Publisher:
         """
         check_payload_topic(payload_type, topic)
         env = self.envelope(payload_type, record, subject, correlation_id)
-        await self.send(topic, env)
-        if evidence is not None:
-            proof = evidence_of(evidence, topic, env)
-            await self.publish("evidence", EVIDENCE_RECORDED, proof, subject, correlation_id)
+        if evidence is None:
+            await self.send(topic, env)
+            return env
+        # A governed step: a broker that fails a send for a while must not leave the event without its
+        # evidence (the auditor's MISSING_EVIDENCE), nor, by a caller's retry, make a second event. Each
+        # is sent again as the same envelope, which receivers skip as a duplicate if it had landed.
+        await self.send_persistently(topic, env)
+        proof = self.envelope(EVIDENCE_RECORDED, evidence_of(evidence, topic, env), subject, correlation_id)
+        await self.send_persistently("evidence", proof)
         return env
+
+    async def send_persistently(self, topic: str, env: Envelope) -> None:
+        """``send``, and while the broker's failure may pass (a timeout, a lost leader, a lost connection),
+        the same envelope again after a growing pause, up to ``SEND_BACKOFF``; the last failure is raised."""
+        for pause in (*SEND_BACKOFF, None):
+            try:
+                await self.send(topic, env)
+                return
+            except (KafkaError, TimeoutError) as exc:
+                if pause is None or not transient(exc):
+                    raise
+                log.warning(
+                    "send_retried",
+                    sender=self.sender,
+                    topic=topic,
+                    payload_type=env.payload_type,
+                    error=repr(exc),
+                    retry_in=pause,
+                )
+                await asyncio.sleep(pause)
 
     async def send(self, topic: str, env: Envelope) -> None:
         """Send an envelope made by ``envelope`` on protocol topic ``topic``, announcing its schema first.
