@@ -1,9 +1,9 @@
-"""Paillier on vectors: fixed-point encoding, packing, interchangeable backends, and the accelerator service.
+"""Paillier on vectors: fixed-point encoding, packing, interchangeable backends, and the accelerator client.
 
 ``Paillier``/``EncryptedVector`` and ``Packer``/``PackedVector`` compute on any
 ``PaillierBackend`` (``PheBackend``, ``Gmpy2Backend``, ``PooledBackend``); ``accel.wire`` maps
-keys and vectors to the Avro records of ``schemas/accel/``; ``AccelService`` serves requests
-from its node's ``accel.<node>.requests`` and ``AccelClient`` sends them (or runs them in-process).
+keys and vectors to the Avro records of ``schemas/accel/``; ``AccelClient`` sends requests to its node's
+``accel.<node>.requests`` (or runs them in-process), which the accelerator service (``services.accel``) serves.
 """
 
 from accel.backend import PaillierBackend
@@ -30,7 +30,6 @@ from accel.keystore import KeyStore, OwnedKey
 from accel.packing import PackedVector, Packer, PackingSpec
 from accel.phe_backend import PheBackend
 from accel.pool import PooledBackend, WorkerPool
-from accel.service import AccelService
 from accel.vector import EncryptedVector, Paillier
 from accel.wire import PublishedKey, key_id
 
@@ -38,7 +37,6 @@ __all__ = [
     "AccelClient",
     "AccelError",
     "AccelRequestError",
-    "AccelService",
     "AccelTimeoutError",
     "DeadlineExceededError",
     "DecryptRefusedError",

@@ -26,10 +26,11 @@ import numpy.typing as npt
 from accel import PublicKey, generate_keypair
 from accel.client import AccelClient
 from accel.keystore import KeyStore
-from accel.service import AccelService
 from accel.vector import EncryptedVector
 from mesh.node import open_context, running
-from mesh.testing import federation, fresh_settings
+from mesh.testing import fresh_settings
+from services.accel.service import AccelService
+from services.testbed import federation
 
 SPEEDUP_AIM = 1.7
 OVERHEAD_AIM = 0.15

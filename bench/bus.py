@@ -202,7 +202,7 @@ def node_rss_mb(home: NodeHome, bootstrap: str, settle: float = 3.0) -> float | 
     """Resident memory of a real `interfed node up` process for ``home`` once it is running."""
     env = {**os.environ, "INTERFED_BOOTSTRAP": bootstrap}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mesh", "node", "up", "--home", str(home.path)],
+        [sys.executable, "-m", "interfed", "node", "up", "--home", str(home.path)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -23,11 +23,12 @@ import numpy as np
 
 from accel.client import AccelClient
 from accel.keystore import KeyStore
-from accel.service import AccelService
 from mesh import logs
 from mesh.node import open_context, running
-from mesh.testing import federation, fresh_settings
+from mesh.testing import fresh_settings
+from services.accel.service import AccelService
 from services.executor.algorithms.hfl.local import LocalJob, write_dataset
+from services.testbed import federation
 
 CLASSES = 10
 ROWS = 40

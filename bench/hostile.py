@@ -40,12 +40,13 @@ from mesh.home import NodeConfig
 from mesh.identity import generate_key
 from mesh.settings import MeshSettings
 from mesh.signing import NodeSigner
-from mesh.testing import Member, TestFederation, auditor_home, eventually, evidence_settled, federation, read_topic
+from mesh.testing import eventually, read_topic
 from mesh.topics import TopicNames
 from services.components.service import ComponentsService
 from services.evidence.cli import replay
 from services.executor.service import ExecutorService
 from services.executor.state import JobStatus
+from services.testbed import Member, TestFederation, auditor_home, evidence_settled, federation
 
 #: What each kind of forged record is refused as, by every party that reads its topic.
 KINDS = {

@@ -23,12 +23,13 @@ from pathlib import Path
 from mesh.home import NodeConfig
 from mesh.service import Context, Service
 from mesh.settings import MeshSettings
-from mesh.testing import eventually, federation
+from mesh.testing import eventually
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
 from services.executor.policy import JobPolicy
 from services.executor.service import ExecutorService
 from services.executor.state import JobStatus
+from services.testbed import federation
 
 COMPONENT = Path(__file__).parent / "components" / "roundtrip"
 ACCEPT = JobPolicy.model_validate({"rule": [{"name": "bench", "decision": "accept"}]})

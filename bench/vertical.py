@@ -25,14 +25,15 @@ from accel.gmp_backend import Encryption
 from accel.keys import PrivateKey
 from accel.keystore import KeyStore
 from accel.phe_backend import PheBackend
-from accel.service import AccelService
 from accel.wire import PublishedKey
 from mesh.node import open_context, running
-from mesh.testing import federation, fresh_settings
+from mesh.testing import fresh_settings
+from services.accel.service import AccelService
 from services.executor.algorithms.hetero_lr.component import HeteroLR
 from services.executor.algorithms.local_run import Party, Traffic, run_local
 from services.executor.algorithms.psi.component import PSI
 from services.executor.api import LocalDataset
+from services.testbed import federation
 
 Report = Callable[[str, float], None]
 RATIO_AIM = 20.0

@@ -1,4 +1,5 @@
-"""The ``interfed`` command line: one app, verb subcommands, one-line errors with distinct exit codes."""
+"""What every ``interfed`` command shares: the exit codes (one table, docs/operations.md), one-line errors, and
+running a Typer app so that each failure is one line with its code. The app itself is ``interfed.cli``."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 from rich.console import Console
-from typer._click.exceptions import UsageError
 
 from mesh.brokers import BrokerError, BrokerUnavailableError
 from mesh.errors import BrokerAccessError, ConfigurationError, IdentityError, MeshError, RejectedEventError
@@ -31,49 +31,10 @@ EXIT_INTERRUPTED = 130
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-app = typer.Typer(
-    name="interfed",
-    help="interfed: a federation mesh for heterogeneous federated-learning platforms.",
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    add_completion=False,
-)
-
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     err.print(f"interfed: error: {message}", markup=False)
     raise SystemExit(code)
-
-
-def _register() -> None:
-    # Commands live beside what they drive; importing here keeps `mesh` free of service imports.
-    from accel.cli import app as accel_app
-    from bench.cli import app as bench_app
-    from mesh.brokers.cli import app as broker_app
-    from services.catalog.cli import catalog_app
-    from services.components.cli import components_app
-    from services.demo import demo
-    from services.evidence.cli import audit_app, evidence_app
-    from services.executor.cli import task_app
-    from services.registry.cli import broker_acls, broker_auditor, federation_app, node_app, registry_app
-
-    app.add_typer(federation_app, name="federation")
-    app.add_typer(node_app, name="node")
-    app.add_typer(registry_app, name="registry")
-    app.add_typer(catalog_app, name="catalog")
-    app.add_typer(components_app, name="components")
-    # The broker's ACLs and auditor credentials come from the registry's directory and the operator's home.
-    broker_app.command("acls")(broker_acls)
-    broker_app.command("auditor")(broker_auditor)
-    app.add_typer(broker_app, name="broker")
-    app.add_typer(bench_app, name="bench")
-    app.add_typer(audit_app, name="audit")
-    app.add_typer(evidence_app, name="evidence")
-    app.add_typer(accel_app, name="accel")
-    app.add_typer(task_app, name="task")
-    app.command("demo")(demo)
 
 
 def _broker_failure(exc: KafkaError) -> str:
@@ -85,9 +46,8 @@ def _broker_failure(exc: KafkaError) -> str:
     return f"broker: {exc}; is a broker running at the bootstrap address (a secured one: is INTERFED_TLS set)?"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the console script."""
-    _register()
+def run(app: typer.Typer, argv: Sequence[str] | None = None) -> None:
+    """Run ``app`` as the console script does: each failure one line on stderr and its exit code (``EXIT_*``)."""
     command = typer.main.get_command(app)
     try:
         code = command.main(
@@ -95,9 +55,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         if isinstance(code, int) and code:
             raise SystemExit(code)
-    except UsageError as exc:
-        hint = f" (see '{exc.ctx.command_path} -h')" if exc.ctx is not None else ""
-        fail(f"{exc.format_message()}{hint}", EXIT_USAGE)
+    except typer.TyperException as exc:  # the public base of a usage error (a bad option, a missing argument)
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} -h')" if ctx is not None else ""
+        fail(f"{exc.format_message()}{hint}", EXIT_USAGE if exc.exit_code == EXIT_USAGE else EXIT_FAILED)
     except (typer.Abort, KeyboardInterrupt):
         fail("interrupted", EXIT_INTERRUPTED)
     except BrokerUnavailableError as exc:

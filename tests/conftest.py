@@ -83,7 +83,7 @@ def home_root(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def secured_kafka(broker_lane: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredKafka]:
     """Started once per session on the Kafka lane only (tansu has neither TLS nor ACLs). Each test copies the
-    operator's home (``mesh.testing.federation(operator=...)``) and uses its own topic prefix."""
+    operator's home (``services.testbed.federation(operator=...)``) and uses its own topic prefix."""
     if broker_lane != "kafka":
         pytest.skip("the secured broker is Apache Kafka's: run with --broker=kafka")
     root = tmp_path_factory.mktemp("secured-kafka")

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
+import tempfile
+import time
 from enum import StrEnum
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
+
+from mesh.brokers import KAFKA_VERSION, BrokerError, broker_from_name, fetch_kafka
+from mesh.brokers.security import issue_broker_security
+from mesh.errors import ConfigurationError
+from mesh.home import NodeHome
 
 app = typer.Typer(
     help="Run a local Kafka-compatible broker on 127.0.0.1; secure Apache Kafka for a federation (TLS, ACLs).",
@@ -41,26 +51,58 @@ def up(
 
     The embedded tansu broker has neither TLS nor ACLs: every process that reaches it reads and writes
     every topic. Use it on one machine, never with members you do not trust."""
-    from mesh.brokers.__main__ import main
-    from mesh.errors import ConfigurationError
-
     if secure and home is None:
         raise ConfigurationError(
             "--secure needs the operator's --home (the federation root issues the broker's certificate)"
         )
     if secure and kind is not Kind.kafka:
         raise ConfigurationError("--secure is for Apache Kafka (--kind kafka): tansu has neither TLS nor ACLs")
-    args = [kind.value] + (["--workdir", str(workdir)] if workdir else []) + (["--port", str(port)] if port else [])
-    args += ["--secure", str(home)] if secure else []
-    raise typer.Exit(main(args))
+    if workdir is not None:
+        _serve(kind, workdir, port, home if secure else None)
+        return
+    scratch = Path(tempfile.mkdtemp(prefix=f"interfed-{kind.value}-"))
+    try:
+        _serve(kind, scratch, port, home if secure else None)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+class _SignalledError(Exception):
+    """Raised in the main thread by SIGTERM, so the broker is stopped as on Ctrl-C."""
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise _SignalledError(signal.Signals(signum).name)
+
+
+def _serve(kind: Kind, workdir: Path, port: int | None, operator: Path | None) -> None:
+    """Run the broker until Ctrl-C or SIGTERM (then stop it cleanly); a broker that exits on its own fails."""
+    security = None if operator is None else issue_broker_security(NodeHome(operator), workdir / "tls")
+    broker = broker_from_name(kind.value, workdir, port, security)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)
+    try:
+        broker.start()
+        typer.echo(f"bootstrap={broker.bootstrap}")
+        if security is not None:
+            typer.echo(f"secured: mutual TLS for the federation of {operator}; set INTERFED_TLS=1 in its nodes")
+        typer.echo(f"{kind.value} ready (pid {broker.pid}, workdir {workdir}); Ctrl-C stops it", err=True)
+        while broker.running:
+            time.sleep(0.5)
+        raise BrokerError(f"{kind.value} exited on its own\n{broker.log_tail()}")
+    except _SignalledError:
+        return
+    finally:
+        # A second Ctrl-C must not cut the broker's clean shutdown short.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        broker.stop()
 
 
 @app.command("fetch-kafka")
 def fetch() -> None:
     """Fetch and cache the Apache Kafka jars with Maven (CI warm-up)."""
-    from mesh.brokers.__main__ import main
-
-    raise typer.Exit(main(["fetch-kafka"]))
+    typer.echo(f"Apache Kafka {KAFKA_VERSION} jars: {fetch_kafka()}")
 
 
 @app.command("credentials")
@@ -73,9 +115,6 @@ def credentials(
 ) -> None:
     """Operator: secure an existing Kafka cluster for the federation: a listener certificate issued by the
     federation root for --host, the root as trust store, and the broker settings (security.properties)."""
-    from mesh.brokers.security import issue_broker_security
-    from mesh.home import NodeHome
-
     security = issue_broker_security(NodeHome(home), out, host)
     lines = [
         "# Add to each broker's server.properties, with an SSL listener for the clients, e.g.",

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from mesh.testing import AuditedHistory, audited_history
+from services.testbed import AuditedHistory, audited_history
 
 
 @pytest.fixture(scope="session")

@@ -15,14 +15,15 @@ import pytest
 from accel.client import AccelClient
 from accel.keystore import KeyStore
 from mesh.node import open_context
-from mesh.testing import create_homes, federation, fresh_settings, party_configs
+from mesh.testing import fresh_settings
+from services.testbed import create_homes, federation, party_configs
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 
 
 def interfed(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mesh", *args], capture_output=True, text=True, env=env, timeout=120, check=False
+        [sys.executable, "-m", "interfed", *args], capture_output=True, text=True, env=env, timeout=120, check=False
     )
 
 
@@ -41,7 +42,7 @@ async def test_accel_up_serves_members_and_stops_cleanly(bootstrap: str, home_ro
         assert owned is not None
 
         service = subprocess.Popen(  # noqa: ASYNC220 - a long-running child, stopped below
-            [sys.executable, "-m", "mesh", "accel", "up", "--home", str(owner.home.path), "--workers", "1"],
+            [sys.executable, "-m", "interfed", "accel", "up", "--home", str(owner.home.path), "--workers", "1"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -23,10 +23,10 @@ from accel import KeyPair, generate_keypair
 from accel.client import RemoteTransport
 from accel.engine import Engine
 from accel.keystore import KeyStore
-from accel.service import AccelService
 from mesh.envelope import Envelope
 from mesh.node import open_context, running
-from mesh.testing import TestFederation
+from services.accel.service import AccelService
+from services.testbed import TestFederation
 from tests.integration.test_accel_service import (
     KEY_BITS,
     accel_federation,

@@ -25,11 +25,12 @@ from accel.engine import ACCEL_REQUEST
 from accel.errors import AccelRequestError, AccelTimeoutError
 from accel.gmp_backend import make_djn_base
 from accel.keystore import KeyStore
-from accel.service import AccelService
 from accel.wire import PublishedKey, plain_record, public_key_record, vector_record
 from mesh.node import open_context, running
-from mesh.testing import Member, TestFederation, eventually, federation, fresh_settings
+from mesh.testing import eventually, fresh_settings
 from mesh.topics import ACCEL_REPLIES, ACCEL_REQUESTS, CHUNK_TYPE, node_topic
+from services.accel.service import AccelService
+from services.testbed import Member, TestFederation, federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 

@@ -15,10 +15,11 @@ from mesh.bus import KafkaBus
 from mesh.envelope import Envelope
 from mesh.identity import generate_key
 from mesh.node import open_context, running
-from mesh.testing import TestFederation, dead_letters, eventually, federation, fresh_settings
+from mesh.testing import eventually, fresh_settings
 from mesh.topics import TopicNames
 from mesh.trust import HEARTBEAT
 from services.registry.service import RegistryService
+from services.testbed import TestFederation, dead_letters, federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 

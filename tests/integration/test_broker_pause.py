@@ -27,18 +27,11 @@ from mesh.envelope import Envelope
 from mesh.evidence import EVIDENCE_RECORDED
 from mesh.identity import generate_key
 from mesh.node import open_context
-from mesh.testing import (
-    AuditedHistory,
-    TestFederation,
-    copy_topics,
-    dead_letters,
-    eventually,
-    federation,
-    fresh_settings,
-)
+from mesh.testing import copy_topics, eventually, fresh_settings
 from mesh.trust import HEARTBEAT
 from services.evidence.cli import replay
 from services.registry.service import RegistryService
+from services.testbed import AuditedHistory, TestFederation, dead_letters, federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -13,9 +13,10 @@ from aiokafka.errors import MessageSizeTooLargeError
 from mesh.bus import KafkaBus
 from mesh.codec import Schema, SchemaStore
 from mesh.publisher import Publisher
-from mesh.testing import eventually, federation, fresh_settings, read_topic
+from mesh.testing import eventually, fresh_settings, read_topic
 from mesh.topics import TopicNames
 from mesh.trust import HEARTBEAT, NODE_ANNOUNCED
+from services.testbed import federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from mesh.service import Context, Service
-from mesh.testing import TestFederation, dead_letters, eventually, federation
+from mesh.testing import eventually
 from services.catalog.errors import PermitExpiredError
 from services.catalog.service import CatalogService
 from services.catalog.state import (
@@ -23,6 +23,7 @@ from services.catalog.state import (
     DATASET_USED,
     PermitStatus,
 )
+from services.testbed import TestFederation, dead_letters, federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(150)]
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from mesh.service import Context, Service
-from mesh.testing import TestFederation, federation, fresh_settings
+from mesh.testing import fresh_settings
 from services.catalog.service import CatalogService
+from services.testbed import TestFederation, federation
 
 pytestmark = [pytest.mark.timeout(240)]
 
@@ -29,7 +30,7 @@ async def interfed(fed: TestFederation, *args: str, code: int = 0) -> subprocess
     }
     proc = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "mesh", *args],
+        [sys.executable, "-m", "interfed", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -122,7 +123,7 @@ def test_policy_check_prints_rules_and_names_a_bad_entry(tmp_path: Path) -> None
     good.write_text('[[rule]]\nname = "partners"\ndecision = "approve"\nrequesters = ["telecom"]\n', encoding="utf-8")
     bad = tmp_path / "bad.toml"
     bad.write_text('[[rule]]\nname = "x"\ndecision = "maybe"\n', encoding="utf-8")
-    run = [sys.executable, "-m", "mesh", "catalog", "policy-check"]
+    run = [sys.executable, "-m", "interfed", "catalog", "policy-check"]
     env = {**os.environ, "COLUMNS": "200"}
     shown = subprocess.run([*run, str(good)], capture_output=True, text=True, env=env, timeout=60, check=True)
     assert "partners" in shown.stdout

@@ -13,11 +13,12 @@ import pytest
 from mesh.evidence import EVIDENCE_RECORDED, GOVERNED
 from mesh.node import connect, open_context, running
 from mesh.service import Context, Service
-from mesh.testing import TestFederation, eventually, federation, read_topic
+from mesh.testing import eventually, read_topic
 from services.catalog.errors import PermitTerminatedError
 from services.catalog.policy import DAY_MS, Policy
 from services.catalog.service import CatalogService
 from services.catalog.state import PermitStatus
+from services.testbed import TestFederation, federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(150)]
 

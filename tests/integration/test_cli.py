@@ -18,7 +18,7 @@ def interfed(
     *args: str, env: dict[str, str], check: bool = True, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "mesh", *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
+        [sys.executable, "-m", "interfed", *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"interfed {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
@@ -58,7 +58,7 @@ def test_operator_and_node_join_through_the_cli(bootstrap: str, tmp_path: Path) 
     assert [(r["node_id"], r["contract"], r["health"]) for r in pending] == [("bank", "APPLIED", "PENDING")]
     interfed("registry", "approve", contract, "--home", str(op), env=env)
     node = subprocess.Popen(
-        [sys.executable, "-m", "mesh", "node", "up", "--home", str(bank)],
+        [sys.executable, "-m", "interfed", "node", "up", "--home", str(bank)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from mesh.service import Context, Service
-from mesh.testing import eventually, federation, fresh_settings
+from mesh.testing import eventually, fresh_settings
 from services.components.service import ComponentsService
+from services.testbed import federation
 from tests.integration.test_catalog_cli import interfed
 
 pytestmark = [pytest.mark.timeout(240)]

@@ -16,9 +16,10 @@ import pytest
 
 from mesh.evidence import EVIDENCE_RECORDED
 from mesh.service import Context, Service
-from mesh.testing import TestFederation, eventually, federation, read_topic
+from mesh.testing import eventually, read_topic
 from services.components.artifact import pack, sha256, sign
 from services.components.service import BUILTIN_ROOT, ComponentsService, read_folder
+from services.testbed import TestFederation, federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(150)]
 

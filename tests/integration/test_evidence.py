@@ -12,19 +12,12 @@ import pytest
 
 from mesh.evidence import GOVERNED
 from mesh.node import open_context, running
-from mesh.testing import (
-    TestFederation,
-    auditor_home,
-    dead_letters,
-    eventually,
-    evidence_settled,
-    federation,
-    read_topic,
-)
+from mesh.testing import eventually, read_topic
 from mesh.trust import CONTRACT_TERMINATED as ENDED
 from services.evidence.cli import replay
 from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosign
 from services.evidence.service import EvidenceService, now_ms
+from services.testbed import TestFederation, auditor_home, dead_letters, evidence_settled, federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 
@@ -34,7 +27,7 @@ async def command(fed: TestFederation, *argv: str) -> subprocess.CompletedProces
     env = {**os.environ, "INTERFED_TOPIC_PREFIX": fed.settings.topic_prefix, "COLUMNS": "200"}
     return await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "mesh", *argv, "--bootstrap", fed.bootstrap],
+        [sys.executable, "-m", "interfed", *argv, "--bootstrap", fed.bootstrap],
         env=env,
         capture_output=True,
         text=True,

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from mesh.service import Context, Service
-from mesh.testing import eventually, federation, fresh_settings
+from mesh.testing import eventually, fresh_settings
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
 from services.executor.service import ExecutorService
 from services.executor.state import JobStatus
+from services.testbed import federation
 from tests.integration.components import publish_fedmean
 from tests.integration.test_catalog_cli import interfed
 from tests.integration.test_executor_flow import ex, permits_for

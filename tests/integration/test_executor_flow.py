@@ -15,13 +15,14 @@ import pytest
 
 from mesh.evidence import EVIDENCE_RECORDED
 from mesh.service import Context, Service
-from mesh.testing import TestFederation, dead_letters, eventually, federation, read_topic
+from mesh.testing import eventually, read_topic
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
 from services.executor.policy import JobPolicy
 from services.executor.service import ExecutorService
 from services.executor.state import JobStatus
 from services.executor.transport import BusChannel
+from services.testbed import TestFederation, dead_letters, federation
 from tests.integration.components import components, publish_fedmean
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(150)]

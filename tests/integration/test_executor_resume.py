@@ -20,12 +20,13 @@ import pytest
 
 from mesh.evidence import EVIDENCE_RECORDED
 from mesh.service import Context, Service
-from mesh.testing import eventually, federation, read_topic
+from mesh.testing import eventually, read_topic
 from services.catalog.service import CatalogService
 from services.catalog.state import DATASET_USED
 from services.components.service import ComponentsService
 from services.executor.service import ExecutorService
 from services.executor.state import JobStatus
+from services.testbed import federation
 from tests.integration.components import publish_fedmean
 from tests.integration.test_executor_flow import ACCEPT_ALL, cat, ex, expected_model, permits_for
 

@@ -15,10 +15,11 @@ import pytest
 
 from accel.client import AccelClient
 from accel.keystore import KeyStore
-from accel.service import AccelService
 from mesh.node import open_context, running
-from mesh.testing import federation, fresh_settings
+from mesh.testing import fresh_settings
+from services.accel.service import AccelService
 from services.executor.algorithms.hfl.local import LocalJob, write_dataset
+from services.testbed import federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
 

@@ -27,16 +27,9 @@ from mesh.envelope import Envelope
 from mesh.evidence import GOVERNED
 from mesh.membership import Health
 from mesh.signing import Verifier
-from mesh.testing import (
-    TestFederation,
-    auditor_home,
-    eventually,
-    evidence_settled,
-    federation,
-    fresh_settings,
-    read_topic,
-)
+from mesh.testing import eventually, fresh_settings, read_topic
 from services.evidence.cli import replay
+from services.testbed import TestFederation, auditor_home, evidence_settled, federation
 
 pytestmark = [pytest.mark.java]
 

@@ -17,7 +17,8 @@ import nacl.signing
 import pytest
 
 from mesh.evidence import EVIDENCE_RECORDED
-from mesh.testing import AuditedHistory, read_topic
+from mesh.testing import read_topic
+from services.testbed import AuditedHistory
 
 pytestmark = [pytest.mark.broker, pytest.mark.reference_lane, pytest.mark.timeout(240)]
 
@@ -110,7 +111,7 @@ def audit(history: AuditedHistory, *args: str) -> subprocess.CompletedProcess[st
     env = {**os.environ, "INTERFED_TOPIC_PREFIX": history.settings.topic_prefix}
     argv = ["audit", "--home", str(history.auditor.path), "--bootstrap", history.bootstrap, *args]
     return subprocess.run(
-        [sys.executable, "-m", "mesh", *argv], env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "interfed", *argv], env=env, capture_output=True, text=True, timeout=120, check=False
     )
 
 

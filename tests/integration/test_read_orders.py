@@ -29,11 +29,12 @@ from mesh.membership import ContractStatus
 from mesh.node import connect, open_context
 from mesh.service import Service
 from mesh.settings import MeshSettings
-from mesh.testing import TestFederation, eventually, evidence_settled, federation, fresh_settings, read_records
+from mesh.testing import eventually, fresh_settings, read_records
 from mesh.topics import TOPICS, TopicNames
 from services.evidence.audit import Auditor
 from services.evidence.service import EvidenceService
 from services.registry.service import RegistryService
+from services.testbed import TestFederation, evidence_settled, federation
 from tests.integration.read_orders import Partition, feed
 
 # Above the transport once captured (the records are fed by hand): the Apache Kafka lane only.

@@ -22,14 +22,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
+from demos.main import main_job
+from interfed.cli import main
 from mesh.bus import Reader
-from mesh.cli import EXIT_CONFIG, main
+from mesh.cli import EXIT_CONFIG
 from mesh.errors import BrokerAccessError
 from mesh.home import NodeConfig, create_federation
 from mesh.node import connect
-from mesh.testing import SecuredKafka, TestFederation, create_homes, eventually, federation, fresh_settings
+from mesh.testing import SecuredKafka, eventually, fresh_settings
 from mesh.topics import ACCEL_REPLIES, ACCEL_REQUESTS, node_topic
-from services.demo import main_job
+from services.testbed import TestFederation, create_homes, federation
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
@@ -166,7 +168,7 @@ async def test_the_main_job_runs_whole_on_the_secured_broker(secured_kafka: Secu
 
 def run_interfed(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "mesh", *args], capture_output=True, text=True, env=env, timeout=120, check=False
+        [sys.executable, "-m", "interfed", *args], capture_output=True, text=True, env=env, timeout=120, check=False
     )
     assert proc.returncode == 0, f"interfed {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc
@@ -194,7 +196,7 @@ def test_node_up_follows_the_registry_as_an_applicant_until_approved_then_runs_a
     applied = run_interfed(env, "node", "apply", "--home", str(bank)).stdout
     contract = applied.split("contract ")[1].split(";")[0].strip()
     node = subprocess.Popen(
-        [sys.executable, "-m", "mesh", "node", "up", "--home", str(bank)],
+        [sys.executable, "-m", "interfed", "node", "up", "--home", str(bank)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

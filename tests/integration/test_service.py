@@ -11,8 +11,9 @@ import pytest
 
 from mesh.node import connect, open_context
 from mesh.service import Service
-from mesh.testing import create_homes, federation, fresh_settings
+from mesh.testing import fresh_settings
 from services.registry.service import RegistryService
+from services.testbed import create_homes, federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(60)]
 

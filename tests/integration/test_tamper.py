@@ -23,11 +23,11 @@ from mesh.envelope import Envelope, new_envelope
 from mesh.evidence import EVIDENCE_RECORDED
 from mesh.home import NodeHome
 from mesh.signing import NodeSigner
-from mesh.testing import AuditedHistory as History
 from mesh.testing import copy_topics, fresh_settings
 from services.evidence.cli import replay
 from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosign
 from services.evidence.merkle import MerkleLog
+from services.testbed import AuditedHistory as History
 
 pytestmark = [pytest.mark.broker, pytest.mark.reference_lane, pytest.mark.timeout(240)]
 
@@ -289,7 +289,7 @@ def _cli(history: History, prefix: str, report: Path) -> subprocess.CompletedPro
     env = {**os.environ, "INTERFED_TOPIC_PREFIX": prefix, "COLUMNS": "200"}
     argv = ["audit", "--home", str(history.auditor.path), "--bootstrap", history.bootstrap, "--report", str(report)]
     return subprocess.run(
-        [sys.executable, "-m", "mesh", *argv], env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "interfed", *argv], env=env, capture_output=True, text=True, timeout=120, check=False
     )
 
 

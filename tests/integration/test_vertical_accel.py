@@ -10,11 +10,12 @@ from sklearn.datasets import load_breast_cancer
 
 from accel.client import AccelClient
 from accel.keystore import KeyStore
-from accel.service import AccelService
 from mesh.node import open_context, running
-from mesh.testing import federation, fresh_settings
+from mesh.testing import fresh_settings
+from services.accel.service import AccelService
 from services.executor.algorithms.vertical_data import vertical_split
 from services.executor.algorithms.vertical_run import run_vertical
+from services.testbed import federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 

@@ -19,12 +19,13 @@ import pytest
 from rich.console import Console
 
 from accel.keystore import KeyStore
-from mesh.testing import TestFederation, eventually, federation, fresh_settings
-from services.demo import PARTIES
-from services.executor.demo import _ex, _installed, _store, _svc, demo_services
+from demos.jobs import _ex, _installed, _store, _svc, demo_services
+from demos.main import PARTIES
+from demos.vertical import LR_COMPONENT, LR_PARAMS, PROJECT, PSI_COMPONENT, vertical
+from mesh.testing import eventually, fresh_settings
 from services.executor.errors import BAD_PARAMS, JOB_INPUT_INVALID
 from services.executor.state import JobStatus, release_digest
-from services.executor.vertical_demo import LR_COMPONENT, LR_PARAMS, PROJECT, PSI_COMPONENT, vertical
+from services.testbed import TestFederation, federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.reference_lane, pytest.mark.timeout(300)]
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mesh.testing import TestFederation, eventually
+from mesh.testing import eventually
 from services.components.service import ComponentsService
+from services.testbed import TestFederation
 
 #: The federated-mean test component folder (component.json + a Python package).
 FEDMEAN = Path(__file__).resolve().parent / "fedmean"

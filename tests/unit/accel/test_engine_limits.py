@@ -21,10 +21,10 @@ from accel.keys import PrivateKey, PublicKey
 from accel.keystore import KeyStore
 from accel.lru import Lru
 from accel.packing import Packer
-from accel.service import time_allowed
 from accel.vector import Paillier
 from accel.wire import PublishedKey, int_to_le, packed_record, plain_record, vector_record
 from mesh.trust import SKEW_MS
+from services.accel.service import time_allowed
 
 
 def odd(bits: int) -> int:

@@ -16,16 +16,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from demos.catalog import share_data
+from demos.jobs import demo_services, train_and_release
+from demos.vertical import VerticalFigures, vertical
 from mesh import logs
 from mesh.brokers import TansuBroker
 from mesh.home import NodeConfig, NodeHome
 from mesh.settings import MeshSettings, load_settings
-from mesh.testing import Member, TestFederation, admitted_auditor, eventually, evidence_settled, federation
-from services.catalog.demo import share_data
+from mesh.testing import eventually
 from services.evidence.cli import print_summary, replay
-from services.executor.demo import demo_services, train_and_release
-from services.executor.vertical_demo import VerticalFigures, vertical
 from services.registry.cli import directory_rows, print_directory
+from services.testbed import Member, TestFederation, admitted_auditor, evidence_settled, federation
 
 out = Console(highlight=False)
 
@@ -162,7 +163,7 @@ def summary(figures: VerticalFigures, stages: list[tuple[str, float]], total: fl
 
 
 def _heard(viewer: Member, node_id: str) -> bool:
-    # The viewer's registry of now: on a secured broker a party is opened again once approved (mesh.testing.Member).
+    # The viewer's registry of now: on a secured broker a party is opened again once approved (services.testbed.Member).
     entry = viewer.registry.directory.nodes.get(node_id)
     return entry is not None and entry.last_heartbeat is not None
 

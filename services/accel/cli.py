@@ -12,12 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from accel.keystore import KeyStore
-from accel.service import AccelService
 from mesh import logs
 from mesh.errors import ConfigurationError
 from mesh.home import NodeHome
 from mesh.node import connect, open_context, run_services, stop_on_signals
 from mesh.settings import load_settings
+from services.accel.service import AccelService
 
 app = typer.Typer(help="The accelerator: Paillier on vectors as a service of a node.", no_args_is_help=True)
 out = Console(highlight=False)

@@ -23,16 +23,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from accel.client import AccelClient, RemoteTransport, ReplyListener
 from accel.keystore import KeyStore
-from accel.service import AccelService
+from demos.catalog import catalog_services
 from mesh.service import Context, Service
-from mesh.testing import TestFederation, eventually
-from services.catalog.demo import catalog_services
+from mesh.testing import eventually
+from services.accel.service import AccelService
 from services.catalog.policy import DAY_MS
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
 from services.executor.cli import job_row, print_jobs
 from services.executor.service import POLICY_FILE, ExecutorService
 from services.executor.state import Job, JobStatus
+from services.testbed import TestFederation
 
 Step = Callable[[str], contextlib.AbstractContextManager[None]]
 

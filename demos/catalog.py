@@ -15,11 +15,12 @@ from rich.console import Console
 
 from mesh.errors import RejectedEventError
 from mesh.service import Context, Service
-from mesh.testing import TestFederation, eventually
+from mesh.testing import eventually
 from services.catalog.cli import dataset_rows, permit_rows, print_datasets, print_permits
 from services.catalog.policy import DAY_MS
 from services.catalog.service import POLICY_FILE, CatalogService
 from services.catalog.state import Catalog, PermitStatus
+from services.testbed import TestFederation
 
 #: The bank's access policy, written into its home as a real node would keep it.
 BANK_POLICY = """\

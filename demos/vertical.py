@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from mesh.testing import TestFederation
+from demos.jobs import Step, _cat, _ex, _store, accepted, grant, release, uses_recorded, watch
 from services.executor.algorithms.vertical_data import vertical_split
 from services.executor.algorithms.vertical_run import LR_DEFAULTS, PSI_DEFAULTS, Comparison, compare
-from services.executor.demo import Step, _cat, _ex, _store, accepted, grant, release, uses_recorded, watch
 from services.executor.state import Job
+from services.testbed import TestFederation
 
 PROJECT = "vfl-demo"
 PSI_COMPONENT = ("psi", "1.0.0")
