@@ -39,7 +39,8 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(audit_app, name="audit")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(accel_app, name="accel")
-app.add_typer(task_app, name="task")
+app.add_typer(task_app, name="job")
+app.add_typer(task_app, name="task", hidden=True, deprecated=True)  # the old name, for one release
 app.command("demo")(demo)
 
 

@@ -4,8 +4,8 @@ running a Typer app so that each failure is one line with its code. The app itse
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from aiokafka.errors import (
@@ -30,6 +30,22 @@ EXIT_INCOMPLETE = 7
 EXIT_INTERRUPTED = 130
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def command(app: typer.Typer, name: str, *, formerly: str | None = None) -> Callable[[Command], Command]:
+    """Register a command under ``name``; with ``formerly``, also under its old name, hidden and marked
+    deprecated (it still works, with a note on stderr) for one release (docs/architecture.md, Glossary)."""
+
+    def register(fn: Command) -> Command:
+        app.command(name)(fn)
+        if formerly is not None:
+            app.command(formerly, hidden=True, deprecated=True)(fn)
+        return fn
+
+    return register
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:

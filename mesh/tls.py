@@ -159,8 +159,8 @@ def credential_of(home: NodeHome, applicant: bool | None = None) -> Credential:
         if applicant is False:
             raise ConfigurationError(
                 f"INTERFED_TLS is set and {home.cert_path} is missing: this node has no certificate yet, and only "
-                "a member reaches the federation's topics; apply ('interfed node apply') and run 'interfed node up' "
-                "until the operator approves it"
+                "a member reaches the federation's topics; request to join ('interfed node join') and run "
+                "'interfed node up' until the operator approves it"
             )
     cert = home.federation_path / APPLICANT_CERT
     if not cert.is_file():

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from mesh.cli import command
 from mesh.node import connect, open_context, running
 from mesh.settings import MeshSettings
 from services.catalog.policy import DAY_MS, Policy
@@ -239,7 +240,7 @@ def request(
             dataset_id, purpose, scope_type=scope_type, scope_ids=scope_ids, not_after=not_after, use_limit=uses
         ),
     )
-    out.print(f"requested: {request_id}; see its state with 'interfed catalog requests'")
+    out.print(f"requested: {request_id}; see its state with 'interfed catalog permits'")
 
 
 def permit_rows(catalog: Catalog, now_ms: int) -> list[dict[str, Any]]:
@@ -282,8 +283,8 @@ def print_permits(rows: list[dict[str, Any]], title: str, console: Console = out
     console.print(table)
 
 
-@catalog_app.command("requests")
-def requests(
+@command(catalog_app, "permits", formerly="requests")
+def permits(
     home: HomeOpt,
     dataset: Annotated[str | None, typer.Option(help="only requests for this dataset")] = None,
     as_json: JsonOpt = False,
@@ -302,11 +303,11 @@ def requests(
         print_permits(found, f"access requests ({len(found)})")
 
 
-@catalog_app.command("approve")
-def approve(request_id: str, home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
-    """Owner: grant a request as asked, issuing the permit."""
+@command(catalog_app, "grant", formerly="approve")
+def grant(request_id: str, home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
+    """Owner: grant a requested permit as asked."""
     permit = _run(home, bootstrap, lambda svc: svc.approve(request_id))
-    out.print(f"approved {request_id}: {permit.requester} may use {permit.dataset_id}")
+    out.print(f"granted {request_id}: {permit.requester} may use {permit.dataset_id}")
 
 
 @catalog_app.command("reject")

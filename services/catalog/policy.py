@@ -2,7 +2,7 @@
 
 Rules are tried in file order; the first whose every condition matches decides. A request no
 rule matches gets the policy's ``default``: ``manual`` (left APPLIED for a person to decide with
-``interfed catalog approve|reject``) or ``reject``. Conditions are judged on the request alone
+``interfed catalog grant|reject``) or ``reject``. Conditions are judged on the request alone
 (its signed fields and issued_at), never on the owner's clock, so a decision can be explained
 from the events. The format is documented in docs/operations.md.
 """

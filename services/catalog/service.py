@@ -305,5 +305,5 @@ class CatalogService(Service):
     def _request(self, request_id: str) -> Permit:
         found = self.catalog.permits.get(request_id)
         if found is None:
-            raise InvalidTransitionError(f"no request {request_id}; list them with 'interfed catalog requests'")
+            raise InvalidTransitionError(f"no request {request_id}; list them with 'interfed catalog permits'")
         return found

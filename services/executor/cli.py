@@ -111,7 +111,7 @@ def _find(svc: ExecutorService, job_id: str) -> Job:
     found = [j for j in svc.jobs.jobs.values() if j.job_id.startswith(job_id)]
     if len(found) != 1:
         raise ConfigurationError(
-            f"{'no' if not found else 'more than one'} job {job_id}; list them with 'interfed task list'"
+            f"{'no' if not found else 'more than one'} job {job_id}; list them with 'interfed job list'"
         )
     return found[0]
 

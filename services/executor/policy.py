@@ -1,7 +1,7 @@
 """A participant's job policy: rules, read from a TOML file, that accept or reject proposed jobs automatically.
 
 Rules are tried in file order; the first whose every condition matches decides. A job no rule
-matches gets ``default``: ``manual`` (left for ``interfed task accept|reject``) or ``reject``.
+matches gets ``default``: ``manual`` (left for ``interfed job accept|reject``) or ``reject``.
 A policy's accept never skips the checks of permits and installation: those come first.
 """
 

@@ -425,7 +425,7 @@ class ExecutorService(Service):
     def _job(self, job_id: str) -> Job:
         found = self.jobs.jobs.get(job_id)
         if found is None:
-            raise InvalidTransitionError(f"no job {job_id}; list them with 'interfed task list'")
+            raise InvalidTransitionError(f"no job {job_id}; list them with 'interfed job list'")
         return found
 
     # -- running ---------------------------------------------------------------------------

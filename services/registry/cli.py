@@ -20,6 +20,7 @@ from mesh import logs
 from mesh.brokers import TansuBroker
 from mesh.brokers.acls import AclBinding, AclChange
 from mesh.bus import KafkaBus
+from mesh.cli import command
 from mesh.errors import ConfigurationError
 from mesh.home import NODE_ID_HINT, NodeConfig, NodeHome, create_federation
 from mesh.membership import Membership
@@ -137,12 +138,12 @@ def node_create(
         hint = NODE_ID_HINT if err["loc"][0] == "node_id" else err["msg"]
         raise ConfigurationError(f"bad {field} {err.get('input')!r}: {hint}") from None
     created = NodeHome.create(home, cfg, federation)
-    out.print(f"node [bold]{node_id}[/] created in {created.path}; next: interfed node apply --home {created.path}")
+    out.print(f"node [bold]{node_id}[/] created in {created.path}; next: interfed node join --home {created.path}")
 
 
-@node_app.command("apply")
-def node_apply(home: HomeOpt, bootstrap: BootstrapOpt = None, days: int = 365, log_json: LogOpt = False) -> None:
-    """Apply to join the federation (publishes a signed join request)."""
+@command(node_app, "join", formerly="apply")
+def node_join(home: HomeOpt, bootstrap: BootstrapOpt = None, days: int = 365, log_json: LogOpt = False) -> None:
+    """Request to join the federation: publishes a signed join request, which the operator approves or rejects."""
     settings, node = _settings(bootstrap), _open_home(home, log_json)
 
     async def go() -> str:
@@ -151,7 +152,9 @@ def node_apply(home: HomeOpt, bootstrap: BootstrapOpt = None, days: int = 365, l
             return await svc.apply(days)
 
     contract_id = asyncio.run(go())
-    out.print(f"applied: contract {contract_id}; the operator approves with 'interfed registry approve {contract_id}'")
+    out.print(
+        f"join requested: contract {contract_id}; the operator approves with 'interfed registry approve {contract_id}'"
+    )
 
 
 @node_app.command("up")

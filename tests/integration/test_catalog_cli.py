@@ -78,9 +78,9 @@ async def test_publish_list_request_approve_use_through_the_cli(
             "--purpose", "credit", "--scope", "PROJECT:p1", "--uses", "1", "--days", "1",
         )  # fmt: skip
         request_id = asked.stdout.split("requested: ")[1].split(";")[0].strip()
-        await interfed(fed, "catalog", "approve", request_id, "--home", owner)
+        await interfed(fed, "catalog", "grant", request_id, "--home", owner)
         await interfed(fed, "catalog", "use", request_id, "--home", user, "--for", "p1")
-        rows = json.loads((await interfed(fed, "catalog", "requests", "--home", owner, "--json")).stdout)
+        rows = json.loads((await interfed(fed, "catalog", "permits", "--home", owner, "--json")).stdout)
         assert [(r["request_id"], r["status"], r["uses"], r["decided_by"]) for r in rows] == [
             (request_id, "EXHAUSTED", 1, "manual")
         ]
@@ -89,7 +89,7 @@ async def test_publish_list_request_approve_use_through_the_cli(
         again = await interfed(fed, "catalog", "use", request_id, "--home", user, "--for", "p1", code=5)
         assert again.stderr.strip().startswith("interfed: error: PERMIT_EXHAUSTED")
         assert len(again.stderr.strip().splitlines()) == 1
-        stranger = await interfed(fed, "catalog", "approve", request_id, "--home", user, code=5)
+        stranger = await interfed(fed, "catalog", "grant", request_id, "--home", user, code=5)
         assert "UNAUTHORISED" in stranger.stderr
         bad_scope = await interfed(
             fed,

@@ -42,18 +42,18 @@ async def test_a_pending_job_is_listed_everywhere_and_stopped_by_its_initiator(b
         )
         host, initiator = (str(m.home.path) for m in (fed.member("party1"), fed.member("party0")))
         await eventually(lambda: job_id in ex(fed, "party1").jobs.jobs, what="proposal seen")
-        table = (await interfed(fed, "task", "list", "--home", host)).stdout
+        table = (await interfed(fed, "task", "list", "--home", host)).stdout  # the old name, kept as an alias
         assert "PENDING" in table
         assert job_id[:8] in table
 
-        refused = await interfed(fed, "task", "stop", job_id[:8], "--home", host, "--reason", "not mine", code=5)
+        refused = await interfed(fed, "job", "stop", job_id[:8], "--home", host, "--reason", "not mine", code=5)
         assert "NOT_PARTICIPANT" in refused.stderr
         # Accepting by hand checks the installation through the node's own components store, in this process too.
-        await interfed(fed, "task", "accept", job_id[:8], "--home", host)
+        await interfed(fed, "job", "accept", job_id[:8], "--home", host)
         await eventually(lambda: "party1" in ex(fed, "party0").jobs.jobs[job_id].accepted, what="accepted")
-        await interfed(fed, "task", "stop", job_id[:8], "--home", initiator, "--reason", "wrong dataset")
+        await interfed(fed, "job", "stop", job_id[:8], "--home", initiator, "--reason", "wrong dataset")
         await eventually(lambda: ex(fed, "party1").jobs.jobs[job_id].status is JobStatus.FAILED, what="stopped")
-        shown = json.loads((await interfed(fed, "task", "show", job_id, "--home", host, "--json")).stdout)
+        shown = json.loads((await interfed(fed, "job", "show", job_id, "--home", host, "--json")).stdout)
         assert shown["status"] == "FAILED"
         assert shown["reason_code"] == "STOPPED"
         assert "wrong dataset" in shown["reason"]

@@ -193,7 +193,7 @@ def test_node_up_follows_the_registry_as_an_applicant_until_approved_then_runs_a
     bank = tmp_path / "bank"
     run_interfed(env, "node", "create", "--home", str(bank), "--federation", str(op.federation_path),
                  "--node-id", "bank", "--institution", "Example Bank", "--platform", "fate")  # fmt: skip
-    applied = run_interfed(env, "node", "apply", "--home", str(bank)).stdout
+    applied = run_interfed(env, "node", "join", "--home", str(bank)).stdout
     contract = applied.split("contract ")[1].split(";")[0].strip()
     node = subprocess.Popen(
         [sys.executable, "-m", "interfed", "node", "up", "--home", str(bank)],
