@@ -21,6 +21,7 @@ from demos.jobs import demo_services, train_and_release
 from demos.vertical import VerticalFigures, vertical
 from mesh import logs
 from mesh.brokers import TansuBroker
+from mesh.cli import EXIT_FAILED
 from mesh.home import NodeConfig, NodeHome
 from mesh.settings import MeshSettings, load_settings
 from mesh.testing import eventually
@@ -238,7 +239,7 @@ def demo(
             asyncio.run(go())
         except StepFailedError as exc:
             out.print(f"[red]demo failed[/]: {exc}; logs: {root / 'demo.jsonl'}")
-            raise typer.Exit(1) from None
+            raise typer.Exit(EXIT_FAILED) from None
     out.print(
         "[green]demo complete[/]: three parties joined, approved, announced and healthy; "
         "datasets published, one request approved and one rejected by policy, one use recorded; "
