@@ -78,6 +78,13 @@ def reasons(report: dict[str, Any]) -> set[str]:
     return set(report["violations_by_reason"])
 
 
+def heads_wrong(report: dict[str, Any]) -> bool:
+    """Whether the heads that covered a leaf the copy lacks are reported. With the leaf gone, the replayed log is
+    one short: a head read with more leaves before it has the wrong root (HEAD_MISMATCH), one read right after
+    its last leaf is longer than the log so far (HEAD_BEYOND_LOG); which heads a history has depends on timing."""
+    return bool({"HEAD_MISMATCH", "HEAD_BEYOND_LOG"} & reasons(report))
+
+
 async def test_an_untouched_copy_passes_so_the_copy_itself_is_faithful(history: History) -> None:
     report = await audit_copy(history, None, [history.final])
     assert report["violations"] == []
@@ -98,7 +105,8 @@ async def test_a_flipped_byte_in_an_evidence_record_leaves_its_event_without_evi
 
     report = await audit_copy(history, flip)
     # The record itself is refused input (nobody accepted it); what that does to the history is the violation.
-    assert {"MISSING_EVIDENCE", "HEAD_MISMATCH"} <= reasons(report)
+    assert "MISSING_EVIDENCE" in reasons(report)
+    assert heads_wrong(report)
     assert "BAD_SIGNATURE" not in reasons(report)
     assert report["refused_input"]["by_topic"] == {"evidence": {"BAD_SIGNATURE": 1}}
 
@@ -114,7 +122,8 @@ async def test_a_deleted_evidence_record_leaves_its_event_without_evidence(histo
         return [*records[:i], *records[i + 1 :]]
 
     report = await audit_copy(history, delete)
-    assert {"MISSING_EVIDENCE", "HEAD_MISMATCH"} <= reasons(report)
+    assert "MISSING_EVIDENCE" in reasons(report)
+    assert heads_wrong(report)
 
 
 async def test_reordered_evidence_records_no_longer_match_the_signed_heads(history: History) -> None:
