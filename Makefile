@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/interfed demo
 
 lint: $(STAMP)
+	$(PY) -m mesh.schemagen --check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

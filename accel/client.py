@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
-from typing import Any, ClassVar, Protocol
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, ClassVar, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from accel.backend import PaillierBackend
 from accel.encoding import DEFAULT_PRECISION, decode, encode
-from accel.engine import ACCEL_REPLY, ACCEL_REQUEST, Engine
+from accel.engine import Engine
 from accel.errors import AccelError, AccelRequestError, AccelTimeoutError
 from accel.gmp_backend import Encryption, Gmpy2Backend
 from accel.keys import PrivateKey, PublicKey
@@ -42,18 +42,22 @@ from accel.wire import (
     vector_from_record,
     vector_record,
 )
+from mesh import events
+from mesh.events import ACCEL_REPLY, ACCEL_REQUEST
 from mesh.node import running
 from mesh.service import Context, Event, Service, handles
 from mesh.topics import ACCEL_REPLIES, ACCEL_REQUESTS, node_topic
 
 Record = dict[str, Any]
+#: A reply as a transport hands it over: the AccelReply record (its TypedDict from the service, a dict in process).
+Reply = Mapping[str, Any]
 Key = PublishedKey | PublicKey
 
 
 class Transport(Protocol):
     """Carries one request to an engine and brings its reply back."""
 
-    async def call(self, request: Record) -> Record: ...
+    async def call(self, request: events.AccelRequest) -> Reply: ...
 
 
 class LocalTransport:
@@ -63,7 +67,7 @@ class LocalTransport:
         self.engine = Engine(node_id, keys, _local_backend)
         self.node_id = node_id
 
-    async def call(self, request: Record) -> Record:
+    async def call(self, request: events.AccelRequest) -> Reply:
         empty: Record = {"vector": None, "packed": None, "plain": None, "public_key": None}
         try:
             result = await asyncio.to_thread(self.engine.compute, request, self.node_id)
@@ -96,7 +100,7 @@ class ReplyListener(Service):
         self.service_node = service_node
         self.reply_topic = node_topic(ACCEL_REPLIES, ctx.config.node_id)
         self.request_topic = node_topic(ACCEL_REQUESTS, service_node)
-        self.waiting: dict[str, asyncio.Future[Record]] = {}
+        self.waiting: dict[str, asyncio.Future[Reply]] = {}
 
     def read_topics(self) -> tuple[str, ...]:
         return (self.reply_topic,)
@@ -108,7 +112,7 @@ class ReplyListener(Service):
         await super().run(stop)
 
     @handles(ACCEL_REPLY)
-    async def on_reply(self, ev: Event) -> None:
+    async def on_reply(self, ev: Event[events.AccelReply]) -> None:
         # Only the accelerator asked may answer, and only what this node asked.
         if ev.sender != self.service_node or ev.payload["requester"] != self.ctx.config.node_id:
             return
@@ -126,12 +130,12 @@ class RemoteTransport:
         self.timeout = timeout
         self.retries = retries
 
-    async def call(self, request: Record) -> Record:
+    async def call(self, request: events.AccelRequest) -> Reply:
         request_id = request["request_id"]
-        future: asyncio.Future[Record] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self.listener.waiting[request_id] = future
         publisher = self.listener.ctx.publisher
-        last: Record | None = None  # the last retriable error reply, if any
+        last: Reply | None = None  # the last retriable error reply, if any
         try:
             for _ in range(self.retries + 1):
                 await publisher.publish(
@@ -183,7 +187,7 @@ class AccelClient:
 
     # -- the generic call ------------------------------------------------------------------
 
-    async def request(self, operation: str, key: Key | None, **operands: Any) -> Record:
+    async def request(self, operation: str, key: Key | None, **operands: Any) -> Reply:
         """Send one request; its reply's result fields, or ``AccelRequestError`` with the reply's reason code.
 
         ``key`` is the key worked under; None only for ``KEYGEN``, which names no key yet."""
@@ -298,7 +302,7 @@ class AccelClient:
 
 def request_record(
     service_node: str, operation: str, key: Key | None, *, requester: str | None = None, **operands: Any
-) -> Record:
+) -> events.AccelRequest:
     """A whole ``AccelRequest`` to ``service_node``'s accelerator: a fresh request id, ``operands`` over empty ones.
 
     Its reply travels on ``requester``'s own reply topic (a remote transport sets it to its node's; the default,
@@ -325,7 +329,7 @@ def request_record(
         **operands,
     }
     request["reply_key"] = request["request_id"]
-    return request
+    return cast(events.AccelRequest, request)  # operands come as keyword arguments: the encoder checks their names
 
 
 def _public_of(key: Key) -> PublicKey:
@@ -341,5 +345,5 @@ def _public_backend(public: PublicKey) -> PaillierBackend:
     return Gmpy2Backend(public)
 
 
-def _vector(reply: Record, key: Key) -> EncryptedVector:
+def _vector(reply: Reply, key: Key) -> EncryptedVector:
     return vector_from_record(reply["vector"], _public_backend(_public_of(key)))

@@ -46,9 +46,7 @@ from accel.wire import (
     vector_from_record,
     vector_record,
 )
-
-ACCEL_REQUEST = "interfed.accel.request.AccelRequest"
-ACCEL_REPLY = "interfed.accel.reply.AccelReply"
+from mesh import events
 
 #: Operations that need the private key: served only to the key owner's own node.
 DECRYPTING = frozenset({"DECRYPT", "PACKED_DECRYPT"})
@@ -80,7 +78,7 @@ class Engine:
         # FAST encryption under a key published without a DJN base: one base per key, drawn here.
         self.djn_bases: Lru[str, int] = Lru(DJN_BASE_CACHE)
 
-    def compute(self, request: Record, requester: str) -> Record:
+    def compute(self, request: events.AccelRequest, requester: str) -> Record:
         """The reply's result fields for ``request`` sent by node ``requester``; raises an ``AccelError``."""
         operation = request["operation"]
         if operation in DECRYPTING and requester != self.node_id:
@@ -101,7 +99,7 @@ class Engine:
         except (ValueError, TypeError, KeyError) as exc:
             raise MalformedRequestError(f"{operation}: {exc}") from exc
 
-    def keygen(self, request: Record) -> Record:
+    def keygen(self, request: events.AccelRequest) -> Record:
         """A fresh key pair with a DJN base, kept in this node's key store; the reply carries its public form."""
         params = request["keygen"]
         if params is None or request["key_id"] or request["public_key"] is not None:
@@ -116,7 +114,7 @@ class Engine:
         owned = self.keys.generate(bits, safe_primes=params["safe_primes"])
         return {"public_key": public_key_record(owned.published)}
 
-    def resolve(self, request: Record) -> tuple[PublishedKey, PrivateKey | None]:
+    def resolve(self, request: events.AccelRequest) -> tuple[PublishedKey, PrivateKey | None]:
         """The request's key: this node's own (with its private key), or the public key the request carries."""
         owned = self.keys.get(request["key_id"])
         if owned is not None:
@@ -133,7 +131,7 @@ class Engine:
             raise PaillierKeyMismatchError(f"the public key's id is {published.key_id}, not {request['key_id']}")
         return published, None
 
-    def backend_for(self, request: Record) -> PaillierBackend:
+    def backend_for(self, request: events.AccelRequest) -> PaillierBackend:
         published, private = self.resolve(request)
         operation = request["operation"]
         djn_base = None
@@ -167,41 +165,41 @@ def _check_size(bits: int) -> None:
 # -- the operations ---------------------------------------------------------------------------
 
 
-def _vectors(request: Record, backend: PaillierBackend, count: int) -> list[EncryptedVector]:
+def _vectors(request: events.AccelRequest, backend: PaillierBackend, count: int) -> list[EncryptedVector]:
     if len(request["vectors"]) != count:
         raise MalformedRequestError(f"{request['operation']} takes {count} ciphertext vector(s)")
     return [vector_from_record(v, backend) for v in request["vectors"]]
 
 
-def _packed(request: Record, backend: PaillierBackend, least: int, most: int) -> list[PackedVector]:
+def _packed(request: events.AccelRequest, backend: PaillierBackend, least: int, most: int) -> list[PackedVector]:
     if not least <= len(request["packed"]) <= most:
         raise MalformedRequestError(f"{request['operation']} takes {least} to {most} packed vectors")
     return [packed_from_record(v, backend) for v in request["packed"]]
 
 
-def _plain(request: Record) -> tuple[list[int], int]:
+def _plain(request: events.AccelRequest) -> tuple[list[int], int]:
     if request["plain"] is None:
         raise MalformedRequestError(f"{request['operation']} needs a plaintext operand")
     return plain_from_record(request["plain"])
 
 
-def _encrypt(request: Record, backend: PaillierBackend) -> Record:
+def _encrypt(request: events.AccelRequest, backend: PaillierBackend) -> Record:
     mantissas, exponent = _plain(request)
     bound = None if request["bound"] is None else le_to_int(request["bound"])
     return {"vector": vector_record(Paillier(backend).encrypt_encoded(mantissas, exponent, bound))}
 
 
-def _decrypt(request: Record, backend: PaillierBackend) -> Record:
+def _decrypt(request: events.AccelRequest, backend: PaillierBackend) -> Record:
     (vector,) = _vectors(request, backend, 1)
     return {"plain": plain_record(Paillier(backend).decrypt_mantissas(vector), vector.exponent)}
 
 
-def _add(request: Record, backend: PaillierBackend) -> Record:
+def _add(request: events.AccelRequest, backend: PaillierBackend) -> Record:
     a, b = _vectors(request, backend, 2)
     return {"vector": vector_record(a + b)}
 
 
-def _add_plain(request: Record, backend: PaillierBackend) -> Record:
+def _add_plain(request: events.AccelRequest, backend: PaillierBackend) -> Record:
     (vector,) = _vectors(request, backend, 1)
     mantissas, exponent = _plain(request)
     if exponent != vector.exponent:
@@ -209,23 +207,23 @@ def _add_plain(request: Record, backend: PaillierBackend) -> Record:
     return {"vector": vector_record(vector.add_encoded(mantissas))}
 
 
-def _mul_plain(request: Record, backend: PaillierBackend) -> Record:
+def _mul_plain(request: events.AccelRequest, backend: PaillierBackend) -> Record:
     (vector,) = _vectors(request, backend, 1)
     return {"vector": vector_record(vector.mul_encoded(*_plain(request)))}
 
 
-def _dot(request: Record, backend: PaillierBackend) -> Record:
+def _dot(request: events.AccelRequest, backend: PaillierBackend) -> Record:
     (vector,) = _vectors(request, backend, 1)
     mantissas, exponent = _plain(request)
     return {"vector": vector_record(vector.left_matmul_encoded([mantissas], exponent))}
 
 
-def _sum(request: Record, backend: PaillierBackend) -> Record:
+def _sum(request: events.AccelRequest, backend: PaillierBackend) -> Record:
     (vector,) = _vectors(request, backend, 1)
     return {"vector": vector_record(vector.sum())}
 
 
-def _matmul(request: Record, backend: PaillierBackend) -> Record:
+def _matmul(request: events.AccelRequest, backend: PaillierBackend) -> Record:
     """X^T [[d]] for X of shape (len(d), k), row-major: k ciphertexts."""
     (vector,) = _vectors(request, backend, 1)
     matrix = request["matrix"]
@@ -241,7 +239,7 @@ def _matmul(request: Record, backend: PaillierBackend) -> Record:
     return {"vector": vector_record(vector.left_matmul_encoded(transposed, exponent))}
 
 
-def _packed_encrypt(request: Record, backend: PaillierBackend) -> Record:
+def _packed_encrypt(request: events.AccelRequest, backend: PaillierBackend) -> Record:
     if request["packing"] is None:
         raise MalformedRequestError("PACKED_ENCRYPT needs a packing spec")
     spec = spec_from_record(request["packing"])
@@ -251,20 +249,20 @@ def _packed_encrypt(request: Record, backend: PaillierBackend) -> Record:
     return {"packed": packed_record(packer.encrypt(np.asarray(request["values"], dtype=np.float64)))}
 
 
-def _packed_add(request: Record, backend: PaillierBackend) -> Record:
+def _packed_add(request: events.AccelRequest, backend: PaillierBackend) -> Record:
     first, *rest = _packed(request, backend, 2, 1 << 16)
     for other in rest:
         first += other
     return {"packed": packed_record(first)}
 
 
-def _packed_decrypt(request: Record, backend: PaillierBackend) -> Record:
+def _packed_decrypt(request: events.AccelRequest, backend: PaillierBackend) -> Record:
     (vector,) = _packed(request, backend, 1, 1)
     sums = Packer(backend, vector.spec).decrypt_quantised(vector)
     return {"plain": plain_record([int(x) for x in sums.tolist()], 0)}
 
 
-OPERATIONS: dict[str, Callable[[Record, PaillierBackend], Record]] = {
+OPERATIONS: dict[str, Callable[[events.AccelRequest, PaillierBackend], Record]] = {
     "ENCRYPT": _encrypt,
     "DECRYPT": _decrypt,
     "ADD": _add,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +27,6 @@ from accel.packing import PackedVector, PackingSpec
 from accel.vector import EncryptedVector
 from mesh.codec import SchemaStore
 from mesh.errors import MeshError
-
-PUBLIC_KEY = "interfed.accel.PaillierPublicKey"
-CIPHERTEXT_VECTOR = "interfed.accel.CiphertextVector"
-PACKED_VECTOR = "interfed.accel.PackedVector"
-PLAIN_VECTOR = "interfed.accel.PlainVector"
 
 Record = dict[str, Any]
 
@@ -85,7 +80,7 @@ def public_key_record(key: PublishedKey) -> Record:
     }
 
 
-def public_key_from_record(record: Record) -> PublishedKey:
+def public_key_from_record(record: Mapping[str, Any]) -> PublishedKey:
     n = le_to_int(record["n"])
     if n < 3 or n % 2 == 0:
         raise MalformedCiphertextError("n must be an odd integer of at least 2 bits")
@@ -107,7 +102,7 @@ def vector_record(vector: EncryptedVector) -> Record:
     }
 
 
-def vector_from_record(record: Record, backend: PaillierBackend) -> EncryptedVector:
+def vector_from_record(record: Mapping[str, Any], backend: PaillierBackend) -> EncryptedVector:
     bound = le_to_int(record["bound"])
     if bound > backend.public_key.max_int:
         raise MalformedCiphertextError("bound beyond the key's signed range")
@@ -123,7 +118,7 @@ def spec_record(spec: PackingSpec) -> Record:
     }
 
 
-def spec_from_record(record: Record) -> PackingSpec:
+def spec_from_record(record: Mapping[str, Any]) -> PackingSpec:
     try:
         return PackingSpec(record["value_bits"], record["headroom_bits"], record["clip"], record["max_terms"])
     except ValueError as exc:
@@ -140,7 +135,7 @@ def packed_record(vector: PackedVector) -> Record:
     }
 
 
-def packed_from_record(record: Record, backend: PaillierBackend) -> PackedVector:
+def packed_from_record(record: Mapping[str, Any], backend: PaillierBackend) -> PackedVector:
     spec = spec_from_record(record["spec"])
     slots, length, terms = record["slots"], record["length"], record["terms"]
     ciphertexts = record["ciphertexts"]
@@ -157,7 +152,7 @@ def plain_record(mantissas: Sequence[int], exponent: int) -> Record:
     return {"exponent": exponent, "mantissas": [signed_to_le(m) for m in mantissas]}
 
 
-def plain_from_record(record: Record) -> tuple[list[int], int]:
+def plain_from_record(record: Mapping[str, Any]) -> tuple[list[int], int]:
     """The signed integers m_i and the exponent: the values are m_i * 2^exponent."""
     return [le_to_signed(m) for m in record["mantissas"]], record["exponent"]
 
@@ -173,7 +168,7 @@ def _ciphertexts(raw: Sequence[bytes], backend: PaillierBackend) -> list[int]:
 # -- standalone Avro binary (files, golden vectors, other transports) ---------------------
 
 
-def to_avro(full_name: str, record: Record, schemas: SchemaStore | None = None) -> bytes:
+def to_avro(full_name: str, record: Mapping[str, Any], schemas: SchemaStore | None = None) -> bytes:
     """The Avro binary of one of the records above under its schema in ``schemas/accel/``."""
     return (schemas or SchemaStore.load()).encode(full_name, record)[1]
 

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from bench.publisher import offer
+from mesh import events
+from mesh.events import HEARTBEAT
 from mesh.home import NodeConfig, NodeHome, create_federation
 from mesh.node import connect, open_context, running
 from mesh.service import Event, Service, handles
 from mesh.settings import MeshSettings
 from mesh.testing import eventually
-from mesh.trust import HEARTBEAT
 from services.registry.service import RegistryService
 
 Progress = Callable[[str, float], None]
@@ -66,7 +67,7 @@ class _Sink(Service):
         self.target = 0
 
     @handles(HEARTBEAT)
-    async def on_beat(self, ev: Event) -> None:
+    async def on_beat(self, ev: Event[events.Heartbeat]) -> None:
         self.applied += 1
         if self.measure:
             self.latencies.append(time.time() * 1000 - ev.envelope.issued_at)

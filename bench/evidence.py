@@ -13,11 +13,11 @@ from pathlib import Path
 
 from bench.bus import _member
 from mesh.bus import Record
+from mesh.events import NODE_ANNOUNCED
 from mesh.home import NodeConfig, NodeHome
 from mesh.node import connect, open_context, running
 from mesh.settings import MeshSettings
 from mesh.testing import eventually
-from mesh.trust import NODE_ANNOUNCED
 from services.evidence.audit import Auditor
 from services.evidence.merkle import MerkleLog, leaf_hash, verify_inclusion
 from services.evidence.service import EvidenceService

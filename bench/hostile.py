@@ -36,6 +36,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench.rounds import COMPONENT, _installed, _services
 from mesh.envelope import new_envelope
+from mesh.events import HEARTBEAT, JOIN_REQUESTED, NODE_ANNOUNCED, ROUND_PART
 from mesh.home import NodeConfig
 from mesh.identity import generate_key
 from mesh.settings import MeshSettings
@@ -264,14 +265,14 @@ def _envelope(kind: str, topic: str, members: list[str], job_id: str, rng: rando
         return member.encode(), os.urandom(rng.randint(16, 400))
     stranger = f"stranger-{uuid.uuid4().hex[:8]}"
     payload_type = {
-        "registry": "interfed.registry.NodeAnnounced",
-        "heartbeats": "interfed.registry.Heartbeat",
-        "rounds": "interfed.rounds.RoundPart",
+        "registry": NODE_ANNOUNCED,
+        "heartbeats": HEARTBEAT,
+        "rounds": ROUND_PART,
     }[topic]
     subject = job_id if topic == "rounds" else member
     sender = member
     if kind == "core_fingerprint":
-        payload_type, subject, sender = "interfed.registry.JoinRequested", stranger, stranger
+        payload_type, subject, sender = JOIN_REQUESTED, stranger, stranger
     elif kind == "unknown_sender":
         sender = stranger
     env = new_envelope(

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mesh import logs
+from mesh.events import HEARTBEAT
 from mesh.home import NodeHome
 from mesh.node import connect, open_context
 from mesh.publisher import Publisher
 from mesh.settings import load_settings
-from mesh.trust import HEARTBEAT
 
 
 async def offer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -22,13 +23,14 @@ from mesh.errors import (
     UnannouncedCoreSchemaError,
     UnknownSchemaError,
 )
+from mesh.events import JOIN_REQUESTED, SCHEMA_PUBLISHED
 
 Record = dict[str, Any]
 
 
 #: Schemas every party must have built in; they change only with the protocol version, so they are
 #: never announced, and a payload of theirs under any other fingerprint is refused (docs/protocol.md §2.4).
-CORE_TYPES = frozenset({"interfed.mesh.SchemaPublished", "interfed.registry.JoinRequested"})
+CORE_TYPES = frozenset({SCHEMA_PUBLISHED, JOIN_REQUESTED})
 
 
 def strip_logical_types(schema: Any) -> Any:
@@ -79,7 +81,7 @@ class Schema:
         )
 
 
-def encode(schema: Schema, record: Record) -> bytes:
+def encode(schema: Schema, record: Mapping[str, Any]) -> bytes:
     """Avro binary encoding of ``record`` under ``schema`` (no header, no framing)."""
     buf = io.BytesIO()
     fastavro.schemaless_writer(buf, schema.parsed, record, strict=True)
@@ -167,7 +169,7 @@ class SchemaStore:
             raise IncompatibleSchemaError(f"fingerprint {fingerprint.hex()} already names another schema")
         return self._by_fingerprint.setdefault(fingerprint, schema)
 
-    def encode(self, full_name: str, record: Record) -> tuple[Schema, bytes]:
+    def encode(self, full_name: str, record: Mapping[str, Any]) -> tuple[Schema, bytes]:
         schema = self.by_name(full_name)
         return schema, encode(schema, record)
 

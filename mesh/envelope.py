@@ -15,7 +15,6 @@ from mesh.signing import Signer, Verifier
 #: for a signature over anything else the same key signs (CSRs, tree heads).
 SIGNING_TAG = b"interfed/envelope/v1\x00"
 
-ENVELOPE_TYPE = "interfed.mesh.Envelope"
 SIGNATURE_SIZE = 64
 
 _ENVELOPE_SCHEMA = Schema.from_json((schema_dir() / "mesh" / "Envelope.avsc").read_text(encoding="utf-8"))

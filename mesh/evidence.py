@@ -3,48 +3,46 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
+from mesh import events
 from mesh.envelope import Envelope
-
-EVIDENCE_RECORDED = "interfed.evidence.EvidenceRecorded"
 
 #: Every governance payload type, with the evidence action that must accompany each of its events
 #: (docs/protocol.md §13.6). The auditor checks completeness from this table alone, so a new governed
 #: step is one entry here and ``evidence=`` on its publish. Kept sorted, one entry a line.
 GOVERNED: dict[str, str] = {
-    "interfed.catalog.AccessGranted": "catalog.grant",
-    "interfed.catalog.AccessRejected": "catalog.reject",
-    "interfed.catalog.AccessRequested": "catalog.request",
-    "interfed.catalog.AccessTerminated": "catalog.terminate",
-    "interfed.catalog.DatasetPublished": "catalog.publish",
-    "interfed.catalog.DatasetRetracted": "catalog.retract",
-    "interfed.catalog.DatasetUpdated": "catalog.update",
-    "interfed.catalog.DatasetUsed": "catalog.use",
-    "interfed.components.ComponentDisabled": "components.disable",
-    "interfed.components.ComponentEnabled": "components.enable",
-    "interfed.components.ComponentInstalled": "components.install",
-    "interfed.components.ComponentPublished": "components.publish",
-    "interfed.components.ComponentRetracted": "components.retract",
-    "interfed.registry.CertificateRevoked": "registry.revoke",
-    "interfed.registry.ContractTerminated": "registry.terminate",
-    "interfed.registry.JoinApproved": "registry.approve",
-    "interfed.registry.JoinRejected": "registry.reject",
-    "interfed.registry.JoinRequested": "registry.apply",
-    "interfed.registry.NodeAnnounced": "registry.announce",
-    "interfed.tasks.JobAccepted": "tasks.accept",
-    "interfed.tasks.JobProposed": "tasks.propose",
-    "interfed.tasks.JobRejected": "tasks.reject",
-    "interfed.tasks.JobStarted": "tasks.start",
-    "interfed.tasks.JobStopped": "tasks.stop",
-    "interfed.tasks.ModelReleaseApproved": "tasks.release_approve",
-    "interfed.tasks.ModelReleaseProposed": "tasks.release_propose",
-    "interfed.tasks.ModelReleased": "tasks.release",
-    "interfed.tasks.PartyFinished": "tasks.finish",
+    events.ACCESS_GRANTED: "catalog.grant",
+    events.ACCESS_REJECTED: "catalog.reject",
+    events.ACCESS_REQUESTED: "catalog.request",
+    events.ACCESS_TERMINATED: "catalog.terminate",
+    events.DATASET_PUBLISHED: "catalog.publish",
+    events.DATASET_RETRACTED: "catalog.retract",
+    events.DATASET_UPDATED: "catalog.update",
+    events.DATASET_USED: "catalog.use",
+    events.COMPONENT_DISABLED: "components.disable",
+    events.COMPONENT_ENABLED: "components.enable",
+    events.COMPONENT_INSTALLED: "components.install",
+    events.COMPONENT_PUBLISHED: "components.publish",
+    events.COMPONENT_RETRACTED: "components.retract",
+    events.CERTIFICATE_REVOKED: "registry.revoke",
+    events.CONTRACT_TERMINATED: "registry.terminate",
+    events.JOIN_APPROVED: "registry.approve",
+    events.JOIN_REJECTED: "registry.reject",
+    events.JOIN_REQUESTED: "registry.apply",
+    events.NODE_ANNOUNCED: "registry.announce",
+    events.JOB_ACCEPTED: "tasks.accept",
+    events.JOB_PROPOSED: "tasks.propose",
+    events.JOB_REJECTED: "tasks.reject",
+    events.JOB_STARTED: "tasks.start",
+    events.JOB_STOPPED: "tasks.stop",
+    events.MODEL_RELEASE_APPROVED: "tasks.release_approve",
+    events.MODEL_RELEASE_PROPOSED: "tasks.release_propose",
+    events.MODEL_RELEASED: "tasks.release",
+    events.PARTY_FINISHED: "tasks.finish",
 }
 
 
-def evidence_of(action: str, topic: str, env: Envelope) -> dict[str, Any]:
+def evidence_of(action: str, topic: str, env: Envelope) -> events.EvidenceRecorded:
     """The EvidenceRecorded payload for event ``env`` (as sent on protocol topic ``topic``) taken as ``action``."""
     return {
         "action": action,

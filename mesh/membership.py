@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
+from mesh import events
 from mesh.errors import InvalidTransitionError, UnauthorisedError
 
 
@@ -88,7 +88,7 @@ class Membership:
             raise InvalidTransitionError(f"no contract {contract_id} for node {node_id}")
         return entry
 
-    def join_requested(self, p: dict[str, Any], issued_at: int) -> NodeEntry:
+    def join_requested(self, p: events.JoinRequested, issued_at: int) -> NodeEntry:
         if p["contract_id"] in self.contracts:
             raise InvalidTransitionError(f"contract {p['contract_id']} already exists")
         current = self.nodes.get(p["node_id"])
@@ -121,31 +121,31 @@ class Membership:
             raise InvalidTransitionError(f"contract {entry.contract_id} is {entry.contract}, not APPLIED")
         return entry
 
-    def join_approved(self, p: dict[str, Any], serial: str) -> NodeEntry:
+    def join_approved(self, p: events.JoinApproved, serial: str) -> NodeEntry:
         entry = self.pending(p["node_id"], p["contract_id"])
         entry.contract = ContractStatus.APPROVED
         entry.certificate_serial = serial
         entry.expires_at = p["expires_at"]
         return entry
 
-    def join_rejected(self, p: dict[str, Any]) -> NodeEntry:
+    def join_rejected(self, p: events.JoinRejected) -> NodeEntry:
         entry = self.pending(p["node_id"], p["contract_id"])
         entry.contract = ContractStatus.REJECTED
         entry.reason = p["reason"]
         return entry
 
-    def announced(self, p: dict[str, Any], sender: str, issued_at: int) -> NodeEntry:
+    def announced(self, p: events.NodeAnnounced, sender: str, issued_at: int) -> NodeEntry:
         _speaks_for(sender, p["node_id"])
         entry = self._entry(p["node_id"], p["contract_id"])
         if entry.contract is not ContractStatus.APPROVED:
             raise InvalidTransitionError(f"{entry.node_id} announced under a contract that is {entry.contract}")
-        for name in ("name", "institution", "platform", "platform_version", "address"):
-            setattr(entry, name, p[name])
+        entry.name, entry.institution, entry.address = p["name"], p["institution"], p["address"]
+        entry.platform, entry.platform_version = p["platform"], p["platform_version"]
         entry.services = list(p["services"])
         entry.announced_at = issued_at
         return entry
 
-    def heartbeat(self, p: dict[str, Any], sender: str, issued_at: int) -> NodeEntry:
+    def heartbeat(self, p: events.Heartbeat, sender: str, issued_at: int) -> NodeEntry:
         _speaks_for(sender, p["node_id"])
         entry = self.nodes.get(p["node_id"])
         if entry is None or entry.contract is not ContractStatus.APPROVED:
@@ -154,7 +154,7 @@ class Membership:
         entry.heartbeat_interval = p["interval_ms"]
         return entry
 
-    def terminated(self, p: dict[str, Any]) -> NodeEntry:
+    def terminated(self, p: events.ContractTerminated) -> NodeEntry:
         entry = self._entry(p["node_id"], p["contract_id"])
         if entry.contract not in (ContractStatus.APPLIED, ContractStatus.APPROVED):
             raise InvalidTransitionError(f"contract {entry.contract_id} is already {entry.contract}")
@@ -162,7 +162,7 @@ class Membership:
         entry.reason = p["reason"]
         return entry
 
-    def revoked(self, p: dict[str, Any]) -> NodeEntry:
+    def revoked(self, p: events.CertificateRevoked) -> NodeEntry:
         entry = self.nodes.get(p["node_id"])
         if entry is None or entry.certificate_serial != p["serial"]:
             raise InvalidTransitionError(f"{p['node_id']} has no certificate {p['serial']}")

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
+from mesh import events
 from mesh.bus import Bus
-from mesh.codec import CORE_TYPES, Record, SchemaStore
+from mesh.codec import CORE_TYPES, SchemaStore
 from mesh.envelope import Envelope, new_envelope
 from mesh.errors import PayloadTooLargeError
-from mesh.evidence import EVIDENCE_RECORDED, evidence_of
+from mesh.events import CHUNK, EVIDENCE_RECORDED, SCHEMA_PUBLISHED
+from mesh.evidence import evidence_of
 from mesh.home import SequenceCounter
 from mesh.signing import Signer
-from mesh.topics import CHUNK_TYPE, check_payload_topic
-
-SCHEMA_PUBLISHED = "interfed.mesh.SchemaPublished"
-
+from mesh.topics import check_payload_topic
 
 #: Bytes by which a chunk's framing may exceed that of the empty chunk it was measured on.
 CHUNK_SLACK = 32
@@ -68,7 +68,9 @@ class Publisher:
         """The sender's key, for the few things signed outside an envelope (evidence tree heads)."""
         return self._key
 
-    def envelope(self, payload_type: str, record: Record, subject: str, correlation_id: str | None = None) -> Envelope:
+    def envelope(
+        self, payload_type: str, record: Mapping[str, Any], subject: str, correlation_id: str | None = None
+    ) -> Envelope:
         """A signed envelope for ``record``, taking the next sequence number."""
         schema, payload = self.schemas.encode(payload_type, record)
         return new_envelope(
@@ -85,7 +87,7 @@ class Publisher:
         self,
         topic: str,
         payload_type: str,
-        record: dict[str, Any],
+        record: Mapping[str, Any],
         subject: str,
         correlation_id: str | None = None,
         *,
@@ -149,23 +151,23 @@ class Publisher:
             return
         if len(value) > self.max_event_bytes:
             raise PayloadTooLargeError(f"{env.payload_type} event of {len(value)} bytes exceeds {self.max_event_bytes}")
-        await self._announce_schema(CHUNK_TYPE)
+        await self._announce_schema(CHUNK)
         digest = hashlib.sha256(value).digest()
         # What a chunk's own envelope costs with this subject and correlation id, measured on an
         # empty piece; the slack covers the varints that grow with the numbers.
-        empty = {"whole_sha256": digest, "index": 0, "count": 1, "whole_size": len(value), "data": b""}
-        framing = len(self.envelope(CHUNK_TYPE, empty, env.subject, env.correlation_id).encode()) + CHUNK_SLACK
+        empty: events.Chunk = {"whole_sha256": digest, "index": 0, "count": 1, "whole_size": len(value), "data": b""}
+        framing = len(self.envelope(CHUNK, empty, env.subject, env.correlation_id).encode()) + CHUNK_SLACK
         piece = limit - framing
         count = -(-len(value) // piece)
         for index in range(count):
-            chunk = {
+            chunk: events.Chunk = {
                 "whole_sha256": digest,
                 "index": index,
                 "count": count,
                 "whole_size": len(value),
                 "data": value[index * piece : (index + 1) * piece],
             }
-            part = self.envelope(CHUNK_TYPE, chunk, env.subject, env.correlation_id)
+            part = self.envelope(CHUNK, chunk, env.subject, env.correlation_id)
             await self.bus.send(kafka_topic, key, part.encode())
 
     async def _announce_schema(self, payload_type: str) -> None:
@@ -180,7 +182,11 @@ class Publisher:
             return
         pending = self._announcing[schema.fingerprint] = asyncio.get_running_loop().create_future()
         try:
-            record = {"fingerprint": schema.fingerprint, "full_name": schema.full_name, "schema_json": schema.json_text}
+            record: events.SchemaPublished = {
+                "fingerprint": schema.fingerprint,
+                "full_name": schema.full_name,
+                "schema_json": schema.json_text,
+            }
             env = self.envelope(SCHEMA_PUBLISHED, record, subject=schema.fingerprint.hex())
             await self.bus.send(self.bus.names("schemas"), env.subject.encode(), env.encode())
         except BaseException as exc:

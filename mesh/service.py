@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
+import types
+import typing
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import structlog
 from aiokafka.errors import KafkaError
 
+from mesh import events
 from mesh.bus import Bus, MergedReader, Reader, Record
 from mesh.chunks import ChunkAssembler
 from mesh.codec import SchemaStore
@@ -24,12 +28,11 @@ from mesh.errors import (
     MeshError,
     OversizedRecordError,
 )
+from mesh.events import CHUNK, DEAD_LETTER, JOIN_REQUESTED, SCHEMA_PUBLISHED
 from mesh.home import Federation, NodeConfig, NodeHome
-from mesh.publisher import SCHEMA_PUBLISHED, Publisher
-from mesh.topics import CHUNK_TYPE, MEMBERSHIP_TOPICS, check_payload_topic
-from mesh.trust import JOIN_REQUESTED, ReplayGuard, Speaker, TrustStore
-
-DEAD_LETTER = "interfed.mesh.DeadLetter"
+from mesh.publisher import Publisher
+from mesh.topics import MEMBERSHIP_TOPICS, check_payload_topic
+from mesh.trust import ReplayGuard, Speaker, TrustStore
 
 #: First and longest wait (s) between attempts to publish a dead letter while the broker refuses it.
 DEAD_LETTER_BACKOFF = (0.5, 10.0)
@@ -52,12 +55,23 @@ DEAD_LETTER_DRAIN = 10.0
 YIELD_EVERY = 32
 
 
+#: The payload of an event: a TypedDict of mesh.events, or any record where a handler takes every type.
+P = TypeVar("P", bound=Mapping[str, Any])
+
+
 @dataclass(frozen=True, slots=True)
-class Event:
-    """A verified event, as handlers receive it."""
+class Event(Generic[P]):
+    """A verified event, as handlers receive it.
+
+    A handler declares what its payload is by the records of mesh.events it handles, e.g.
+    ``async def on_join_approved(self, ev: Event[events.JoinApproved])``, and mypy then checks each field
+    it reads. The declaration sits where the untyped dict arrives and costs nothing per event; the
+    Service checks once, when it is made, that it names exactly the records of the handler's ``@handles``
+    (``check_handler``), so it cannot drift from the dispatch as an unchecked cast could.
+    """
 
     envelope: Envelope
-    payload: dict[str, Any]
+    payload: P
     speaker: Speaker
     topic: str
     partition: int
@@ -68,18 +82,40 @@ class Event:
         return self.envelope.sender
 
 
-Handler = Callable[[Event], Awaitable[None]]
+Handler = Callable[[Event[Any]], Awaitable[None]]
 H = TypeVar("H", bound=Callable[..., Awaitable[None]])
 
 
 def handles(*payload_types: str) -> Callable[[H], H]:
-    """Mark a service method as the handler of some payload types."""
+    """Mark a service method as the handler of some payload types (their full names: mesh.events' constants)."""
 
     def mark(fn: H) -> H:
         fn.__interfed_handles__ = payload_types  # type: ignore[attr-defined]
         return fn
 
     return mark
+
+
+@functools.cache
+def check_handler(fn: Callable[..., Any], payload_types: tuple[str, ...]) -> None:
+    """Raise TypeError unless ``fn``'s event parameter, if it declares its payload (``Event[X | Y]``), declares
+    exactly the TypedDicts of ``payload_types``. A bare ``Event`` or ``Event[Any]`` declares nothing."""
+    params = [name for name in inspect.signature(fn).parameters if name != "self"]
+    declared = typing.get_type_hints(fn).get(params[0]) if params else None
+    if typing.get_origin(declared) is not Event:
+        return
+    (payload,) = typing.get_args(declared)
+    if payload is Any:
+        return
+    union = typing.get_origin(payload) in (typing.Union, types.UnionType)
+    got = set(typing.get_args(payload) if union else (payload,))
+    unknown = [t for t in payload_types if t not in events.RECORDS]
+    if unknown:
+        raise TypeError(f"{fn.__qualname__} handles {', '.join(unknown)}, which no schema defines")
+    wanted = {events.RECORDS[t] for t in payload_types}
+    if got != wanted:
+        said = ", ".join(sorted(getattr(t, "__name__", str(t)) for t in got))
+        raise TypeError(f"{fn.__qualname__} takes Event[{said}] but handles {', '.join(payload_types)}")
 
 
 @dataclass
@@ -133,7 +169,10 @@ class Service:
         self.reports_refusals = not readonly
         self._handlers: dict[str, Handler] = {}
         for _, method in inspect.getmembers(self, inspect.ismethod):
-            for payload_type in getattr(method, "__interfed_handles__", ()):
+            payload_types = getattr(method, "__interfed_handles__", ())
+            if payload_types:
+                check_handler(method.__func__, payload_types)
+            for payload_type in payload_types:
                 self._handlers[payload_type] = method
         self._reader: Reader | MergedReader | None = None
 
@@ -275,7 +314,7 @@ class Service:
         env = Envelope.decode(value)
         if record.key is None or record.key != env.subject.encode():
             raise KeyMismatchError(f"record key {record.key!r} is not the envelope subject {env.subject!r}")
-        if chunked_by is not None and (env.sender != chunked_by or env.payload_type == CHUNK_TYPE):
+        if chunked_by is not None and (env.sender != chunked_by or env.payload_type == CHUNK):
             raise MalformedChunkError("a chunked event must be another type of event, from its chunks' sender")
         check_payload_topic(env.payload_type, self.ctx.bus.names.protocol_name(record.topic))
         return env
@@ -313,7 +352,7 @@ class Service:
             return
         if payload is None:
             payload = self.schemas.decode(env.payload_type, env.payload_fingerprint, env.payload)
-        if env.payload_type == CHUNK_TYPE:
+        if env.payload_type == CHUNK:
             whole = self.chunks.add(env.sender, payload)
             if whole is not None:
                 self._completed.append((env.sender, payload["whole_sha256"]))
@@ -360,7 +399,7 @@ class Service:
             self.counts[f"dead:{reason}"] += 1
             return
         keep = self.ctx.bus.max_record_bytes // 2
-        letter = {
+        letter: events.DeadLetter = {
             "reason": reason,
             "detail": detail[:2000],
             "service": self.name,

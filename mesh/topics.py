@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from mesh.errors import WrongTopicError
+from mesh.events import CHUNK, DEAD_LETTER, HEARTBEAT, SCHEMA_PUBLISHED
 from mesh.home import NODE_ID_PATTERN
 
 NEVER = "-1"
@@ -32,7 +33,7 @@ TOPICS: dict[str, TopicSpec] = {
         TopicSpec("registry", 3, _KEEP, ("interfed.registry",)),
         # Presence, not history: compaction keeps each node's latest beat, so reading it from
         # the beginning costs one record per node however long the federation has run.
-        TopicSpec("heartbeats", 3, {"cleanup.policy": "compact"}, ("interfed.registry.Heartbeat",)),
+        TopicSpec("heartbeats", 3, {"cleanup.policy": "compact"}, (HEARTBEAT,)),
         TopicSpec("catalog", 3, _KEEP, ("interfed.catalog",)),
         TopicSpec("components", 3, _KEEP, ("interfed.components",)),
         TopicSpec("artifacts", 3, _KEEP, ("interfed.artifacts",)),
@@ -41,8 +42,8 @@ TOPICS: dict[str, TopicSpec] = {
         # One partition: one total order of evidence, so every honest party's log is the same
         # leaves in the same order, and a tree head always follows the leaves it covers.
         TopicSpec("evidence", 1, _KEEP, ("interfed.evidence",)),
-        TopicSpec("schemas", 1, {"cleanup.policy": "compact"}, ("interfed.mesh.SchemaPublished",)),
-        TopicSpec("deadletter", 3, _THIRTY_DAYS, ("interfed.mesh.DeadLetter",)),
+        TopicSpec("schemas", 1, {"cleanup.policy": "compact"}, (SCHEMA_PUBLISHED,)),
+        TopicSpec("deadletter", 3, _THIRTY_DAYS, (DEAD_LETTER,)),
     )
 }
 
@@ -94,10 +95,6 @@ def spec_of(name: str) -> TopicSpec:
     return NODE_TOPICS[parsed[0]]
 
 
-#: May travel on any topic: it carries a piece of an event that belongs there.
-CHUNK_TYPE = "interfed.mesh.Chunk"
-
-
 class TopicNames:
     """Maps protocol topic names to the deployment's Kafka topic names (``<prefix><name>``)."""
 
@@ -133,7 +130,7 @@ def topic_for(payload_type: str) -> str | None:
 
 def check_payload_topic(payload_type: str, topic: str) -> None:
     """Each payload type belongs to exactly one topic; elsewhere it is WRONG_TOPIC."""
-    if payload_type == CHUNK_TYPE:
+    if payload_type == CHUNK:  # may travel on any topic: it carries a piece of an event that belongs there
         return
     home = topic_for(payload_type)
     parsed = parse_node_topic(topic)

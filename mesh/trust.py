@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from mesh import events
 from mesh.envelope import Envelope
 from mesh.errors import (
     BadSignatureError,
@@ -24,15 +25,7 @@ from mesh.identity import NodeCertificate, check_certificate, load_certificate_d
 from mesh.membership import Membership
 from mesh.signing import Verifier
 
-NS = "interfed.registry."
-JOIN_REQUESTED = NS + "JoinRequested"
-JOIN_APPROVED = NS + "JoinApproved"
-JOIN_REJECTED = NS + "JoinRejected"
-NODE_ANNOUNCED = NS + "NodeAnnounced"
-HEARTBEAT = NS + "Heartbeat"
-CONTRACT_TERMINATED = NS + "ContractTerminated"
-CERTIFICATE_REVOKED = NS + "CertificateRevoked"
-OPERATOR_ONLY = frozenset({JOIN_APPROVED, JOIN_REJECTED, CERTIFICATE_REVOKED})
+OPERATOR_ONLY = frozenset({events.JOIN_APPROVED, events.JOIN_REJECTED, events.CERTIFICATE_REVOKED})
 
 #: The clock tolerance (docs/protocol.md §6.2, §14.8): how far a sender's clock may be from the issuer's
 #: (certificate validity, at both ends) or from an accelerator's (request deadlines), in ms.
@@ -152,36 +145,43 @@ class TrustStore:
         return applicant
 
     def apply(self, env: Envelope, payload: dict[str, Any], speaker: Speaker) -> None:
-        """Apply a verified registry event to membership and trust, or refuse it unchanged."""
+        """Apply a verified registry event to membership and trust, or refuse it unchanged.
+
+        ``payload`` is the decoded record of ``env.payload_type``; each branch reads it as that record's TypedDict.
+        """
         kind, members = env.payload_type, self.members
         if env.subject != payload.get("node_id"):
             # Keyed by the node it is about, so all of one node's registry events share a partition.
             raise KeyMismatchError(f"registry event about {payload.get('node_id')!r} under subject {env.subject!r}")
         if kind in OPERATOR_ONLY and speaker.role != "operator":
             raise UnauthorisedError(f"{kind.rsplit('.', 1)[1]} may only be signed by an operator, not {env.sender}")
-        if kind == JOIN_REQUESTED:
-            if payload["node_id"] in self.federation.operator_ids:
-                raise UnauthorisedError(f"{payload['node_id']} is an operator of this federation; it cannot apply")
-            members.join_requested(payload, env.issued_at)
-        elif kind == JOIN_APPROVED:
-            cert = self._approved_certificate(payload)
-            members.join_approved(payload, cert.serial)
+        if kind == events.JOIN_REQUESTED:
+            requested = cast(events.JoinRequested, payload)
+            if requested["node_id"] in self.federation.operator_ids:
+                raise UnauthorisedError(f"{requested['node_id']} is an operator of this federation; it cannot apply")
+            members.join_requested(requested, env.issued_at)
+        elif kind == events.JOIN_APPROVED:
+            approved = cast(events.JoinApproved, payload)
+            cert = self._approved_certificate(approved)
+            members.join_approved(approved, cert.serial)
             self._learn(cert)
-        elif kind == JOIN_REJECTED:
-            members.join_rejected(payload)
-        elif kind == NODE_ANNOUNCED:
-            members.announced(payload, env.sender, env.issued_at)
-        elif kind == HEARTBEAT:
-            members.heartbeat(payload, env.sender, env.issued_at)
-        elif kind == CONTRACT_TERMINATED:
-            if speaker.role != "operator" and payload["node_id"] != env.sender:
-                raise UnauthorisedError(f"{env.sender} may not terminate {payload['node_id']}'s contract")
-            entry = members.terminated(payload)
+        elif kind == events.JOIN_REJECTED:
+            members.join_rejected(cast(events.JoinRejected, payload))
+        elif kind == events.NODE_ANNOUNCED:
+            members.announced(cast(events.NodeAnnounced, payload), env.sender, env.issued_at)
+        elif kind == events.HEARTBEAT:
+            members.heartbeat(cast(events.Heartbeat, payload), env.sender, env.issued_at)
+        elif kind == events.CONTRACT_TERMINATED:
+            terminated = cast(events.ContractTerminated, payload)
+            if speaker.role != "operator" and terminated["node_id"] != env.sender:
+                raise UnauthorisedError(f"{env.sender} may not terminate {terminated['node_id']}'s contract")
+            entry = members.terminated(terminated)
             if entry.certificate_serial is not None:
-                self._revoke(entry.certificate_serial, env.issued_at, f"contract terminated: {payload['reason']}")
-        elif kind == CERTIFICATE_REVOKED:
-            entry = members.revoked(payload)
-            self._revoke(payload["serial"], payload["revoked_at"], entry.revoked or "revoked")
+                self._revoke(entry.certificate_serial, env.issued_at, f"contract terminated: {terminated['reason']}")
+        elif kind == events.CERTIFICATE_REVOKED:
+            revoked = cast(events.CertificateRevoked, payload)
+            entry = members.revoked(revoked)
+            self._revoke(revoked["serial"], revoked["revoked_at"], entry.revoked or "revoked")
 
     def _learn(self, cert: NodeCertificate) -> None:
         """Keep a node's newly approved certificate beside its earlier ones; it becomes the current one."""
@@ -189,7 +189,7 @@ class TrustStore:
         if all(c.serial != cert.serial for c in known):
             known.append(cert)
 
-    def _approved_certificate(self, payload: dict[str, Any]) -> NodeCertificate:
+    def _approved_certificate(self, payload: events.JoinApproved) -> NodeCertificate:
         """The certificate a JoinApproved carries, if it is exactly what the pending contract asked for."""
         entry = self.members.pending(payload["node_id"], payload["contract_id"])
         cert = check_certificate(load_certificate_der(payload["certificate"]), self.federation.root)

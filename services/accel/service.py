@@ -21,18 +21,20 @@ from typing import Any, ClassVar
 from aiokafka.errors import KafkaError
 
 from accel.backend import PaillierBackend
-from accel.engine import ACCEL_REPLY, ACCEL_REQUEST, Engine
+from accel.engine import Engine
 from accel.errors import AccelError, ClockSkewError, DeadlineExceededError, MalformedRequestError
 from accel.gmp_backend import Encryption
 from accel.keys import PrivateKey
 from accel.keystore import KeyStore
 from accel.pool import PooledBackend, WorkerPool
 from accel.wire import PublishedKey
+from mesh import events
 from mesh.bus import MergedReader
 from mesh.envelope import Envelope
 from mesh.errors import KeyMismatchError
+from mesh.events import ACCEL_REPLY, ACCEL_REQUEST, CHUNK
 from mesh.service import Context, Event, Service, handles
-from mesh.topics import ACCEL_REPLIES, ACCEL_REQUESTS, CHUNK_TYPE, node_topic
+from mesh.topics import ACCEL_REPLIES, ACCEL_REQUESTS, node_topic
 from mesh.trust import SKEW_MS
 
 #: Replies kept to answer a retry (same sender, same request id) without computing again.
@@ -141,7 +143,7 @@ class AccelService(Service):
     # -- requests ----------------------------------------------------------------------
 
     @handles(ACCEL_REQUEST)
-    async def on_request(self, ev: Event) -> None:
+    async def on_request(self, ev: Event[events.AccelRequest]) -> None:
         request = ev.payload
         if request["service_node"] != self.me:
             self.counts["for_another_node"] += 1
@@ -160,7 +162,9 @@ class AccelService(Service):
         await self._slots.acquire()  # backpressure: the next request waits for a free slot
         self._running[key] = asyncio.create_task(self._serve(ev, key, received, received_ms))
 
-    async def _serve(self, ev: Event, key: tuple[str, str], received: float, received_ms: int) -> None:
+    async def _serve(
+        self, ev: Event[events.AccelRequest], key: tuple[str, str], received: float, received_ms: int
+    ) -> None:
         request = ev.payload
         started = time.monotonic()
         work: asyncio.Future[dict[str, Any]] | None = None
@@ -215,7 +219,7 @@ class AccelService(Service):
 
     def _reply(
         self,
-        request: dict[str, Any],
+        request: events.AccelRequest,
         requester: str,
         started: float,
         *,
@@ -272,7 +276,7 @@ class AccelService(Service):
         """A verified request (or a piece of one) that the pipeline refused gets an error reply too."""
         if topic != self.request_topic:
             return
-        if envelope.payload_type not in (ACCEL_REQUEST, CHUNK_TYPE) or not envelope.correlation_id:
+        if envelope.payload_type not in (ACCEL_REQUEST, CHUNK) or not envelope.correlation_id:
             return
         request_id = envelope.correlation_id
         reply = {

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mesh import events
 from services.catalog.errors import DatasetFileError
 
 #: An int column with at most this many distinct values is DISCRETE (codes, counts, flags);
@@ -29,7 +30,7 @@ class Description:
 
     format: str
     row_count: int
-    columns: list[dict[str, Any]]
+    columns: list[events.ColumnMeta]
     content_sha256: bytes
 
 
@@ -67,7 +68,7 @@ def describe(
         if wanted not in names:
             raise DatasetFileError(f"{path.name} has no column {wanted!r}; it has {', '.join(names)}")
     ids = set(id_columns) if id_columns else {"id"} & set(names)
-    columns = []
+    columns: list[events.ColumnMeta] = []
     for name, prof in zip(names, profiles, strict=True):
         role = "id" if name in ids else "label" if name in label_columns else "feature"
         columns.append(
@@ -132,7 +133,7 @@ class _Profile:
             return "CONTINUOUS"
         return "DISCRETE"
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> events.ColumnStats:
         numeric = self.data_type in ("int", "double") and self.numbers
         return {
             "missing": self.missing,

@@ -18,24 +18,28 @@ from typing import Any, ClassVar
 
 from aiokafka.errors import KafkaError
 
+from mesh import events
 from mesh.envelope import Envelope
 from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
+from mesh.events import (
+    ACCESS_GRANTED,
+    ACCESS_REJECTED,
+    ACCESS_REQUESTED,
+    ACCESS_TERMINATED,
+    DATASET_PUBLISHED,
+    DATASET_RETRACTED,
+    DATASET_UPDATED,
+    DATASET_USED,
+)
 from mesh.evidence import GOVERNED
 from mesh.service import Context, Event, Service, handles
 from services.catalog.files import describe
 from services.catalog.policy import Policy
 from services.catalog.state import (
-    ACCESS_GRANTED,
-    ACCESS_REJECTED,
-    ACCESS_REQUESTED,
-    ACCESS_TERMINATED,
     CATALOG_TYPES,
-    DATASET_PUBLISHED,
-    DATASET_RETRACTED,
-    DATASET_UPDATED,
-    DATASET_USED,
     LOCAL_NAME,
     Catalog,
+    CatalogPayload,
     Dataset,
     Permit,
     PermitStatus,
@@ -109,7 +113,7 @@ class CatalogService(Service):
     # -- handlers ------------------------------------------------------------------------
 
     @handles(*CATALOG_TYPES)
-    async def on_catalog_event(self, ev: Event) -> None:
+    async def on_catalog_event(self, ev: Event[CatalogPayload]) -> None:
         env = ev.envelope
         result = self.catalog.apply(env.payload_type, ev.payload, env.sender, env.issued_at, env.subject)
         self.log.info("catalog_applied", change=env.payload_type.rsplit(".", 1)[1], subject=env.subject)
@@ -154,7 +158,7 @@ class CatalogService(Service):
 
     # -- commands: each is judged by the same state machine before it is signed ---------------
 
-    async def _step(self, payload_type: str, payload: dict[str, Any]) -> Envelope:
+    async def _step(self, payload_type: str, payload: CatalogPayload) -> Envelope:
         self.catalog.apply(payload_type, payload, self.me, now_ms(), payload["dataset_id"], commit=False)
         return await self.ctx.publisher.publish(
             "catalog", payload_type, payload, subject=payload["dataset_id"], evidence=GOVERNED[payload_type]
@@ -162,7 +166,7 @@ class CatalogService(Service):
 
     def _metadata(
         self, dataset_id: str, entry: LocalDataset, name: str, description: str, category: str
-    ) -> dict[str, Any]:
+    ) -> events.DatasetPublished:
         """The published metadata of a local file: reads the whole file, so commands run it in a thread."""
         found = describe(
             Path(entry.path),
@@ -211,17 +215,17 @@ class CatalogService(Service):
         entry = self.local.get(dataset_id)
         if path is not None:
             entry = LocalDataset.at(path, entry.id_columns, entry.label_columns, entry.with_stats)
-        payload = await asyncio.to_thread(
+        metadata = await asyncio.to_thread(
             self._metadata, dataset_id, entry, current.name, current.description, current.category
         )
-        payload["version"] = current.version + 1
+        payload: events.DatasetUpdated = {**metadata, "version": current.version + 1}
         await self._step(DATASET_UPDATED, payload)
         self.local.put(dataset_id, entry)
-        return int(payload["version"])
+        return payload["version"]
 
     async def retract(self, dataset_id: str, reason: str) -> Dataset:
         current = self._current(dataset_id)
-        await self._step(DATASET_RETRACTED, {"dataset_id": dataset_id, "reason": reason})
+        await self._step(DATASET_RETRACTED, events.DatasetRetracted({"dataset_id": dataset_id, "reason": reason}))
         return current
 
     async def request(
@@ -229,7 +233,7 @@ class CatalogService(Service):
     ) -> str:
         """Apply for access to another node's dataset; returns the request (and permit) id."""
         request_id = str(uuid.uuid4())
-        payload = {
+        payload: events.AccessRequested = {
             "request_id": request_id,
             "dataset_id": dataset_id,
             "requester": self.me,
@@ -246,7 +250,7 @@ class CatalogService(Service):
         """Owner: grant the permit as requested."""
         permit = self._request(request_id)
         self._deciding.add(request_id)
-        payload = {
+        payload: events.AccessGranted = {
             "request_id": request_id,
             "dataset_id": permit.dataset_id,
             "requester": permit.requester,
@@ -262,14 +266,19 @@ class CatalogService(Service):
     async def reject(self, request_id: str, reason: str, *, decided_by: str = "manual") -> Permit:
         permit = self._request(request_id)
         self._deciding.add(request_id)
-        payload = {"request_id": request_id, "dataset_id": permit.dataset_id, "reason": reason}
-        await self._step(ACCESS_REJECTED, payload | {"decided_by": decided_by})
+        payload: events.AccessRejected = {
+            "request_id": request_id,
+            "dataset_id": permit.dataset_id,
+            "reason": reason,
+            "decided_by": decided_by,
+        }
+        await self._step(ACCESS_REJECTED, payload)
         return permit
 
     async def terminate(self, request_id: str, reason: str) -> Permit:
         """The owner or the requester ends a request or permit."""
         permit = self._request(request_id)
-        payload = {"request_id": request_id, "dataset_id": permit.dataset_id, "reason": reason}
+        payload: events.AccessTerminated = {"request_id": request_id, "dataset_id": permit.dataset_id, "reason": reason}
         await self._step(ACCESS_TERMINATED, payload)
         return permit
 
@@ -283,7 +292,7 @@ class CatalogService(Service):
         """
         permit = self._request(request_id)
         use_id = use_id or str(uuid.uuid4())
-        payload = {
+        payload: events.DatasetUsed = {
             "use_id": use_id,
             "request_id": request_id,
             "dataset_id": permit.dataset_id,

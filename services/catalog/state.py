@@ -11,8 +11,9 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeAlias
 
+from mesh import events
 from mesh.errors import InvalidTransitionError, KeyMismatchError, MalformedPayloadError, UnauthorisedError
 from services.catalog.errors import (
     DatasetRetractedError,
@@ -23,15 +24,17 @@ from services.catalog.errors import (
     PermitTerminatedError,
 )
 
-NS = "interfed.catalog."
-DATASET_PUBLISHED = NS + "DatasetPublished"
-DATASET_UPDATED = NS + "DatasetUpdated"
-DATASET_RETRACTED = NS + "DatasetRetracted"
-ACCESS_REQUESTED = NS + "AccessRequested"
-ACCESS_GRANTED = NS + "AccessGranted"
-ACCESS_REJECTED = NS + "AccessRejected"
-ACCESS_TERMINATED = NS + "AccessTerminated"
-DATASET_USED = NS + "DatasetUsed"
+#: Any catalog event's payload: what ``Catalog.apply`` takes (each of its steps takes its own record).
+CatalogPayload: TypeAlias = (
+    events.DatasetPublished
+    | events.DatasetUpdated
+    | events.DatasetRetracted
+    | events.AccessRequested
+    | events.AccessGranted
+    | events.AccessRejected
+    | events.AccessTerminated
+    | events.DatasetUsed
+)
 
 #: The part of a dataset id after ``<owner>/``: the node id rule of docs/protocol.md §4.4.
 LOCAL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -129,7 +132,7 @@ def _uuid(value: str, what: str) -> None:
         raise MalformedPayloadError(f"{what} {value!r} is not a canonical lower-case UUID")
 
 
-def _check_metadata(p: dict[str, Any]) -> None:
+def _check_metadata(p: events.DatasetPublished | events.DatasetUpdated) -> None:
     if p["format"] not in FORMATS:
         raise MalformedPayloadError(f"format {p['format']!r} is not one of {', '.join(FORMATS)}")
     if p["row_count"] < 0:
@@ -168,7 +171,7 @@ class Catalog:
         self.uses: dict[str, str] = {}  # use id -> request id
 
     def apply(
-        self, payload_type: str, p: dict[str, Any], sender: str, issued_at: int, subject: str, *, commit: bool = True
+        self, payload_type: str, p: CatalogPayload, sender: str, issued_at: int, subject: str, *, commit: bool = True
     ) -> Dataset | Permit:
         """Apply one catalog event (subject = its dataset id, so one dataset's events share a partition)."""
         if subject != p["dataset_id"]:
@@ -179,7 +182,7 @@ class Catalog:
 
     # -- datasets --------------------------------------------------------------------
 
-    def _owned(self, p: dict[str, Any], sender: str) -> str:
+    def _owned(self, p: events.DatasetPublished | events.DatasetUpdated | events.DatasetRetracted, sender: str) -> str:
         owner = owner_of(p["dataset_id"])
         if sender != owner or p.get("owner", owner) != owner:
             raise UnauthorisedError(f"{sender} may not speak for {p['dataset_id']}, which belongs to {owner}")
@@ -193,7 +196,7 @@ class Catalog:
             raise InvalidTransitionError(f"dataset {dataset_id} is {ds.status}")
         return ds
 
-    def published(self, p: dict[str, Any], sender: str, at: int, *, commit: bool = True) -> Dataset:
+    def published(self, p: events.DatasetPublished, sender: str, at: int, *, commit: bool = True) -> Dataset:
         owner = self._owned(p, sender)
         _check_metadata(p)
         if p["dataset_id"] in self.datasets:
@@ -215,20 +218,20 @@ class Catalog:
             self.datasets[ds.dataset_id] = ds
         return ds
 
-    def updated(self, p: dict[str, Any], sender: str, at: int, *, commit: bool = True) -> Dataset:
+    def updated(self, p: events.DatasetUpdated, sender: str, at: int, *, commit: bool = True) -> Dataset:
         self._owned(p, sender)
         _check_metadata(p)
         ds = self._published(p["dataset_id"])
         if p["version"] != ds.version + 1:
             raise InvalidTransitionError(f"update to version {p['version']} of {ds.dataset_id}, now at {ds.version}")
         if commit:
-            for name in ("name", "description", "category", "format", "row_count", "content_sha256", "version"):
-                setattr(ds, name, p[name])
+            ds.name, ds.description, ds.category, ds.format = p["name"], p["description"], p["category"], p["format"]
+            ds.row_count, ds.content_sha256, ds.version = p["row_count"], p["content_sha256"], p["version"]
             ds.columns = [dict(c) for c in p["columns"]]
             ds.updated_at = at
         return ds
 
-    def retracted(self, p: dict[str, Any], sender: str, at: int, *, commit: bool = True) -> Dataset:
+    def retracted(self, p: events.DatasetRetracted, sender: str, at: int, *, commit: bool = True) -> Dataset:
         self._owned(p, sender)
         ds = self._published(p["dataset_id"])
         if commit:
@@ -239,7 +242,7 @@ class Catalog:
 
     # -- access ----------------------------------------------------------------------
 
-    def requested(self, p: dict[str, Any], sender: str, at: int, *, commit: bool = True) -> Permit:
+    def requested(self, p: events.AccessRequested, sender: str, at: int, *, commit: bool = True) -> Permit:
         _uuid(p["request_id"], "request_id")
         _check_scope(p["scope_type"], p["scope_ids"])
         if p["use_limit"] < 1 or p["not_after"] <= at:
@@ -267,7 +270,7 @@ class Catalog:
             self.permits[permit.request_id] = permit
         return permit
 
-    def _pending(self, p: dict[str, Any], sender: str) -> Permit:
+    def _pending(self, p: events.AccessGranted | events.AccessRejected, sender: str) -> Permit:
         """The APPLIED request of ``p`` that ``sender``, who must own its dataset, is deciding."""
         owner = owner_of(p["dataset_id"])
         if sender != owner:
@@ -279,7 +282,7 @@ class Catalog:
             raise InvalidTransitionError(f"request {permit.request_id} is {permit.status}, not APPLIED")
         return permit
 
-    def granted(self, p: dict[str, Any], sender: str, at: int, *, commit: bool = True) -> Permit:
+    def granted(self, p: events.AccessGranted, sender: str, at: int, *, commit: bool = True) -> Permit:
         permit = self._pending(p, sender)
         self._published(permit.dataset_id)
         if (p["requester"], p["scope_type"], list(p["scope_ids"])) != (
@@ -298,7 +301,7 @@ class Catalog:
             permit.decided_at = at
         return permit
 
-    def rejected(self, p: dict[str, Any], sender: str, at: int, *, commit: bool = True) -> Permit:
+    def rejected(self, p: events.AccessRejected, sender: str, at: int, *, commit: bool = True) -> Permit:
         permit = self._pending(p, sender)
         if commit:
             permit.status = PermitStatus.REJECTED
@@ -307,7 +310,7 @@ class Catalog:
             permit.decided_at = at
         return permit
 
-    def terminated(self, p: dict[str, Any], sender: str, at: int, *, commit: bool = True) -> Permit:
+    def terminated(self, p: events.AccessTerminated, sender: str, at: int, *, commit: bool = True) -> Permit:
         permit = self.permits.get(p["request_id"])
         if permit is None or permit.dataset_id != p["dataset_id"]:
             raise InvalidTransitionError(f"no request {p['request_id']} for {p['dataset_id']}")
@@ -365,7 +368,7 @@ class Catalog:
             )
         return permit
 
-    def used(self, p: dict[str, Any], sender: str, at: int, *, commit: bool = True) -> Permit:
+    def used(self, p: events.DatasetUsed, sender: str, at: int, *, commit: bool = True) -> Permit:
         _uuid(p["use_id"], "use_id")
         if p["use_id"] in self.uses:
             raise InvalidTransitionError(f"use {p['use_id']} is already recorded")
@@ -383,13 +386,13 @@ class Catalog:
 
 
 _METHODS = {
-    DATASET_PUBLISHED: "published",
-    DATASET_UPDATED: "updated",
-    DATASET_RETRACTED: "retracted",
-    ACCESS_REQUESTED: "requested",
-    ACCESS_GRANTED: "granted",
-    ACCESS_REJECTED: "rejected",
-    ACCESS_TERMINATED: "terminated",
-    DATASET_USED: "used",
+    events.DATASET_PUBLISHED: "published",
+    events.DATASET_UPDATED: "updated",
+    events.DATASET_RETRACTED: "retracted",
+    events.ACCESS_REQUESTED: "requested",
+    events.ACCESS_GRANTED: "granted",
+    events.ACCESS_REJECTED: "rejected",
+    events.ACCESS_TERMINATED: "terminated",
+    events.DATASET_USED: "used",
 }
 CATALOG_TYPES = tuple(_METHODS)

@@ -10,10 +10,19 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar, cast
 
+from mesh import events
 from mesh.envelope import Envelope
 from mesh.errors import InvalidTransitionError, UnauthorisedError
+from mesh.events import (
+    ARTIFACT_PUBLISHED,
+    COMPONENT_DISABLED,
+    COMPONENT_ENABLED,
+    COMPONENT_INSTALLED,
+    COMPONENT_PUBLISHED,
+    COMPONENT_RETRACTED,
+)
 from mesh.evidence import GOVERNED
 from mesh.service import Context, Event, Service, handles
 from services.components.artifact import check_digest, pack, sha256, sign, unpack, verify_signature
@@ -27,16 +36,7 @@ from services.components.errors import (
     UnsignedArtifactError,
 )
 from services.components.spec import ComponentSpec, parse_spec
-from services.components.state import (
-    ARTIFACT_PUBLISHED,
-    COMPONENT_DISABLED,
-    COMPONENT_ENABLED,
-    COMPONENT_INSTALLED,
-    COMPONENT_PUBLISHED,
-    COMPONENT_RETRACTED,
-    Components,
-    Published,
-)
+from services.components.state import Components, Published
 from services.components.store import ComponentStore, InstalledComponent
 
 SPEC_FILE = "component.json"
@@ -85,7 +85,7 @@ class ComponentsService(Service):
     # -- handlers ---------------------------------------------------------------------------
 
     @handles(COMPONENT_PUBLISHED)
-    async def on_published(self, ev: Event) -> None:
+    async def on_published(self, ev: Event[events.ComponentPublished]) -> None:
         p = ev.payload
         spec = parse_spec(p["spec_json"])
         if (spec.code, spec.version) != (p["code"], p["version"]) or ev.envelope.subject != spec.ref:
@@ -113,7 +113,7 @@ class ComponentsService(Service):
         await self._maybe_install(spec.ref)
 
     @handles(ARTIFACT_PUBLISHED)
-    async def on_artifact(self, ev: Event) -> None:
+    async def on_artifact(self, ev: Event[events.ArtifactPublished]) -> None:
         p = ev.payload
         if ev.envelope.subject != p["artifact_sha256"].hex() or p["size"] != len(p["archive"]):
             raise InvalidTransitionError("an artifact is keyed by its digest's hex and declares its own size")
@@ -124,7 +124,7 @@ class ComponentsService(Service):
             await self._maybe_install(published.spec.ref)
 
     @handles(COMPONENT_RETRACTED)
-    async def on_retracted(self, ev: Event) -> None:
+    async def on_retracted(self, ev: Event[events.ComponentRetracted]) -> None:
         ref = f"{ev.payload['code']}:{ev.payload['version']}"
         known = self._known(ref)
         if ev.sender not in (known.publisher, known.published_by):
@@ -135,13 +135,15 @@ class ComponentsService(Service):
             await self.disable(ref, reason=f"retracted by {ev.sender}")
 
     @handles(COMPONENT_INSTALLED, COMPONENT_ENABLED, COMPONENT_DISABLED)
-    async def on_installation(self, ev: Event) -> None:
+    async def on_installation(
+        self, ev: Event[events.ComponentInstalled | events.ComponentEnabled | events.ComponentDisabled]
+    ) -> None:
         ref = f"{ev.payload['code']}:{ev.payload['version']}"
         known = self._known(ref)
         if ev.payload["artifact_sha256"] != known.artifact_sha256:
             raise InvalidTransitionError(f"{ev.sender} names another artifact for {ref}")
         if ev.envelope.payload_type == COMPONENT_INSTALLED:
-            known.installations[ev.sender] = ev.payload["enabled"]
+            known.installations[ev.sender] = cast(events.ComponentInstalled, ev.payload)["enabled"]
         elif ev.sender not in known.installations:
             raise InvalidTransitionError(f"{ev.sender} has not installed {ref}")
         else:
@@ -204,13 +206,13 @@ class ComponentsService(Service):
         return Published(spec, digest, len(archive), publisher, sig, self.me, env.issued_at)
 
     async def publish_artifact(self, digest: bytes, archive: bytes) -> Envelope:
-        record = {"artifact_sha256": digest, "size": len(archive), "archive": archive}
+        record: events.ArtifactPublished = {"artifact_sha256": digest, "size": len(archive), "archive": archive}
         return await self.ctx.publisher.publish("artifacts", ARTIFACT_PUBLISHED, record, subject=digest.hex())
 
     @staticmethod
     def published_payload(
         spec: ComponentSpec, digest: bytes, size: int, publisher: str, signature: bytes
-    ) -> dict[str, Any]:
+    ) -> events.ComponentPublished:
         return {
             "code": spec.code,
             "version": spec.version,
@@ -235,7 +237,7 @@ class ComponentsService(Service):
     async def retract(self, ref: str, reason: str) -> Published:
         """Publisher: withdraw a component version (parties disable their installations of it)."""
         known = self._known(ref)
-        payload = {"code": known.spec.code, "version": known.spec.version, "reason": reason}
+        payload: events.ComponentRetracted = {"code": known.spec.code, "version": known.spec.version, "reason": reason}
         await self.ctx.publisher.publish(
             "components", COMPONENT_RETRACTED, payload, subject=ref, evidence=GOVERNED[COMPONENT_RETRACTED]
         )
@@ -261,7 +263,7 @@ class ComponentsService(Service):
             signature=known.signature,
             enabled=enabled,
         )
-        payload = {
+        payload: events.ComponentInstalled = {
             "code": known.spec.code,
             "version": known.spec.version,
             "artifact_sha256": known.artifact_sha256,
@@ -293,10 +295,13 @@ class ComponentsService(Service):
             installed.verify()
         changed = self.store.set_enabled(known.spec.code, known.spec.version, enabled)
         kind = COMPONENT_ENABLED if enabled else COMPONENT_DISABLED
-        payload = {"code": known.spec.code, "version": known.spec.version, "artifact_sha256": known.artifact_sha256}
-        await self.ctx.publisher.publish(
-            "components", kind, payload | {"reason": reason}, subject=ref, evidence=GOVERNED[kind]
-        )
+        payload: events.ComponentEnabled | events.ComponentDisabled = {
+            "code": known.spec.code,
+            "version": known.spec.version,
+            "artifact_sha256": known.artifact_sha256,
+            "reason": reason,
+        }
+        await self.ctx.publisher.publish("components", kind, payload, subject=ref, evidence=GOVERNED[kind])
         return changed
 
     def installed(self, code: str, version: str) -> InstalledComponent | None:

@@ -6,14 +6,6 @@ from dataclasses import dataclass, field
 
 from services.components.spec import ComponentSpec
 
-NS = "interfed.components."
-COMPONENT_PUBLISHED = NS + "ComponentPublished"
-COMPONENT_RETRACTED = NS + "ComponentRetracted"
-COMPONENT_INSTALLED = NS + "ComponentInstalled"
-COMPONENT_ENABLED = NS + "ComponentEnabled"
-COMPONENT_DISABLED = NS + "ComponentDisabled"
-ARTIFACT_PUBLISHED = "interfed.artifacts.ArtifactPublished"
-
 
 @dataclass
 class Published:

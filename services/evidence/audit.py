@@ -6,14 +6,16 @@ import hashlib
 from collections import Counter
 from typing import Any, ClassVar
 
+from mesh import events
 from mesh.bus import Record
 from mesh.envelope import Envelope
 from mesh.errors import BadSignatureError, HandlerFailedError, RevokedSenderError
-from mesh.evidence import EVIDENCE_RECORDED, GOVERNED
+from mesh.events import CONTRACT_TERMINATED, EVIDENCE_RECORDED, TREE_HEAD, TREE_HEAD_COSIGNED
+from mesh.evidence import GOVERNED
 from mesh.identity import NodeCertificate
 from mesh.service import Context, Event, Service
 from mesh.topics import MEMBERSHIP_TOPICS, topic_for
-from mesh.trust import CONTRACT_TERMINATED, SKEW_MS
+from mesh.trust import SKEW_MS
 from services.evidence.findings import (
     Cosignature,
     Evidence,
@@ -24,7 +26,7 @@ from services.evidence.findings import (
     matches,
     unsigned,
 )
-from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosigned_head, verify_cosignature
+from services.evidence.heads import TreeHead, cosigned_head, verify_cosignature
 from services.evidence.merkle import MerkleLog, verify_consistency
 from services.evidence.state import EvidenceLog
 
@@ -92,7 +94,7 @@ class Auditor(Service):
         """Only where membership is kept: elsewhere the auditor judges revocation once it has read them all."""
         return topic in MEMBERSHIP_TOPICS or topic not in self.topics
 
-    def violate(self, reason: str, detail: str, ev: Event) -> None:
+    def violate(self, reason: str, detail: str, ev: Event[Any]) -> None:
         self.violations.append(Violation(reason, detail, ev.topic, ev.offset, ev.partition))
         self.log.warning("audit_violation", reason=reason, detail=detail, topic=ev.topic, offset=ev.offset)
 
@@ -154,16 +156,16 @@ class Auditor(Service):
 
     # -- handlers ----------------------------------------------------------------------
 
-    async def on_governed(self, ev: Event) -> None:
+    async def on_governed(self, ev: Event[Any]) -> None:
         env = ev.envelope
         digest = hashlib.sha256(env.encode()).digest()
         self.governed[env.event_id] = Governed(env.event_id, env.payload_type, digest, Signed.of(ev))
 
-    async def on_evidence(self, ev: Event) -> None:
+    async def on_evidence(self, ev: Event[events.EvidenceRecorded]) -> None:
         index = self.log_state.append(ev.envelope.encode(), (ev.envelope.event_id, ev.payload["event_id"]))
         self.evidence.append(Evidence(index, ev.payload, Signed.of(ev)))
 
-    async def on_tree_head(self, ev: Event) -> None:
+    async def on_tree_head(self, ev: Event[events.TreeHead]) -> None:
         head = TreeHead.from_payload(ev.payload)
         if head.log_id != ev.sender:
             self.violate(HEAD_MISMATCH, f"{ev.sender} signed a head of {head.log_id}'s log", ev)
@@ -179,7 +181,7 @@ class Auditor(Service):
         history.heads.append(head)
         history.signed.append(Signed.of(ev))
 
-    async def on_cosigned(self, ev: Event) -> None:
+    async def on_cosigned(self, ev: Event[events.TreeHeadCosigned]) -> None:
         p = ev.payload
         if p["witness"] != ev.sender:
             self.violate(COSIGNATURE_MISMATCH, f"{ev.sender} countersigned as {p['witness']}", ev)
@@ -195,7 +197,7 @@ class Auditor(Service):
 
     # -- checks ----------------------------------------------------------------------------
 
-    def _check_against_tree(self, head: TreeHead, ev: Event, reason: str = HEAD_MISMATCH) -> bool:
+    def _check_against_tree(self, head: TreeHead, ev: Event[Any], reason: str = HEAD_MISMATCH) -> bool:
         """Every honest log is the evidence topic's records in order: the replayed tree must have this root."""
         if head.tree_size > self.tree.size:
             detail = f"{head.log_id}'s head of size {head.tree_size}, but the topic holds {self.tree.size} leaves"
@@ -206,7 +208,7 @@ class Auditor(Service):
             return False
         return True
 
-    def _check_consistent(self, old: TreeHead, new: TreeHead, ev: Event) -> None:
+    def _check_consistent(self, old: TreeHead, new: TreeHead, ev: Event[Any]) -> None:
         """RFC 9162 consistency of a log's successive heads, from a proof the replayed tree gives."""
         if new.tree_size < old.tree_size:
             self.violate(INCONSISTENT_HEADS, f"{new.log_id}'s head shrank from {old.tree_size} to {new.tree_size}", ev)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mesh import events
 from mesh.evidence import GOVERNED
 from mesh.identity import NodeCertificate
 from mesh.service import Event
@@ -47,7 +48,7 @@ class Signed:
     offset: int
 
     @classmethod
-    def of(cls, ev: Event) -> Signed:
+    def of(cls, ev: Event[Any]) -> Signed:
         key = ev.speaker.public_key if isinstance(ev.speaker, NodeCertificate) else None
         return cls(ev.sender, key, ev.envelope.issued_at, ev.topic, ev.partition, ev.offset)
 
@@ -78,7 +79,7 @@ class Evidence:
     """An evidence record: who recorded it (its envelope's sender) and what it claims."""
 
     index: int
-    payload: dict[str, Any]
+    payload: events.EvidenceRecorded
     signed: Signed
 
     @property
@@ -107,7 +108,7 @@ def unsigned(head: TreeHead) -> TreeHead:
     return TreeHead(head.log_id, head.tree_size, head.root_hash, head.timestamp)
 
 
-def matches(p: dict[str, Any], target: Governed) -> bool:
+def matches(p: events.EvidenceRecorded, target: Governed) -> bool:
     """Whether an EvidenceRecorded payload states its event as it is: digest, type, topic and action."""
     claim = (p["event_sha256"], p["event_type"], p["event_topic"], p["action"])
     return claim == (target.sha256, target.payload_type, target.signed.topic, GOVERNED[target.payload_type])

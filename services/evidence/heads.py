@@ -6,12 +6,10 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from mesh import events
 from mesh.errors import BadSignatureError
 from mesh.signing import Signer, Verifier
 from services.evidence.merkle import HASH_SIZE, MAX_TREE_SIZE
-
-TREE_HEAD = "interfed.evidence.TreeHead"
-TREE_HEAD_COSIGNED = "interfed.evidence.TreeHeadCosigned"
 
 # Like the envelope's tag (docs/protocol.md §4.2): a head signature can never pass for an envelope
 # signature or a cosignature made with the same key, nor the other way round.
@@ -37,10 +35,10 @@ class TreeHead:
     signature: bytes = b""
 
     @classmethod
-    def from_payload(cls, p: dict[str, Any]) -> TreeHead:
+    def from_payload(cls, p: events.TreeHead) -> TreeHead:
         return cls(p["log_id"], p["tree_size"], p["root_hash"], p["timestamp"], p["signature"])
 
-    def payload(self) -> dict[str, Any]:
+    def payload(self) -> events.TreeHead:
         return {
             "log_id": self.log_id,
             "tree_size": self.tree_size,
@@ -98,7 +96,7 @@ def cosignature_bytes(head: TreeHead, witness: str) -> bytes:
     return COSIGNATURE_TAG + _name(witness) + head.body()
 
 
-def cosign(head: TreeHead, witness: str, key: Signer) -> dict[str, Any]:
+def cosign(head: TreeHead, witness: str, key: Signer) -> events.TreeHeadCosigned:
     """The TreeHeadCosigned payload of ``witness`` for ``head``."""
     return {
         "log_id": head.log_id,
@@ -110,12 +108,12 @@ def cosign(head: TreeHead, witness: str, key: Signer) -> dict[str, Any]:
     }
 
 
-def cosigned_head(p: dict[str, Any]) -> TreeHead:
+def cosigned_head(p: events.TreeHeadCosigned) -> TreeHead:
     """The (unsigned) head a TreeHeadCosigned payload countersigns."""
     return TreeHead(p["log_id"], p["tree_size"], p["root_hash"], p["timestamp"])
 
 
-def verify_cosignature(p: dict[str, Any], public_key: bytes) -> None:
+def verify_cosignature(p: events.TreeHeadCosigned, public_key: bytes) -> None:
     """Raise BadSignatureError unless the TreeHeadCosigned payload ``p`` is signed by ``public_key``."""
     try:
         data = cosignature_bytes(cosigned_head(p), p["witness"])

@@ -9,21 +9,22 @@ from typing import Any, ClassVar
 
 from aiokafka.errors import KafkaError
 
+from mesh import events
 from mesh.envelope import Envelope
 from mesh.errors import UnauthorisedError
-from mesh.evidence import EVIDENCE_RECORDED, GOVERNED, evidence_of
-from mesh.identity import NodeCertificate
-from mesh.service import Context, Event, Service, handles
-from mesh.trust import CERTIFICATE_REVOKED, CONTRACT_TERMINATED, JOIN_REQUESTED
-from services.evidence.errors import HistoryRewrittenError, SplitViewError
-from services.evidence.heads import (
+from mesh.events import (
+    CERTIFICATE_REVOKED,
+    CONTRACT_TERMINATED,
+    EVIDENCE_RECORDED,
+    JOIN_REQUESTED,
     TREE_HEAD,
     TREE_HEAD_COSIGNED,
-    TreeHead,
-    cosign,
-    cosigned_head,
-    verify_cosignature,
 )
+from mesh.evidence import GOVERNED, evidence_of
+from mesh.identity import NodeCertificate
+from mesh.service import Context, Event, Service, handles
+from services.evidence.errors import HistoryRewrittenError, SplitViewError
+from services.evidence.heads import TreeHead, cosign, cosigned_head, verify_cosignature
 from services.evidence.state import EvidenceLog
 
 LOG_FILE = "evidence/log.bin"
@@ -83,7 +84,7 @@ class EvidenceService(Service):
     # -- witnessing ------------------------------------------------------------------
 
     @handles(EVIDENCE_RECORDED)
-    async def on_evidence(self, ev: Event) -> None:
+    async def on_evidence(self, ev: Event[events.EvidenceRecorded]) -> None:
         leaf = ev.envelope.encode()
         ids = (ev.envelope.event_id, ev.payload["event_id"])
         position = self._witnessed
@@ -100,7 +101,7 @@ class EvidenceService(Service):
         self._receipts.pop(ev.payload["event_id"], None)
 
     @handles(JOIN_REQUESTED)
-    async def on_join_requested(self, ev: Event) -> None:
+    async def on_join_requested(self, ev: Event[events.JoinRequested]) -> None:
         if self.ctx.config.role == "operator" and not self.readonly:
             self._unrecorded[ev.envelope.event_id] = ev.envelope
 
@@ -123,7 +124,7 @@ class EvidenceService(Service):
         self.heads[(head.log_id, head.tree_size)] = head.root_hash
 
     @handles(TREE_HEAD)
-    async def on_tree_head(self, ev: Event) -> None:
+    async def on_tree_head(self, ev: Event[events.TreeHead]) -> None:
         head = TreeHead.from_payload(ev.payload)
         if head.log_id != ev.sender:
             raise UnauthorisedError(f"{ev.sender} may not sign heads of {head.log_id}'s log")
@@ -147,7 +148,7 @@ class EvidenceService(Service):
         return cut is None or max(head.timestamp, issued_at) < cut
 
     @handles(CONTRACT_TERMINATED, CERTIFICATE_REVOKED)
-    async def on_revocation(self, ev: Event) -> None:
+    async def on_revocation(self, ev: Event[events.ContractTerminated | events.CertificateRevoked]) -> None:
         """Drop pending countersignatures of heads their keeper signed from the cut on (trust is applied first).
 
         A head read before the revocation can still have been countersigned already; the auditor
@@ -163,7 +164,7 @@ class EvidenceService(Service):
                 )
 
     @handles(TREE_HEAD_COSIGNED)
-    async def on_cosigned(self, ev: Event) -> None:
+    async def on_cosigned(self, ev: Event[events.TreeHeadCosigned]) -> None:
         p = ev.payload
         if p["witness"] != ev.sender:
             raise UnauthorisedError(f"{ev.sender} may not countersign as {p['witness']}")

@@ -24,8 +24,21 @@ from aiokafka.errors import KafkaError
 
 from accel.client import AccelClient
 from accel.keystore import KeyStore
+from mesh import events
 from mesh.envelope import Envelope
 from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
+from mesh.events import (
+    JOB_ACCEPTED,
+    JOB_PROPOSED,
+    JOB_REJECTED,
+    JOB_STARTED,
+    JOB_STOPPED,
+    MODEL_RELEASE_APPROVED,
+    MODEL_RELEASE_PROPOSED,
+    MODEL_RELEASED,
+    PARTY_FINISHED,
+    ROUND_PART,
+)
 from mesh.evidence import GOVERNED
 from mesh.private_files import private_folder
 from mesh.service import Context, Event, Service, handles
@@ -54,23 +67,15 @@ from services.executor.errors import (
 )
 from services.executor.policy import JobPolicy
 from services.executor.state import (
-    JOB_ACCEPTED,
-    JOB_PROPOSED,
-    JOB_REJECTED,
-    JOB_STARTED,
-    JOB_STOPPED,
-    MODEL_RELEASE_APPROVED,
-    MODEL_RELEASE_PROPOSED,
-    MODEL_RELEASED,
-    PARTY_FINISHED,
     TASK_TYPES,
     Job,
     Jobs,
     JobStatus,
+    TaskPayload,
     job_use_id,
     release_digest,
 )
-from services.executor.transport import ROUND_PART, BusChannel, Inbox
+from services.executor.transport import BusChannel, Inbox
 
 POLICY_FILE = "job-policy.toml"
 
@@ -123,7 +128,7 @@ class ExecutorService(Service):
     # -- handlers ------------------------------------------------------------------------
 
     @handles(*TASK_TYPES)
-    async def on_task_event(self, ev: Event) -> None:
+    async def on_task_event(self, ev: Event[TaskPayload]) -> None:
         env = ev.envelope
         job = self.jobs.apply(env.payload_type, ev.payload, env.sender, env.issued_at, env.subject)
         self.log.info("job_applied", change=env.payload_type.rsplit(".", 1)[1], job=job.job_id, status=job.status)
@@ -134,7 +139,7 @@ class ExecutorService(Service):
                     self._react(later)
 
     @handles(ROUND_PART)
-    async def on_round_part(self, ev: Event) -> None:
+    async def on_round_part(self, ev: Event[events.RoundPart]) -> None:
         p = ev.payload
         if ev.envelope.subject != p["job_id"]:
             raise InvalidTransitionError(f"round message of job {p['job_id']} under subject {ev.envelope.subject!r}")

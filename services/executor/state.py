@@ -10,23 +10,27 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeAlias, cast
 
+from mesh import events
 from mesh.errors import InvalidTransitionError, KeyMismatchError, MalformedPayloadError
 from services.executor.errors import NotParticipantError
 
-NS = "interfed.tasks."
-JOB_PROPOSED = NS + "JobProposed"
-JOB_ACCEPTED = NS + "JobAccepted"
-JOB_REJECTED = NS + "JobRejected"
-JOB_STARTED = NS + "JobStarted"
-JOB_STOPPED = NS + "JobStopped"
-PARTY_FINISHED = NS + "PartyFinished"
-MODEL_RELEASE_PROPOSED = NS + "ModelReleaseProposed"
-MODEL_RELEASE_APPROVED = NS + "ModelReleaseApproved"
-MODEL_RELEASED = NS + "ModelReleased"
+#: Any job event's payload: what a handler of every type on ``tasks`` takes (each step takes its own record).
+TaskPayload: TypeAlias = (
+    events.JobProposed
+    | events.JobAccepted
+    | events.JobRejected
+    | events.JobStarted
+    | events.JobStopped
+    | events.PartyFinished
+    | events.ModelReleaseProposed
+    | events.ModelReleaseApproved
+    | events.ModelReleased
+)
 ROLES = ("guest", "host", "arbiter", "aggregator")
 
 #: The UUIDv5 namespace of a job's use ids (docs/protocol.md 16.4).
@@ -112,7 +116,7 @@ def _canonical(job_id: str) -> bool:
         return False
 
 
-def _check_proposal(p: dict[str, Any], sender: str) -> None:  # noqa: PLR0912  # one check per field, in order
+def _check_proposal(p: events.JobProposed, sender: str) -> None:  # noqa: PLR0912  # one check per field, in order
     if not _canonical(p["job_id"]):
         raise MalformedPayloadError(f"job_id {p['job_id']!r} is not a canonical lower-case UUID")
     if p["initiator"] != sender:
@@ -160,12 +164,14 @@ class Jobs:
         self.jobs: dict[str, Job] = {}
 
     def apply(
-        self, payload_type: str, p: dict[str, Any], sender: str, issued_at: int, subject: str, *, commit: bool = True
+        self, payload_type: str, p: Mapping[str, Any], sender: str, issued_at: int, subject: str, *, commit: bool = True
     ) -> Job:
+        """Apply one job event: ``p`` is the record of ``payload_type`` (a TaskPayload, or the dict a command builds),
+        which picks the step that reads it as its own TypedDict."""
         if subject != p["job_id"]:
             raise KeyMismatchError(f"job event about {p['job_id']!r} under subject {subject!r}")
-        if payload_type == JOB_PROPOSED:
-            return self._proposed(p, sender, issued_at, commit)
+        if payload_type == events.JOB_PROPOSED:
+            return self._proposed(cast(events.JobProposed, p), sender, issued_at, commit)
         job = self.jobs.get(p["job_id"])
         if job is None:
             raise InvalidTransitionError(f"no job {p['job_id']}")
@@ -173,7 +179,7 @@ class Jobs:
         step(job, p, sender, commit)
         return job
 
-    def _proposed(self, p: dict[str, Any], sender: str, at: int, commit: bool) -> Job:
+    def _proposed(self, p: events.JobProposed, sender: str, at: int, commit: bool) -> Job:
         _check_proposal(p, sender)
         if p["job_id"] in self.jobs:
             raise InvalidTransitionError(f"job {p['job_id']} already exists")
@@ -212,7 +218,7 @@ def _in(job: Job, *statuses: JobStatus) -> None:
         raise InvalidTransitionError(f"job {job.job_id} is {job.status}, not {' or '.join(statuses)}")
 
 
-def _accepted(job: Job, p: dict[str, Any], sender: str, commit: bool) -> None:
+def _accepted(job: Job, p: events.JobAccepted, sender: str, commit: bool) -> None:
     _participant(job, sender)
     _in(job, JobStatus.PENDING)
     if sender in job.accepted:
@@ -223,7 +229,7 @@ def _accepted(job: Job, p: dict[str, Any], sender: str, commit: bool) -> None:
             job.status = JobStatus.READY
 
 
-def _rejected(job: Job, p: dict[str, Any], sender: str, commit: bool) -> None:
+def _rejected(job: Job, p: events.JobRejected, sender: str, commit: bool) -> None:
     _participant(job, sender)
     _in(job, JobStatus.PENDING)
     if commit:
@@ -232,14 +238,14 @@ def _rejected(job: Job, p: dict[str, Any], sender: str, commit: bool) -> None:
         job.reason = f"rejected by {sender}: {p['reason']}"
 
 
-def _started(job: Job, p: dict[str, Any], sender: str, commit: bool) -> None:
+def _started(job: Job, p: events.JobStarted, sender: str, commit: bool) -> None:
     _initiator(job, sender)
     _in(job, JobStatus.READY)
     if commit:
         job.status = JobStatus.RUNNING
 
 
-def _stopped(job: Job, p: dict[str, Any], sender: str, commit: bool) -> None:
+def _stopped(job: Job, p: events.JobStopped, sender: str, commit: bool) -> None:
     _initiator(job, sender)
     _in(job, JobStatus.PENDING, JobStatus.READY, JobStatus.RUNNING)
     if commit:
@@ -248,7 +254,7 @@ def _stopped(job: Job, p: dict[str, Any], sender: str, commit: bool) -> None:
         job.reason = f"stopped by {sender}: {p['reason']}"
 
 
-def _finished(job: Job, p: dict[str, Any], sender: str, commit: bool) -> None:
+def _finished(job: Job, p: events.PartyFinished, sender: str, commit: bool) -> None:
     _participant(job, sender)
     _in(job, JobStatus.RUNNING)
     if sender in job.finished:
@@ -278,7 +284,7 @@ def release_digest(job: Job) -> bytes | None:
     return hashlib.sha256(listing.encode()).digest()
 
 
-def _release_proposed(job: Job, p: dict[str, Any], sender: str, commit: bool) -> None:
+def _release_proposed(job: Job, p: events.ModelReleaseProposed, sender: str, commit: bool) -> None:
     _initiator(job, sender)
     _in(job, JobStatus.SUCCESS)
     if job.release_sha256 is not None:
@@ -292,7 +298,7 @@ def _release_proposed(job: Job, p: dict[str, Any], sender: str, commit: bool) ->
         job.release_sha256 = p["model_sha256"]
 
 
-def _release_approved(job: Job, p: dict[str, Any], sender: str, commit: bool) -> None:
+def _release_approved(job: Job, p: events.ModelReleaseApproved, sender: str, commit: bool) -> None:
     _participant(job, sender)
     if job.release_sha256 is None or job.released or p["model_sha256"] != job.release_sha256:
         raise InvalidTransitionError(f"no open release of that model in job {job.job_id}")
@@ -302,7 +308,7 @@ def _release_approved(job: Job, p: dict[str, Any], sender: str, commit: bool) ->
         job.release_approved.add(sender)
 
 
-def _released(job: Job, p: dict[str, Any], sender: str, commit: bool) -> None:
+def _released(job: Job, p: events.ModelReleased, sender: str, commit: bool) -> None:
     _initiator(job, sender)
     if job.release_sha256 is None or job.released or p["model_sha256"] != job.release_sha256:
         raise InvalidTransitionError(f"no open release of that model in job {job.job_id}")
@@ -313,14 +319,15 @@ def _released(job: Job, p: dict[str, Any], sender: str, commit: bool) -> None:
         job.released = True
 
 
-_STEPS = {
-    JOB_ACCEPTED: _accepted,
-    JOB_REJECTED: _rejected,
-    JOB_STARTED: _started,
-    JOB_STOPPED: _stopped,
-    PARTY_FINISHED: _finished,
-    MODEL_RELEASE_PROPOSED: _release_proposed,
-    MODEL_RELEASE_APPROVED: _release_approved,
-    MODEL_RELEASED: _released,
+#: Each step after the proposal, by payload type: the type names the record its step reads (hence Any here).
+_STEPS: dict[str, Callable[[Job, Any, str, bool], None]] = {
+    events.JOB_ACCEPTED: _accepted,
+    events.JOB_REJECTED: _rejected,
+    events.JOB_STARTED: _started,
+    events.JOB_STOPPED: _stopped,
+    events.PARTY_FINISHED: _finished,
+    events.MODEL_RELEASE_PROPOSED: _release_proposed,
+    events.MODEL_RELEASE_APPROVED: _release_approved,
+    events.MODEL_RELEASED: _released,
 }
-TASK_TYPES = (JOB_PROPOSED, *_STEPS)
+TASK_TYPES = (events.JOB_PROPOSED, *_STEPS)

@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from mesh import events
+from mesh.events import ROUND_PART
 from mesh.publisher import Publisher
 from services.executor.api import Message, QuorumError
 from services.executor.errors import BadRoundMessageError, InboxFullError
 
-ROUND_PART = "interfed.rounds.RoundPart"
 #: Bytes of field data per piece: well under the default record limit, so a piece is one record.
 PIECE_BYTES = 256 * 1024
 #: Unfinished bytes a receiver holds for one sender at most.
@@ -57,7 +58,7 @@ def decode_field(kind: str, dtype: str, shape: Sequence[int], data: bytes) -> An
 
 def pieces(  # noqa: PLR0917  # the message identity, then the message
     job_id: str, to: str, tag: str, round_no: int, message: Message, piece_bytes: int
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[events.RoundPart]:
     """The RoundPart payloads of one message, field by field in name order."""
     names = sorted(message)
     for index, name in enumerate(names):
@@ -103,7 +104,7 @@ class Inbox:
         self.duplicates = 0
         self.changed = asyncio.Event()
 
-    def add(self, sender: str, p: dict[str, Any]) -> None:
+    def add(self, sender: str, p: events.RoundPart) -> None:
         """Take one piece in; raises BadRoundMessageError / InboxFullError for a piece that does not fit."""
         ident: Identity = (p["job_id"], sender, p["tag"], p["round"])
         if ident in self.complete:

@@ -14,15 +14,9 @@ from aiokafka.errors import KafkaError
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from mesh import events
 from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
-from mesh.evidence import GOVERNED
-from mesh.home import NodeHome
-from mesh.identity import issue_certificate, load_certificate_der, load_csr, load_private_key
-from mesh.membership import ContractStatus, Membership, NodeEntry
-from mesh.node import connect, open_context
-from mesh.service import Context, Event, Service, handles
-from mesh.settings import MeshSettings
-from mesh.trust import (
+from mesh.events import (
     CERTIFICATE_REVOKED,
     CONTRACT_TERMINATED,
     HEARTBEAT,
@@ -31,6 +25,13 @@ from mesh.trust import (
     JOIN_REQUESTED,
     NODE_ANNOUNCED,
 )
+from mesh.evidence import GOVERNED
+from mesh.home import NodeHome
+from mesh.identity import issue_certificate, load_certificate_der, load_csr, load_private_key
+from mesh.membership import ContractStatus, Membership, NodeEntry
+from mesh.node import connect, open_context
+from mesh.service import Context, Event, Service, handles
+from mesh.settings import MeshSettings
 from services.registry.acls import AclKeeper
 
 DEFAULT_CONTRACT_DAYS = 365
@@ -82,7 +83,10 @@ class RegistryService(Service):
     # -- handlers: membership is already updated (by the service base); these add side effects --
 
     @handles(JOIN_REQUESTED, JOIN_REJECTED, CONTRACT_TERMINATED, CERTIFICATE_REVOKED)
-    async def on_contract_change(self, ev: Event) -> None:
+    async def on_contract_change(
+        self,
+        ev: Event[events.JoinRequested | events.JoinRejected | events.ContractTerminated | events.CertificateRevoked],
+    ) -> None:
         entry = self.directory.nodes[ev.payload["node_id"]]
         self.log.info(
             "contract_changed",
@@ -96,7 +100,7 @@ class RegistryService(Service):
             await self._keep_acls()
 
     @handles(JOIN_APPROVED)
-    async def on_join_approved(self, ev: Event) -> None:
+    async def on_join_approved(self, ev: Event[events.JoinApproved]) -> None:
         node_id = ev.payload["node_id"]
         self.log.info("join_approved", node_id=node_id, contract_id=ev.payload["contract_id"])
         if node_id == self.me:
@@ -152,7 +156,7 @@ class RegistryService(Service):
                 await self.ctx.publisher.publish(
                     "heartbeats",
                     HEARTBEAT,
-                    {"node_id": self.me, "interval_ms": int(self.heartbeat_interval * 1000)},
+                    events.Heartbeat({"node_id": self.me, "interval_ms": int(self.heartbeat_interval * 1000)}),
                     subject=self.me,
                 )
             except (KafkaError, TimeoutError) as exc:
@@ -275,7 +279,7 @@ class RegistryService(Service):
         await self.ctx.publisher.publish(
             "registry",
             JOIN_REJECTED,
-            {"contract_id": contract_id, "node_id": entry.node_id, "reason": reason},
+            events.JoinRejected({"contract_id": contract_id, "node_id": entry.node_id, "reason": reason}),
             subject=entry.node_id,
             evidence=GOVERNED[JOIN_REJECTED],
         )
@@ -295,7 +299,7 @@ class RegistryService(Service):
         await self.ctx.publisher.publish(
             "registry",
             CONTRACT_TERMINATED,
-            {"contract_id": entry.contract_id, "node_id": node_id, "reason": reason},
+            events.ContractTerminated({"contract_id": entry.contract_id, "node_id": node_id, "reason": reason}),
             subject=node_id,
             evidence=GOVERNED[CONTRACT_TERMINATED],
         )

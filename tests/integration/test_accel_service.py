@@ -21,14 +21,14 @@ import pytest
 
 from accel import KeyPair, PackingSpec, generate_keypair
 from accel.client import AccelClient, RemoteTransport
-from accel.engine import ACCEL_REQUEST
 from accel.errors import AccelRequestError, AccelTimeoutError
 from accel.gmp_backend import make_djn_base
 from accel.keystore import KeyStore
 from accel.wire import PublishedKey, plain_record, public_key_record, vector_record
+from mesh.events import ACCEL_REQUEST, CHUNK
 from mesh.node import open_context, running
 from mesh.testing import eventually, fresh_settings
-from mesh.topics import ACCEL_REPLIES, ACCEL_REQUESTS, CHUNK_TYPE, node_topic
+from mesh.topics import ACCEL_REPLIES, ACCEL_REQUESTS, node_topic
 from services.accel.service import AccelService
 from services.testbed import Member, TestFederation, federation
 
@@ -249,7 +249,7 @@ async def send_bad_chunk(member: Member, request_id: str) -> None:
     """A signed chunk that cannot start a reassembly (piece 1 of 2, no piece 0)."""
     chunk = {"whole_sha256": b"\x07" * 32, "index": 1, "count": 2, "whole_size": 10, "data": b"12345"}
     await member.registry.ctx.publisher.publish(
-        node_topic(ACCEL_REQUESTS, "party0"), CHUNK_TYPE, chunk, subject=request_id, correlation_id=request_id
+        node_topic(ACCEL_REQUESTS, "party0"), CHUNK, chunk, subject=request_id, correlation_id=request_id
     )
 
 

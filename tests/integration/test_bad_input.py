@@ -13,11 +13,11 @@ import pytest
 
 from mesh.bus import KafkaBus
 from mesh.envelope import Envelope
+from mesh.events import HEARTBEAT
 from mesh.identity import generate_key
 from mesh.node import open_context, running
 from mesh.testing import eventually, fresh_settings
 from mesh.topics import TopicNames
-from mesh.trust import HEARTBEAT
 from services.registry.service import RegistryService
 from services.testbed import TestFederation, dead_letters, federation
 

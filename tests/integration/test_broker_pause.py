@@ -24,11 +24,10 @@ from mesh.brokers import Broker
 from mesh.bus import Reader, Record
 from mesh.codec import SchemaStore
 from mesh.envelope import Envelope
-from mesh.evidence import EVIDENCE_RECORDED
+from mesh.events import EVIDENCE_RECORDED, HEARTBEAT
 from mesh.identity import generate_key
 from mesh.node import open_context
 from mesh.testing import copy_topics, eventually, fresh_settings
-from mesh.trust import HEARTBEAT
 from services.evidence.cli import replay
 from services.registry.service import RegistryService
 from services.testbed import AuditedHistory, TestFederation, dead_letters, federation

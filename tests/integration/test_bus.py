@@ -12,10 +12,10 @@ from aiokafka.errors import MessageSizeTooLargeError
 
 from mesh.bus import KafkaBus
 from mesh.codec import Schema, SchemaStore
+from mesh.events import HEARTBEAT, NODE_ANNOUNCED
 from mesh.publisher import Publisher
 from mesh.testing import eventually, fresh_settings, read_topic
 from mesh.topics import TopicNames
-from mesh.trust import HEARTBEAT, NODE_ANNOUNCED
 from services.testbed import federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]

@@ -12,17 +12,12 @@ from typing import Any
 
 import pytest
 
+from mesh.events import ACCESS_GRANTED, ACCESS_REJECTED, DATASET_PUBLISHED, DATASET_USED
 from mesh.service import Context, Service
 from mesh.testing import eventually
 from services.catalog.errors import PermitExpiredError
 from services.catalog.service import CatalogService
-from services.catalog.state import (
-    ACCESS_GRANTED,
-    ACCESS_REJECTED,
-    DATASET_PUBLISHED,
-    DATASET_USED,
-    PermitStatus,
-)
+from services.catalog.state import PermitStatus
 from services.testbed import TestFederation, dead_letters, federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(150)]

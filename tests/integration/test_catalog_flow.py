@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mesh.evidence import EVIDENCE_RECORDED, GOVERNED
+from mesh.events import EVIDENCE_RECORDED
+from mesh.evidence import GOVERNED
 from mesh.node import connect, open_context, running
 from mesh.service import Context, Service
 from mesh.testing import eventually, read_topic

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh.evidence import EVIDENCE_RECORDED
+from mesh.events import EVIDENCE_RECORDED
 from mesh.service import Context, Service
 from mesh.testing import eventually, read_topic
 from services.components.artifact import pack, sha256, sign

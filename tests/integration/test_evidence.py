@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from mesh.events import CONTRACT_TERMINATED as ENDED
+from mesh.events import TREE_HEAD, TREE_HEAD_COSIGNED
 from mesh.evidence import GOVERNED
 from mesh.node import open_context, running
 from mesh.testing import eventually, read_topic
-from mesh.trust import CONTRACT_TERMINATED as ENDED
 from services.evidence.cli import replay
-from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosign
+from services.evidence.heads import TreeHead, cosign
 from services.evidence.service import EvidenceService, now_ms
 from services.testbed import TestFederation, auditor_home, dead_letters, evidence_settled, federation
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mesh.evidence import EVIDENCE_RECORDED
+from mesh.events import EVIDENCE_RECORDED
 from mesh.service import Context, Service
 from mesh.testing import eventually, read_topic
 from services.catalog.service import CatalogService

@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mesh.evidence import EVIDENCE_RECORDED
+from mesh.events import DATASET_USED, EVIDENCE_RECORDED
 from mesh.service import Context, Service
 from mesh.testing import eventually, read_topic
 from services.catalog.service import CatalogService
-from services.catalog.state import DATASET_USED
 from services.components.service import ComponentsService
 from services.executor.service import ExecutorService
 from services.executor.state import JobStatus

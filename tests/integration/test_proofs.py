@@ -16,7 +16,7 @@ from typing import Any
 import nacl.signing
 import pytest
 
-from mesh.evidence import EVIDENCE_RECORDED
+from mesh.events import EVIDENCE_RECORDED
 from mesh.testing import read_topic
 from services.testbed import AuditedHistory
 

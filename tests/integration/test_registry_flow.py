@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from mesh.events import HEARTBEAT
 from mesh.membership import ContractStatus, Health
 from mesh.testing import eventually
-from mesh.trust import HEARTBEAT
 from services.testbed import dead_letters, federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(120)]

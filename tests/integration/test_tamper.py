@@ -20,12 +20,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mesh.bus import Record
 from mesh.codec import SchemaStore
 from mesh.envelope import Envelope, new_envelope
-from mesh.evidence import EVIDENCE_RECORDED
+from mesh.events import EVIDENCE_RECORDED, TREE_HEAD, TREE_HEAD_COSIGNED
 from mesh.home import NodeHome
 from mesh.signing import NodeSigner
 from mesh.testing import copy_topics, fresh_settings
 from services.evidence.cli import replay
-from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosign
+from services.evidence.heads import TreeHead, cosign
 from services.evidence.merkle import MerkleLog
 from services.testbed import AuditedHistory as History
 

@@ -19,7 +19,8 @@ from mesh.bus import KafkaBus, Record
 from mesh.codec import SchemaStore
 from mesh.envelope import Envelope, new_envelope
 from mesh.errors import MeshError
-from mesh.evidence import EVIDENCE_RECORDED, GOVERNED, evidence_of
+from mesh.events import CONTRACT_TERMINATED, EVIDENCE_RECORDED, JOIN_REQUESTED, TREE_HEAD, TREE_HEAD_COSIGNED
+from mesh.evidence import GOVERNED, evidence_of
 from mesh.home import NodeConfig, NodeHome, create_federation
 from mesh.identity import NodeCertificate
 from mesh.node import open_context
@@ -27,10 +28,10 @@ from mesh.service import Event
 from mesh.settings import load_settings
 from mesh.signing import NodeSigner
 from mesh.topics import topic_for
-from mesh.trust import CONTRACT_TERMINATED, JOIN_REQUESTED, Applicant, Speaker
+from mesh.trust import Applicant, Speaker
 from services.evidence.audit import Auditor, governed_topics
 from services.evidence.cli import print_summary
-from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosign
+from services.evidence.heads import TreeHead, cosign
 from services.evidence.service import EvidenceService
 
 #: A governed type of a service that does not exist yet: the auditor must need no change for it.

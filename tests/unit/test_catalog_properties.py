@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mesh.errors import RejectedEventError
-from services.catalog.state import (
+from mesh.events import (
     ACCESS_GRANTED,
     ACCESS_REJECTED,
     ACCESS_REQUESTED,
@@ -19,8 +19,8 @@ from services.catalog.state import (
     DATASET_RETRACTED,
     DATASET_UPDATED,
     DATASET_USED,
-    Catalog,
 )
+from services.catalog.state import Catalog
 
 NODES = ("a", "b", "c")
 DATASETS = ("a/x", "b/y")

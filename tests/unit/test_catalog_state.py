@@ -9,15 +9,7 @@ from typing import Any
 import pytest
 
 from mesh.errors import InvalidTransitionError, KeyMismatchError, MalformedPayloadError, UnauthorisedError
-from services.catalog.errors import (
-    DatasetRetractedError,
-    NoPermitError,
-    OutOfScopeError,
-    PermitExhaustedError,
-    PermitExpiredError,
-    PermitTerminatedError,
-)
-from services.catalog.state import (
+from mesh.events import (
     ACCESS_GRANTED,
     ACCESS_REJECTED,
     ACCESS_REQUESTED,
@@ -26,10 +18,16 @@ from services.catalog.state import (
     DATASET_RETRACTED,
     DATASET_UPDATED,
     DATASET_USED,
-    Catalog,
-    DatasetStatus,
-    PermitStatus,
 )
+from services.catalog.errors import (
+    DatasetRetractedError,
+    NoPermitError,
+    OutOfScopeError,
+    PermitExhaustedError,
+    PermitExpiredError,
+    PermitTerminatedError,
+)
+from services.catalog.state import Catalog, DatasetStatus, PermitStatus
 from services.executor.state import job_use_id
 
 T0 = 1_800_000_000_000

@@ -9,8 +9,7 @@ from typing import Any
 import pytest
 
 from mesh.errors import InvalidTransitionError, MalformedPayloadError
-from services.executor.errors import NotParticipantError
-from services.executor.state import (
+from mesh.events import (
     JOB_ACCEPTED,
     JOB_PROPOSED,
     JOB_REJECTED,
@@ -20,10 +19,9 @@ from services.executor.state import (
     MODEL_RELEASE_PROPOSED,
     MODEL_RELEASED,
     PARTY_FINISHED,
-    Jobs,
-    JobStatus,
-    release_digest,
 )
+from services.executor.errors import NotParticipantError
+from services.executor.state import Jobs, JobStatus, release_digest
 
 JOB = "0b6c2c52-96a2-4c8e-9b43-2a1f0a1e6a10"
 

@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mesh import publisher as publisher_module
 from mesh.codec import SchemaStore
 from mesh.envelope import Envelope
-from mesh.evidence import EVIDENCE_RECORDED, GOVERNED
+from mesh.events import EVIDENCE_RECORDED
+from mesh.evidence import GOVERNED
 from mesh.home import SequenceCounter
 from mesh.publisher import Publisher
 from mesh.signing import NodeSigner

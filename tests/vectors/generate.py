@@ -23,8 +23,9 @@ from fastavro.schema import fingerprint as avro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 from mesh.codec import SchemaStore, fingerprint_of
-from mesh.envelope import ENVELOPE_TYPE, SIGNING_TAG, Envelope, new_envelope
-from mesh.evidence import EVIDENCE_RECORDED, GOVERNED, evidence_of
+from mesh.envelope import SIGNING_TAG, Envelope, new_envelope
+from mesh.events import ENVELOPE, EVIDENCE_RECORDED
+from mesh.evidence import GOVERNED, evidence_of
 from mesh.identity import make_csr, raw_public_key
 from mesh.topics import topic_for
 
@@ -221,8 +222,8 @@ def envelope_vectors() -> dict[str, Any]:
         ),
         "signing_tag_hex": SIGNING_TAG.hex(),
         "envelope_schema": {
-            "full_name": ENVELOPE_TYPE,
-            "fingerprint_hex": store.by_name(ENVELOPE_TYPE).fingerprint.hex(),
+            "full_name": ENVELOPE,
+            "fingerprint_hex": store.by_name(ENVELOPE).fingerprint.hex(),
         },
         "key": {
             "algorithm": "Ed25519",
@@ -350,10 +351,6 @@ def paillier_vectors() -> dict[str, Any]:
     from accel.keys import PublicKey
     from accel.packing import PackingSpec
     from accel.wire import (
-        CIPHERTEXT_VECTOR,
-        PACKED_VECTOR,
-        PLAIN_VECTOR,
-        PUBLIC_KEY,
         PublishedKey,
         int_to_le,
         key_id,
@@ -362,6 +359,7 @@ def paillier_vectors() -> dict[str, Any]:
         signed_to_le,
         spec_record,
     )
+    from mesh.events import CIPHERTEXT_VECTOR, PACKED_VECTOR, PAILLIER_PUBLIC_KEY, PLAIN_VECTOR
 
     store = SchemaStore.load(SCHEMAS)
     p, q = (int(gmpy2.next_prime(_seeded(f"interfed paillier vector {name}", 512))) for name in ("p", "q"))
@@ -428,7 +426,7 @@ def paillier_vectors() -> dict[str, Any]:
     plain_mantissas = [0, 1, -1, 300, -(2**70)]
     published = PublishedKey(public, djn_base, djn_bits)
     records = {
-        "public_key": (PUBLIC_KEY, public_key_record(published), ("n", "djn_base")),
+        "public_key": (PAILLIER_PUBLIC_KEY, public_key_record(published), ("n", "djn_base")),
         "ciphertext_vector": (CIPHERTEXT_VECTOR, vec_record, ("bound",)),
         "packed_vector": (PACKED_VECTOR, packed, ()),
         "plain_vector": (PLAIN_VECTOR, plain_record(plain_mantissas, -8), ()),

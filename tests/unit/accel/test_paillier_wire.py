@@ -29,10 +29,6 @@ from accel import (
 )
 from accel.keystore import KeyStore, load_key_file
 from accel.wire import (
-    CIPHERTEXT_VECTOR,
-    PACKED_VECTOR,
-    PLAIN_VECTOR,
-    PUBLIC_KEY,
     PublishedKey,
     from_avro,
     int_to_le,
@@ -52,6 +48,7 @@ from accel.wire import (
 )
 from mesh.codec import schema_dir
 from mesh.errors import PrivateFileError
+from mesh.events import CIPHERTEXT_VECTOR, PACKED_VECTOR, PAILLIER_PUBLIC_KEY, PLAIN_VECTOR
 
 VECTORS = json.loads((Path(__file__).resolve().parents[2] / "vectors" / "paillier.json").read_text(encoding="utf-8"))
 
@@ -78,8 +75,8 @@ def test_public_key_record_round_trips_with_its_djn_base(
     djn = backends["gmpy2-djn"]
     assert isinstance(djn, Gmpy2Backend)
     published = PublishedKey(keypair.public_key, djn.djn_base, djn.djn_exponent_bits)
-    data = to_avro(PUBLIC_KEY, public_key_record(published))
-    assert public_key_from_record(from_avro(PUBLIC_KEY, data)) == published
+    data = to_avro(PAILLIER_PUBLIC_KEY, public_key_record(published))
+    assert public_key_from_record(from_avro(PAILLIER_PUBLIC_KEY, data)) == published
     # n comes first: a length varint then n's little-endian bytes.
     raw_n = int_to_le(keypair.public_key.n)
     assert data[1 : 1 + len(raw_n)] == raw_n or data[2 : 2 + len(raw_n)] == raw_n
@@ -114,10 +111,10 @@ def test_packed_vectors_round_trip_with_their_budget(backends: dict[str, Paillie
 def test_one_party_encrypts_another_decrypts_through_the_wire(keypair: KeyPair, sender: str, receiver: str) -> None:
     """Party A holds only the public key it received as bytes; party B holds the private key and another backend."""
     owner = make_backend(receiver, keypair.public_key, keypair.private_key)
-    key_bytes = to_avro(PUBLIC_KEY, public_key_record(PublishedKey(owner.public_key)))
+    key_bytes = to_avro(PAILLIER_PUBLIC_KEY, public_key_record(PublishedKey(owner.public_key)))
 
     # Party A: the public key from bytes, its own backend, values encrypted and added to, out as bytes.
-    public = public_key_from_record(from_avro(PUBLIC_KEY, key_bytes)).public_key
+    public = public_key_from_record(from_avro(PAILLIER_PUBLIC_KEY, key_bytes)).public_key
     a = make_backend(sender, public, keypair.private_key if sender == "gmpy2-key-owner" else None)
     values = np.array([0.5, -2.25, 1e6, -1e-3])
     encrypted = Paillier(a).encrypt(values, precision=24) + np.array([1.0, 1.0, 1.0, 1.0])
@@ -166,7 +163,7 @@ def test_requests_and_replies_carry_the_standalone_records_unchanged() -> None:
     folder = schema_dir() / "accel"
     standalone = {
         name: json.loads((folder / f"{name.rsplit('.', 1)[1]}.avsc").read_text(encoding="utf-8"))
-        for name in (PUBLIC_KEY, CIPHERTEXT_VECTOR, PACKED_VECTOR, PLAIN_VECTOR)
+        for name in (PAILLIER_PUBLIC_KEY, CIPHERTEXT_VECTOR, PACKED_VECTOR, PLAIN_VECTOR)
     }
     found: dict[str, int] = {}
     for file in ("AccelRequest.avsc", "AccelReply.avsc"):
@@ -175,7 +172,7 @@ def test_requests_and_replies_carry_the_standalone_records_unchanged() -> None:
             if full in standalone:
                 assert to_parsing_canonical_form(node) == to_parsing_canonical_form(standalone[full]), (file, full)
                 found[full] = found.get(full, 0) + 1
-    assert found == {PUBLIC_KEY: 2, CIPHERTEXT_VECTOR: 2, PACKED_VECTOR: 2, PLAIN_VECTOR: 2}
+    assert found == {PAILLIER_PUBLIC_KEY: 2, CIPHERTEXT_VECTOR: 2, PACKED_VECTOR: 2, PLAIN_VECTOR: 2}
 
 
 def _named_records(node: Any) -> list[dict[str, Any]]:
