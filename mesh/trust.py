@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from mesh.clock import now_ms
 from mesh.envelope import Envelope
 from mesh.errors import (
     BadSignatureError,
@@ -93,7 +93,7 @@ class TrustStore:
         cert = self.certificate(node_id)
         if cert is None:
             return False
-        when = at_ms if at_ms is not None else time.time_ns() // 1_000_000
+        when = at_ms if at_ms is not None else now_ms()
         cut = self.revoked_from(cert.serial)
         return cert.valid_at(when) and (cut is None or when < cut)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, ClassVar
 
 from aiokafka.errors import KafkaError
 
+from mesh.clock import now_ms
 from mesh.envelope import Envelope
 from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
 from mesh.evidence import GOVERNED
@@ -43,10 +43,6 @@ from services.catalog.state import (
 
 #: Where an owner's access policy lives in its home, if it has one.
 POLICY_FILE = "catalog-policy.toml"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)

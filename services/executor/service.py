@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from aiokafka.errors import KafkaError
 
 from accel.client import AccelClient
 from accel.keystore import KeyStore
+from mesh.clock import now_ms
 from mesh.envelope import Envelope
 from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
 from mesh.evidence import GOVERNED
@@ -73,10 +73,6 @@ from services.executor.state import (
 from services.executor.transport import ROUND_PART, BusChannel, Inbox
 
 POLICY_FILE = "job-policy.toml"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class ExecutorService(Service):

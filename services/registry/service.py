@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import time
 import uuid
 from collections.abc import Coroutine
 from typing import Any, ClassVar
@@ -14,6 +13,7 @@ from aiokafka.errors import KafkaError
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from mesh.clock import now_ms
 from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
 from mesh.evidence import GOVERNED
 from mesh.home import NodeHome
@@ -34,10 +34,6 @@ from mesh.trust import (
 from services.registry.acls import AclKeeper
 
 DEFAULT_CONTRACT_DAYS = 365
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class RegistryService(Service):

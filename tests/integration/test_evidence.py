@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from mesh.clock import now_ms
 from mesh.evidence import GOVERNED
 from mesh.node import open_context, running
 from mesh.testing import eventually, read_topic
 from mesh.trust import CONTRACT_TERMINATED as ENDED
 from services.evidence.cli import replay
 from services.evidence.heads import TREE_HEAD, TREE_HEAD_COSIGNED, TreeHead, cosign
-from services.evidence.service import EvidenceService, now_ms
+from services.evidence.service import EvidenceService
 from services.testbed import TestFederation, auditor_home, dead_letters, evidence_settled, federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]
