@@ -1,5 +1,7 @@
-"""What every ``interfed`` command shares: the exit codes (one table, docs/operations.md), one-line errors, and
-running a Typer app so that each failure is one line with its code. The app itself is ``interfed.cli``."""
+"""What every ``interfed`` command shares: the exit codes (one table, docs/operations.md) and one-line errors.
+
+``run`` runs a Typer app so that each failure is one line with its code. The app itself is ``interfed.cli``.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """Print ``message`` as one line on stderr and exit with ``code``."""
     err.print(f"interfed: error: {message}", markup=False)
     raise SystemExit(code)
 
@@ -46,7 +49,7 @@ def _broker_failure(exc: KafkaError) -> str:
     return f"broker: {exc}; is a broker running at the bootstrap address (a secured one: is INTERFED_TLS set)?"
 
 
-def run(app: typer.Typer, argv: Sequence[str] | None = None) -> None:
+def run(app: typer.Typer, argv: Sequence[str] | None = None) -> None:  # noqa: C901  # one except per exit code
     """Run ``app`` as the console script does: each failure one line on stderr and its exit code (``EXIT_*``)."""
     command = typer.main.get_command(app)
     try:

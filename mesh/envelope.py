@@ -67,6 +67,7 @@ class Envelope:
         return unsigned[:-1] + _avro_bytes(self.signature)
 
     def signed(self, key: Signer) -> Envelope:
+        """This envelope with its signature by ``key`` over its signing bytes."""
         signing = self.signing_bytes()
         env = dataclasses.replace(self, signature=key.sign(signing))
         object.__setattr__(env, "_signing", signing)

@@ -109,8 +109,10 @@ class TrustStore:
         return key
 
     def verify(self, env: Envelope, *, revocation: bool = True) -> NodeCertificate:
-        """Check a certified sender's envelope (docs/protocol.md §6.2): known, a certificate valid then whose
-        key its signature verifies with, and (with ``revocation``) that certificate not revoked then.
+        """Check a certified sender's envelope (docs/protocol.md §6.2).
+
+        The sender is known, a certificate valid then has the key its signature verifies with, and
+        (with ``revocation``) that certificate is not revoked then.
 
         Returns the certificate it verified under. Without ``revocation`` (the evidence topic) the
         caller judges revocation itself, from ``revoked_from(cert.serial)``.
@@ -174,14 +176,18 @@ class TrustStore:
         elif kind == HEARTBEAT:
             members.heartbeat(payload, env.sender, env.issued_at)
         elif kind == CONTRACT_TERMINATED:
-            if speaker.role != "operator" and payload["node_id"] != env.sender:
-                raise UnauthorisedError(f"{env.sender} may not terminate {payload['node_id']}'s contract")
-            entry = members.terminated(payload)
-            if entry.certificate_serial is not None:
-                self._revoke(entry.certificate_serial, env.issued_at, f"contract terminated: {payload['reason']}")
+            self._terminated(env, payload, speaker)
         elif kind == CERTIFICATE_REVOKED:
             entry = members.revoked(payload)
             self._revoke(payload["serial"], payload["revoked_at"], entry.revoked or "revoked")
+
+    def _terminated(self, env: Envelope, payload: dict[str, Any], speaker: Speaker) -> None:
+        """End a contract, by an operator or by the node itself; its certificate is revoked from then on."""
+        if speaker.role != "operator" and payload["node_id"] != env.sender:
+            raise UnauthorisedError(f"{env.sender} may not terminate {payload['node_id']}'s contract")
+        entry = self.members.terminated(payload)
+        if entry.certificate_serial is not None:
+            self._revoke(entry.certificate_serial, env.issued_at, f"contract terminated: {payload['reason']}")
 
     def _learn(self, cert: NodeCertificate) -> None:
         """Keep a node's newly approved certificate beside its earlier ones; it becomes the current one."""
@@ -240,6 +246,7 @@ class ReplayGuard:
         return True
 
     def record(self, env: Envelope, key: bytes, topic: str, partition: int) -> None:
+        """Remember that the sender used this sequence for this event, in the window of its key, topic and partition."""
         scope = self._scopes.setdefault((env.sender, key, topic, partition), _Scope())
         scope.seen[env.sequence] = env.event_id
         scope.high = max(scope.high, env.sequence)
