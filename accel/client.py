@@ -57,7 +57,9 @@ Key = PublishedKey | PublicKey
 class Transport(Protocol):
     """Carries one request to an engine and brings its reply back."""
 
-    async def call(self, request: events.AccelRequest) -> Reply: ...
+    async def call(self, request: events.AccelRequest) -> Reply:
+        """Send ``request`` and return its reply record (a result or an error reply)."""
+        ...
 
 
 class LocalTransport:
@@ -68,6 +70,7 @@ class LocalTransport:
         self.node_id = node_id
 
     async def call(self, request: events.AccelRequest) -> Reply:
+        """Compute ``request`` in a thread; an AccelError becomes the error reply the service would send."""
         empty: Record = {"vector": None, "packed": None, "plain": None, "public_key": None}
         try:
             result = await asyncio.to_thread(self.engine.compute, request, self.node_id)
@@ -90,8 +93,10 @@ def _local_backend(
 
 
 class ReplyListener(Service):
-    """Reads this node's own ``accel.<node>.replies`` through the full verification pipeline and hands each awaited
-    reply over."""
+    """Hands each awaited reply over, read from this node's own ``accel.<node>.replies``.
+
+    The replies go through the full verification pipeline of a Service first.
+    """
 
     name: ClassVar[str] = "accel-client"
 
@@ -103,9 +108,11 @@ class ReplyListener(Service):
         self.waiting: dict[str, asyncio.Future[Reply]] = {}
 
     def read_topics(self) -> tuple[str, ...]:
+        """Only this node's reply topic: the listener never reads another node's replies."""
         return (self.reply_topic,)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Make both node topics where missing (a plaintext broker), then read replies until ``stop``."""
         # On a plaintext broker whoever needs a node topic first makes it (a request sent before the accelerator
         # starts waits there); on a secured one the operator made both (a no-op here).
         await self.ctx.bus.ensure_topics([self.reply_topic, self.request_topic])
@@ -113,6 +120,7 @@ class ReplyListener(Service):
 
     @handles(ACCEL_REPLY)
     async def on_reply(self, ev: Event[events.AccelReply]) -> None:
+        """Hand a verified reply to the request that waits for it; any other reply is ignored."""
         # Only the accelerator asked may answer, and only what this node asked.
         if ev.sender != self.service_node or ev.payload["requester"] != self.ctx.config.node_id:
             return
@@ -122,8 +130,11 @@ class ReplyListener(Service):
 
 
 class RemoteTransport:
-    """Publishes requests on the accelerator's ``accel.<node>.requests`` and waits for the reply on this node's own
-    ``accel.<node>.replies``, with a timeout per attempt and retries."""
+    """Sends requests to an accelerator service through the broker and waits for its replies.
+
+    Requests go on the accelerator's ``accel.<node>.requests``, replies come on this node's own
+    ``accel.<node>.replies``, with a timeout per attempt and retries.
+    """
 
     def __init__(self, listener: ReplyListener, timeout: float, retries: int) -> None:
         self.listener = listener
@@ -131,6 +142,7 @@ class RemoteTransport:
         self.retries = retries
 
     async def call(self, request: events.AccelRequest) -> Reply:
+        """Publish ``request`` and await its reply; again after a timeout or a retriable error, up to ``retries``."""
         request_id = request["request_id"]
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self.listener.waiting[request_id] = future
@@ -190,7 +202,8 @@ class AccelClient:
     async def request(self, operation: str, key: Key | None, **operands: Any) -> Reply:
         """Send one request; its reply's result fields, or ``AccelRequestError`` with the reply's reason code.
 
-        ``key`` is the key worked under; None only for ``KEYGEN``, which names no key yet."""
+        ``key`` is the key worked under; None only for ``KEYGEN``, which names no key yet.
+        """
         request = request_record(self.service_node, operation, key, **operands)
         reply = await self.transport.call(request)
         if reply["error"] is not None:
@@ -204,7 +217,8 @@ class AccelClient:
         """A key pair made and kept by the accelerator (of the caller's own node only): its public form.
 
         The private key stays in that accelerator's key store; decrypting under the returned key
-        through this client reaches it by key id (``decrypt``, ``packed_decrypt``)."""
+        through this client reaches it by key id (``decrypt``, ``packed_decrypt``).
+        """
         reply = await self.request("KEYGEN", None, keygen={"bits": bits, "safe_primes": safe_primes})
         return public_key_from_record(reply["public_key"])
 
@@ -229,18 +243,22 @@ class AccelClient:
         return _vector(reply, key)
 
     async def decrypt_mantissas(self, vector: EncryptedVector) -> tuple[list[int], int]:
+        """The plaintext mantissas of ``vector`` and their common exponent, decrypted by its key's owner."""
         reply = await self.request("DECRYPT", _key_of(vector.backend), vectors=[vector_record(vector)])
         return plain_from_record(reply["plain"])
 
     async def decrypt(self, vector: EncryptedVector) -> npt.NDArray[np.float64]:
+        """``vector`` decrypted and decoded to floats."""
         mantissas, exponent = await self.decrypt_mantissas(vector)
         return decode(mantissas, exponent)
 
     async def add(self, a: EncryptedVector, b: EncryptedVector) -> EncryptedVector:
+        """[[a + b]] elementwise, under the key both are encrypted with."""
         reply = await self.request("ADD", _key_of(a.backend), vectors=[vector_record(a), vector_record(b)])
         return _vector(reply, a.backend.public_key)
 
     async def add_plain(self, a: EncryptedVector, values: npt.ArrayLike) -> EncryptedVector:
+        """[[a + v]] elementwise for plaintext ``values`` (a scalar is broadcast), at ``a``'s exponent."""
         plain = plain_record(encode(np.broadcast_to(values, (len(a),)), -a.exponent), a.exponent)
         reply = await self.request("ADD_PLAIN", _key_of(a.backend), vectors=[vector_record(a)], plain=plain)
         return _vector(reply, a.backend.public_key)
@@ -248,18 +266,21 @@ class AccelClient:
     async def mul_plain(
         self, a: EncryptedVector, values: npt.ArrayLike, precision: int | None = None
     ) -> EncryptedVector:
+        """[[a * v]] elementwise for plaintext ``values`` with ``precision`` fractional bits (default: fitted)."""
         bits = default_precision(values) if precision is None else precision
         plain = plain_record(encode(np.broadcast_to(values, (len(a),)), bits), -bits)
         reply = await self.request("MUL_PLAIN", _key_of(a.backend), vectors=[vector_record(a)], plain=plain)
         return _vector(reply, a.backend.public_key)
 
     async def dot(self, a: EncryptedVector, values: npt.ArrayLike, precision: int | None = None) -> EncryptedVector:
+        """[[sum_i a_i * v_i]] as a vector of one, ``values`` encoded with ``precision`` fractional bits."""
         bits = default_precision(values) if precision is None else precision
         plain = plain_record(encode(values, bits), -bits)
         reply = await self.request("DOT", _key_of(a.backend), vectors=[vector_record(a)], plain=plain)
         return _vector(reply, a.backend.public_key)
 
     async def sum(self, a: EncryptedVector) -> EncryptedVector:
+        """[[sum_i a_i]] as a vector of one."""
         reply = await self.request("SUM", _key_of(a.backend), vectors=[vector_record(a)])
         return _vector(reply, a.backend.public_key)
 
@@ -278,6 +299,7 @@ class AccelClient:
     async def packed_encrypt(
         self, key: Key, values: npt.ArrayLike, spec: PackingSpec | None = None, *, fast: bool = False
     ) -> PackedVector:
+        """``values`` packed several to a ciphertext under ``key`` (``spec``: the slots), DJN encryption if ``fast``."""
         floats = [float(x) for x in np.asarray(values, dtype=np.float64).reshape(-1)]
         reply = await self.request(
             "PACKED_ENCRYPT",
@@ -289,6 +311,7 @@ class AccelClient:
         return packed_from_record(reply["packed"], _public_backend(_public_of(key)))
 
     async def packed_add(self, *vectors: PackedVector) -> PackedVector:
+        """The slotwise sum of packed vectors of one key and one layout."""
         first = vectors[0]
         reply = await self.request("PACKED_ADD", _key_of(first.backend), packed=[packed_record(v) for v in vectors])
         return packed_from_record(reply["packed"], first.backend)
@@ -306,7 +329,8 @@ def request_record(
     """A whole ``AccelRequest`` to ``service_node``'s accelerator: a fresh request id, ``operands`` over empty ones.
 
     Its reply travels on ``requester``'s own reply topic (a remote transport sets it to its node's; the default,
-    the accelerator's own node, fits a node asking its own accelerator)."""
+    the accelerator's own node, fits a node asking its own accelerator).
+    """
     published = key if isinstance(key, PublishedKey) or key is None else PublishedKey(key)
     request: Record = {
         "request_id": uuid.uuid4().hex,

@@ -132,6 +132,7 @@ class Engine:
         return published, None
 
     def backend_for(self, request: events.AccelRequest) -> PaillierBackend:
+        """The (cached) backend a request computes on: the private key only to decrypt, or to encrypt as owner."""
         published, private = self.resolve(request)
         operation = request["operation"]
         djn_base = None

@@ -90,8 +90,10 @@ class MalformedRequestError(AccelError, ValueError):
 
 
 class BoundViolatedError(AccelError):
-    """A decrypted value outside what its vector declared (its ``bound``, or its packing's ``terms``): the
-    declaration was false, or a party computed wrong. Detected by the key owner, the only party who can."""
+    """A decrypted value outside what its vector declared (its ``bound``, or its packing's ``terms``).
+
+    The declaration was false, or a party computed wrong. Detected by the key owner, the only party who can.
+    """
 
     reason = "BOUND_VIOLATED"
 

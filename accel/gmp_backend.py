@@ -108,11 +108,13 @@ class Gmpy2Backend:
 
     @property
     def private_key(self) -> PrivateKey | None:
+        """The factorisation (for CRT decryption and key-owner encryption), if this backend was given it."""
         return self._private_key
 
     # -- encryption -------------------------------------------------------------------
 
     def encrypt(self, plaintexts: Sequence[int]) -> list[int]:
+        """(1 + n*m) * r^n mod n^2, with r^n from the path ``encryption`` chose (textbook, key owner, DJN)."""
         n, n2, residue = self._n, self._n2, self._encrypt_residue
         # (1 + n)^m = 1 + n*m mod n^2: no exponentiation for the message part.
         return [(1 + n * m) * residue() % n2 for m in plaintexts]
@@ -150,6 +152,7 @@ class Gmpy2Backend:
         return p, q, p2, q2, hp, hq, _gmp.invert(q, p)
 
     def decrypt(self, ciphertexts: Sequence[int]) -> list[int]:
+        """Decryption by the Chinese remainder theorem, modulo p^2 and q^2 separately."""
         p, q, p2, q2, hp, hq, q_inv = self._crt_decryption
         out = []
         for c in ciphertexts:
@@ -161,16 +164,19 @@ class Gmpy2Backend:
     # -- homomorphic operations (public key only) --------------------------------------
 
     def add(self, a: Sequence[int], b: Sequence[int]) -> list[int]:
+        """Products of the ciphertexts modulo n^2."""
         _same_length(a, b)
         n2 = self._n2
         return [x * y % n2 for x, y in zip(a, b, strict=True)]
 
     def add_plain(self, a: Sequence[int], plaintexts: Sequence[int]) -> list[int]:
+        """[[x]] * (1 + n*m) mod n^2: one multiplication, no exponentiation."""
         _same_length(a, plaintexts)
         n, n2 = self._n, self._n2
         return [x * (1 + n * m) % n2 for x, m in zip(a, plaintexts, strict=True)]
 
     def mul_plain(self, a: Sequence[int], scalars: Sequence[int]) -> list[int]:
+        """[[x]]^k mod n^2; a negative k is one inversion by gmpy2's powmod."""
         _same_length(a, scalars)
         n2 = self._n2
         # gmpy2's powmod takes a negative exponent as a power of the inverse: one inversion, not an
@@ -178,15 +184,18 @@ class Gmpy2Backend:
         return [_gmp.powmod(x, k, n2) for x, k in zip(a, scalars, strict=True)]
 
     def dot(self, a: Sequence[int], scalars: Sequence[int]) -> int:
+        """One simultaneous multi-exponentiation (``accel.multiexp``)."""
         _same_length(a, scalars)
         return multi_exp(a, scalars, self._n2)
 
     def matmul(self, a: Sequence[int], rows: Sequence[Sequence[int]]) -> list[int]:
+        """Multi-exponentiations of the same bases for every row, sharing their precomputation."""
         for row in rows:
             _same_length(a, row)
         return multi_exp_rows(a, rows, self._n2)
 
     def sum(self, a: Sequence[int]) -> int:
+        """The product of the ciphertexts modulo n^2 (the integer 1 for none)."""
         n2 = self._n2
         total = _gmp.mpz(1)
         for x in a:

@@ -33,6 +33,7 @@ class PublicKey:
 
     @functools.cached_property
     def nsquare(self) -> int:
+        """n², the modulus of ciphertexts."""
         return self.n * self.n
 
     @functools.cached_property
@@ -42,6 +43,7 @@ class PublicKey:
 
     @property
     def bits(self) -> int:
+        """The size of n in bits, e.g. 2048."""
         return self.n.bit_length()
 
     def check_same(self, other: PublicKey) -> None:
@@ -75,6 +77,8 @@ class PrivateKey:
 
 @dataclass(frozen=True)
 class KeyPair:
+    """A public key and the private key that belongs to it."""
+
     public_key: PublicKey
     private_key: PrivateKey
 

@@ -39,6 +39,7 @@ class OwnedKey:
 
     @property
     def key_id(self) -> str:
+        """The id the key is named by in requests and files: its public key's digest (``accel.wire.key_id``)."""
         return self.published.key_id
 
 
@@ -60,6 +61,7 @@ class KeyStore:
 
     @classmethod
     def of_home(cls, home: Path) -> KeyStore:
+        """The key store of a node home: ``<home>/accel/keys``."""
         return cls(home / "accel" / "keys")
 
     @classmethod
@@ -74,6 +76,7 @@ class KeyStore:
         return len(self._keys)
 
     def get(self, key_ref: str) -> OwnedKey | None:
+        """The owned key of that id, from memory or else from its file; None if this store does not hold it."""
         owned = self._keys.get(key_ref)
         if owned is None and self.folder is not None and KEY_ID.fullmatch(key_ref):
             path = self.folder / f"{key_ref}.json"
@@ -82,6 +85,7 @@ class KeyStore:
         return owned
 
     def ids(self) -> list[str]:
+        """The ids of the keys held in memory (loaded or added), sorted."""
         return sorted(self._keys)
 
     def add(self, pair: KeyPair, *, djn_base: int | None = None) -> OwnedKey:
@@ -99,6 +103,7 @@ class KeyStore:
 
 
 def save_key_file(path: Path, owned: OwnedKey) -> None:
+    """Write an owned key to ``path`` as JSON (hex integers), readable by its owner only, replacing the file at once."""
     body = {
         "format": FORMAT,
         "key_id": owned.key_id,

@@ -12,8 +12,11 @@ V = TypeVar("V")
 
 
 class Lru(Generic[K, V]):
-    """At most ``size`` entries; a lookup makes its entry the most recently used, and a new entry
-    past the size evicts the least recently used. Safe to share between the threads that compute."""
+    """A least-recently-used cache of at most ``size`` entries, safe to share between the threads that compute.
+
+    A lookup makes its entry the most recently used, and a new entry past the size evicts the least
+    recently used.
+    """
 
     def __init__(self, size: int) -> None:
         if size < 1:

@@ -48,10 +48,12 @@ class PackingSpec:
 
     @property
     def slot_bits(self) -> int:
+        """Bits per slot: the value and the headroom its sums may grow into."""
         return self.value_bits + self.headroom_bits
 
     @property
     def terms_limit(self) -> int:
+        """How many packed vectors may be summed before a slot overflows: ``max_terms``, or what the headroom allows."""
         return self.max_terms if self.max_terms is not None else 1 << self.headroom_bits
 
     @property

@@ -35,6 +35,7 @@ class PheBackend:
 
     @property
     def private_key(self) -> PrivateKey | None:
+        """The private key this backend decrypts with, if it was given one."""
         return self._private_key
 
     def _wrap(self, ciphertext: int) -> phe.EncryptedNumber:
@@ -45,18 +46,22 @@ class PheBackend:
         return phe.EncodedNumber(self.phe_public_key, int(k) % self.public_key.n, 0)
 
     def encrypt(self, plaintexts: Sequence[int]) -> list[int]:
+        """phe's ``raw_encrypt`` of each plaintext."""
         return [int(self.phe_public_key.raw_encrypt(int(m))) for m in plaintexts]
 
     def decrypt(self, ciphertexts: Sequence[int]) -> list[int]:
+        """phe's ``raw_decrypt`` of each ciphertext."""
         if self.phe_private_key is None:
             raise MissingPrivateKeyError("the phe backend was built without the private key")
         return [int(self.phe_private_key.raw_decrypt(int(c))) for c in ciphertexts]
 
     def add(self, a: Sequence[int], b: Sequence[int]) -> list[int]:
+        """phe's ``EncryptedNumber`` addition, elementwise."""
         _same_length(a, b)
         return [int((self._wrap(x) + self._wrap(y)).ciphertext(be_secure=False)) for x, y in zip(a, b, strict=True)]
 
     def add_plain(self, a: Sequence[int], plaintexts: Sequence[int]) -> list[int]:
+        """phe's addition of an encoded plaintext, elementwise."""
         _same_length(a, plaintexts)
         return [
             int((self._wrap(x) + self._scalar(m)).ciphertext(be_secure=False))
@@ -64,12 +69,14 @@ class PheBackend:
         ]
 
     def mul_plain(self, a: Sequence[int], scalars: Sequence[int]) -> list[int]:
+        """phe's multiplication by an encoded scalar, elementwise."""
         _same_length(a, scalars)
         return [
             int((self._wrap(x) * self._scalar(k)).ciphertext(be_secure=False)) for x, k in zip(a, scalars, strict=True)
         ]
 
     def dot(self, a: Sequence[int], scalars: Sequence[int]) -> int:
+        """phe's arithmetic term by term, from an encryption of zero (the integer 1)."""
         _same_length(a, scalars)
         total = self._wrap(1)
         for x, k in zip(a, scalars, strict=True):
@@ -77,9 +84,11 @@ class PheBackend:
         return int(total.ciphertext(be_secure=False))
 
     def matmul(self, a: Sequence[int], rows: Sequence[Sequence[int]]) -> list[int]:
+        """``dot`` once per row: phe shares nothing between rows."""
         return [self.dot(a, row) for row in rows]
 
     def sum(self, a: Sequence[int]) -> int:
+        """phe's additions, from an encryption of zero (the integer 1)."""
         total = self._wrap(1)
         for x in a:
             total = total + self._wrap(x)

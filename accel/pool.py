@@ -82,9 +82,11 @@ class WorkerPool:
         return sorted({f.result() for f in [self._executor.submit(_ready) for _ in range(self.workers * 2)]})
 
     def submit(self, spec: KeySpec, method: str, args: tuple[Sequence[Any], ...]) -> Future[Any]:
+        """Run one backend method on one slice in a worker; the future of its result."""
         return self._executor.submit(_run, spec, method, args)
 
     def close(self) -> None:
+        """Stop the workers, cancelling what has not started."""
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
@@ -119,6 +121,7 @@ class PooledBackend:
 
     @property
     def private_key(self) -> PrivateKey | None:
+        """The private key the workers decrypt with, if this backend was given one."""
         return self._private_key
 
     def _map(self, method: str, *columns: Sequence[int]) -> list[Any]:
@@ -144,26 +147,33 @@ class PooledBackend:
         return int(total)
 
     def encrypt(self, plaintexts: Sequence[int]) -> list[int]:
+        """Encrypt slice by slice on the workers."""
         return self._concat("encrypt", plaintexts)
 
     def decrypt(self, ciphertexts: Sequence[int]) -> list[int]:
+        """Decrypt slice by slice on the workers (they hold the factorisation in ``spec``)."""
         if self._private_key is None:
             raise MissingPrivateKeyError(f"the {self.name} backend was built without the private key")
         return self._concat("decrypt", ciphertexts)
 
     def add(self, a: Sequence[int], b: Sequence[int]) -> list[int]:
+        """Add slice by slice on the workers."""
         return self._concat("add", a, b)
 
     def add_plain(self, a: Sequence[int], plaintexts: Sequence[int]) -> list[int]:
+        """Add plaintexts slice by slice on the workers."""
         return self._concat("add_plain", a, plaintexts)
 
     def mul_plain(self, a: Sequence[int], scalars: Sequence[int]) -> list[int]:
+        """Multiply by scalars slice by slice on the workers."""
         return self._concat("mul_plain", a, scalars)
 
     def dot(self, a: Sequence[int], scalars: Sequence[int]) -> int:
+        """Partial dot products on the workers, multiplied together here."""
         return self._product(self._map("dot", a, scalars))
 
     def matmul(self, a: Sequence[int], rows: Sequence[Sequence[int]]) -> list[int]:
+        """Rows shared between the workers (fewer rows than workers: one ``dot`` per row, sliced)."""
         for row in rows:
             if len(row) != len(a):
                 raise ShapeMismatchError(f"operands of lengths {len(a)} and {len(row)}")
@@ -178,4 +188,5 @@ class PooledBackend:
         return [x for f in futures for x in f.result()]
 
     def sum(self, a: Sequence[int]) -> int:
+        """Partial sums on the workers, multiplied together here."""
         return self._product(self._map("sum", a))

@@ -40,6 +40,7 @@ def int_to_le(x: int) -> bytes:
 
 
 def le_to_int(data: bytes) -> int:
+    """An unsigned integer from its little-endian bytes (the wire form of n, ciphertexts and bounds)."""
     return int.from_bytes(data, "little")
 
 
@@ -50,6 +51,7 @@ def signed_to_le(m: int) -> bytes:
 
 
 def le_to_signed(data: bytes) -> int:
+    """A signed integer from the zigzag little-endian bytes ``signed_to_le`` writes."""
     z = le_to_int(data)
     return z >> 1 if z % 2 == 0 else -((z + 1) >> 1)
 
@@ -69,10 +71,12 @@ class PublishedKey:
 
     @property
     def key_id(self) -> str:
+        """The key's id: the digest of its public key (``key_id``)."""
         return key_id(self.public_key)
 
 
 def public_key_record(key: PublishedKey) -> Record:
+    """A published key as its Avro record (``schemas/accel``)."""
     return {
         "n": int_to_le(key.public_key.n),
         "djn_base": None if key.djn_base is None else int_to_le(key.djn_base),
@@ -81,6 +85,7 @@ def public_key_record(key: PublishedKey) -> Record:
 
 
 def public_key_from_record(record: Mapping[str, Any]) -> PublishedKey:
+    """A published key from its Avro record, refusing an n or a DJN base no key can have."""
     n = le_to_int(record["n"])
     if n < 3 or n % 2 == 0:
         raise MalformedCiphertextError("n must be an odd integer of at least 2 bits")
@@ -95,6 +100,7 @@ def public_key_from_record(record: Mapping[str, Any]) -> PublishedKey:
 
 
 def vector_record(vector: EncryptedVector) -> Record:
+    """An encrypted vector as its Avro record."""
     return {
         "exponent": vector.exponent,
         "bound": int_to_le(vector.bound),
@@ -103,6 +109,7 @@ def vector_record(vector: EncryptedVector) -> Record:
 
 
 def vector_from_record(record: Mapping[str, Any], backend: PaillierBackend) -> EncryptedVector:
+    """An encrypted vector from its Avro record, its ciphertexts and bound checked against ``backend``'s key."""
     bound = le_to_int(record["bound"])
     if bound > backend.public_key.max_int:
         raise MalformedCiphertextError("bound beyond the key's signed range")
@@ -110,6 +117,7 @@ def vector_from_record(record: Mapping[str, Any], backend: PaillierBackend) -> E
 
 
 def spec_record(spec: PackingSpec) -> Record:
+    """A packing layout as its Avro record."""
     return {
         "value_bits": spec.value_bits,
         "headroom_bits": spec.headroom_bits,
@@ -119,6 +127,7 @@ def spec_record(spec: PackingSpec) -> Record:
 
 
 def spec_from_record(record: Mapping[str, Any]) -> PackingSpec:
+    """A packing layout from its Avro record; bad parameters are a malformed request."""
     try:
         return PackingSpec(record["value_bits"], record["headroom_bits"], record["clip"], record["max_terms"])
     except ValueError as exc:
@@ -126,6 +135,7 @@ def spec_from_record(record: Mapping[str, Any]) -> PackingSpec:
 
 
 def packed_record(vector: PackedVector) -> Record:
+    """A packed vector as its Avro record."""
     return {
         "spec": spec_record(vector.spec),
         "slots": vector.spec.slots(vector.backend.public_key.bits),
@@ -136,6 +146,7 @@ def packed_record(vector: PackedVector) -> Record:
 
 
 def packed_from_record(record: Mapping[str, Any], backend: PaillierBackend) -> PackedVector:
+    """A packed vector from its Avro record, its slots, length and terms checked against the layout and the key."""
     spec = spec_from_record(record["spec"])
     slots, length, terms = record["slots"], record["length"], record["terms"]
     ciphertexts = record["ciphertexts"]
@@ -149,6 +160,7 @@ def packed_from_record(record: Mapping[str, Any], backend: PaillierBackend) -> P
 
 
 def plain_record(mantissas: Sequence[int], exponent: int) -> Record:
+    """Plaintext mantissas and their common exponent as their Avro record."""
     return {"exponent": exponent, "mantissas": [signed_to_le(m) for m in mantissas]}
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 import uuid
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,53 @@ BUS_AIMS = {
 }
 
 
+def _scratch(stack: contextlib.ExitStack, prefix: str = "interfed-bench-") -> Path:
+    """A temporary folder for one benchmark (its broker, its parties' homes), with the benchmark's log in it."""
+    root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    logs.configure(path=root / "bench.jsonl")
+    return root
+
+
+def _progress(*, bar: bool = True) -> Progress:
+    """Progress on stderr, gone once done: stdout keeps only the tables (or the JSON)."""
+    columns = (TextColumn("{task.description}"), *((BarColumn(),) if bar else ()), TimeElapsedColumn())
+    return Progress(*columns, console=Console(stderr=True), transient=True)
+
+
+def _tick(ok: bool) -> str:
+    """A figure's verdict against its aim, in colour."""
+    return "[green]✓[/]" if ok else "[red]✗[/]"
+
+
+def _psi_mark(ids_per_side: int, seconds: float) -> str:
+    """The verdict beside a PSI time at 10^5 ids per side, the size its aim is set for (bench.vertical)."""
+    from bench.vertical import PSI_AIM_SECONDS
+
+    return f" {_tick(seconds < PSI_AIM_SECONDS)}" if ids_per_side == 100_000 else ""
+
+
+def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], *, left: Collection[str] = ()) -> None:
+    """Print a table: figures right-aligned, the columns named in ``left`` (names, aims, verdicts) left-aligned."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column in left else "right")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+def _aims_table(title: str, figures: Mapping[str, object], aims: Mapping[str, tuple[str, float]]) -> None:
+    """Print each figure beside its aim, if it has one, and the ratio to it (above 1x: better than the aim)."""
+    rows = []
+    for key, value in figures.items():
+        aim = aims.get(key)
+        ratio = ""
+        if aim and isinstance(value, float):
+            ratio = f"{value / aim[1]:.2f}x" if aim[0] == ">=" else f"{aim[1] / value:.2f}x"
+        rows.append((key, str(value), f"{aim[0]} {aim[1]:g}" if aim else "", ratio))
+    _table(title, ("figure", "value", "aim", "ratio to aim"), rows, left=("figure", "aim"))
+
+
 @app.command("bus")
 def bench_bus(
     bootstrap: Annotated[
@@ -53,18 +101,9 @@ def bench_bus(
     # A topic prefix of its own: a broker used before holds other federations' events.
     settings = load_settings(bootstrap=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.")
     with contextlib.ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-")))
-        logs.configure(path=root / "bench.jsonl")
+        root = _scratch(stack)
         address = settings.bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
-        progress = stack.enter_context(
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-        )
+        progress = stack.enter_context(_progress())
         tasks = {
             "publish": progress.add_task(f"sign + produce {events} events", total=1.0),
             "verify": progress.add_task(f"consume + verify + apply {events} events", total=1.0),
@@ -88,18 +127,7 @@ def bench_bus(
     if as_json:
         print(json.dumps(figures, indent=2))
         return
-    table = Table(title="bus benchmark: sign, encode, produce -> consume, verify, decode, apply")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("aim")
-    table.add_column("ratio to aim", justify="right")
-    for key, value in figures.items():
-        aim = BUS_AIMS.get(key)
-        ratio = ""
-        if aim and isinstance(value, float):
-            ratio = f"{value / aim[1]:.2f}x" if aim[0] == ">=" else f"{aim[1] / value:.2f}x"
-        table.add_row(key, str(value), f"{aim[0]} {aim[1]:g}" if aim else "", ratio)
-    out.print(table)
+    _aims_table("bus benchmark: sign, encode, produce -> consume, verify, decode, apply", figures, BUS_AIMS)
 
 
 @app.command("evidence")
@@ -119,18 +147,9 @@ def bench_evidence(
 
     settings = load_settings(bootstrap=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.")
     with contextlib.ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-")))
-        logs.configure(path=root / "bench.jsonl")
+        root = _scratch(stack)
         address = settings.bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
-        progress = stack.enter_context(
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-        )
+        progress = stack.enter_context(_progress())
         tasks = {
             "append": progress.add_task(f"append {leaves:,} leaves", total=1.0),
             "proofs": progress.add_task(f"inclusion and consistency proofs at {leaves:,} leaves", total=1.0),
@@ -150,18 +169,7 @@ def bench_evidence(
     if as_json:
         print(json.dumps(figures, indent=2))
         return
-    table = Table(title="evidence benchmark: Merkle log, proofs, audit replay (one process)")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("aim")
-    table.add_column("ratio to aim", justify="right")
-    for key, value in figures.items():
-        aim = AIMS.get(key)
-        ratio = ""
-        if aim and isinstance(value, float):
-            ratio = f"{value / aim[1]:.2f}x" if aim[0] == ">=" else f"{aim[1] / value:.2f}x"
-        table.add_row(key, str(value), f"{aim[0]} {aim[1]:g}" if aim else "", ratio)
-    out.print(table)
+    _aims_table("evidence benchmark: Merkle log, proofs, audit replay (one process)", figures, AIMS)
 
 
 @app.command("paillier")
@@ -173,30 +181,28 @@ def bench_paillier(
     """Paillier ops/s on one core, ours against phe (with gmpy2), each figure against the issue's target."""
     from bench.paillier import TARGETS, run_paillier_bench
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=Console(stderr=True), transient=True
-    ) as progress:
+    with _progress() as progress:
         task = progress.add_task(f"Paillier, {key_bits}-bit key: generating keys", total=len(TARGETS))
         rows, meta = run_paillier_bench(
             key_bits, quick, lambda figure: progress.update(task, advance=1, description=f"done: {escape(figure)}")
         )
-    table = Table(title=f"Paillier on one core, {key_bits}-bit key, ours vs phe (gmpy2: {meta['phe_uses_gmpy2']})")
-    table.add_column("figure")
-    for column in ("ours ops/s", "phe ops/s", "ratio", "target"):
-        table.add_column(column, justify="right")
-    table.add_column("reached")
-    table.add_column("vs phe tuned", justify="right")
-    for row in rows:
-        table.add_row(
-            escape(row.figure),  # "X^T [[d]]" is not markup
-            f"{row.ours_per_second:,.0f}",
-            f"{row.phe_per_second:,.0f}",
-            f"{row.ratio:,.1f}x",
-            f">= {row.target_ratio:g}x",
-            "[green]✓ reached[/]" if row.reached else "[red]✗ not reached[/]",
-            "" if row.tuned_ratio is None else f"{row.tuned_ratio:,.2f}x ({row.phe_tuned_per_second:,.0f}/s)",
-        )
-    out.print(table)
+    _table(
+        f"Paillier on one core, {key_bits}-bit key, ours vs phe (gmpy2: {meta['phe_uses_gmpy2']})",
+        ("figure", "ours ops/s", "phe ops/s", "ratio", "target", "reached", "vs phe tuned"),
+        [
+            (
+                escape(row.figure),  # "X^T [[d]]" is not markup
+                f"{row.ours_per_second:,.0f}",
+                f"{row.phe_per_second:,.0f}",
+                f"{row.ratio:,.1f}x",
+                f">= {row.target_ratio:g}x",
+                "[green]✓ reached[/]" if row.reached else "[red]✗ not reached[/]",
+                "" if row.tuned_ratio is None else f"{row.tuned_ratio:,.2f}x ({row.phe_tuned_per_second:,.0f}/s)",
+            )
+            for row in rows
+        ],
+        left=("figure", "reached"),
+    )
     out.print(", ".join(f"{key}={value}" for key, value in meta.items()))
     if json_file is not None:
         json_file.write_text(json.dumps({"figures": [row.as_dict() for row in rows], **meta}, indent=2) + "\n")
@@ -225,18 +231,9 @@ def bench_accel(
         raise typer.BadParameter(f"--batches takes comma-separated integers, not {batches!r}") from None
     runs = 1 if quick else repeats
     with contextlib.ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-accel-")))
-        logs.configure(path=root / "bench.jsonl")
+        root = _scratch(stack, "interfed-bench-accel-")
         address = bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
-        progress = stack.enter_context(
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-        )
+        progress = stack.enter_context(_progress())
         task = progress.add_task("starting a federation, two accelerators and a 2048-bit key", total=1.0)
         rows, meta = asyncio.run(
             run_accel_bench(
@@ -249,24 +246,28 @@ def bench_accel(
             )
         )
     meta["broker"] = "external " + address if bootstrap else "embedded tansu"
-    table = Table(
-        title=f"accelerator service, {key_bits}-bit key, {meta['broker']}: seconds best-worst of {runs} runs;"
-        " ratios from the best"
+    _table(
+        f"accelerator service, {key_bits}-bit key, {meta['broker']}: seconds best-worst of {runs} runs;"
+        " ratios from the best",
+        (
+            "operation",
+            "batch",
+            *("in-process s", "1 worker s", "2 workers s"),  # best-worst of the runs
+            f"2w/1w (>= {SPEEDUP_AIM:g}x)",
+            f"overhead (<= {OVERHEAD_AIM:.0%})",
+        ),
+        [
+            (
+                row.operation,
+                str(row.batch),
+                *(f"{min(r):.2f}-{max(r):.2f}" for r in row.runs.values()),
+                f"{row.speedup:.2f}x {_tick(row.speedup >= SPEEDUP_AIM)}",
+                f"{row.overhead:+.1%} {_tick(row.overhead <= OVERHEAD_AIM)}",
+            )
+            for row in rows
+        ],
+        left=("operation",),
     )
-    for column in ("operation", "batch", "in-process s", "1 worker s", "2 workers s"):  # best-worst of the runs
-        table.add_column(column, justify="right" if column != "operation" else "left")
-    table.add_column(f"2w/1w (>= {SPEEDUP_AIM:g}x)", justify="right")
-    table.add_column(f"overhead (<= {OVERHEAD_AIM:.0%})", justify="right")
-    for row in rows:
-        spans = [f"{min(r):.2f}-{max(r):.2f}" for r in row.runs.values()]
-        table.add_row(
-            row.operation,
-            str(row.batch),
-            *spans,
-            f"{row.speedup:.2f}x " + ("[green]✓[/]" if row.speedup >= SPEEDUP_AIM else "[red]✗[/]"),
-            f"{row.overhead:+.1%} " + ("[green]✓[/]" if row.overhead <= OVERHEAD_AIM else "[red]✗[/]"),
-        )
-    out.print(table)
     out.print(", ".join(f"{key}={value}" for key, value in meta.items()))
     if json_file is not None:
         json_file.write_text(json.dumps({"figures": [row.as_dict() for row in rows], **meta}, indent=2) + "\n")
@@ -295,25 +296,25 @@ def bench_hfl(
         counts, lengths = [int(p) for p in parties.split(",")], [int(s) for s in sizes.split(",")]
     except ValueError:
         raise typer.BadParameter("--parties and --sizes take comma-separated integers") from None
-    with Progress(
-        TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True), transient=True
-    ) as progress:
+    with _progress(bar=False) as progress:
         task = progress.add_task("starting", total=None)
         rows, meta = asyncio.run(
             run_hfl_bench(counts, lengths, key_bits, bootstrap, lambda what: progress.update(task, description=what))
         )
-    table = Table(title=f"HFL round time, seconds ({meta['paillier_path']}, {key_bits}-bit key)")
-    for column in ("parties", "parameters", *SCHEMES, "masks / none", "paillier / none"):
-        table.add_column(column, justify="right")
-    for row in rows:
-        table.add_row(
-            str(row.parties),
-            str(row.parameters),
-            *(f"{row.seconds[s]:.4f}" for s in SCHEMES),
-            f"{row.ratio('masks'):.1f}x",
-            f"{row.ratio('paillier'):.1f}x",
-        )
-    out.print(table)
+    _table(
+        f"HFL round time, seconds ({meta['paillier_path']}, {key_bits}-bit key)",
+        ("parties", "parameters", *SCHEMES, "masks / none", "paillier / none"),
+        [
+            (
+                str(row.parties),
+                str(row.parameters),
+                *(f"{row.seconds[s]:.4f}" for s in SCHEMES),
+                f"{row.ratio('masks'):.1f}x",
+                f"{row.ratio('paillier'):.1f}x",
+            )
+            for row in rows
+        ],
+    )
     out.print(", ".join(f"{key}={value}" for key, value in meta.items()))
 
 
@@ -345,25 +346,16 @@ def bench_vertical(
     ] = True,
 ) -> None:
     """One hetero LR epoch: accelerator (in-process, service) against phe; PSI time at several sizes."""
-    from bench.vertical import PSI_AIM_SECONDS, RATIO_AIM, machine, run_epochs, run_psi
+    from bench.vertical import RATIO_AIM, machine, run_epochs, run_psi
 
     sizes = _sizes("--psi-sizes", psi_sizes)
     before = machine()
     with contextlib.ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-vertical-")))
-        logs.configure(path=root / "bench.jsonl")
+        root = _scratch(stack, "interfed-bench-vertical-")
         address = None
         if service:
             address = bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
-        progress = stack.enter_context(
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-        )
+        progress = stack.enter_context(_progress())
         task = progress.add_task("hetero LR epochs", total=1.0)
         epochs = asyncio.run(
             run_epochs(
@@ -379,38 +371,34 @@ def bench_vertical(
             progress.update(task, description=f"PSI, {size} ids per side")
             psi.append((size, *asyncio.run(run_psi(root, size, workers))))
     baseline = epochs[-1]
-    table = Table(
-        title=f"one hetero LR epoch, {rows} rows (guest 10 + host 20 features), batch 256, {key_bits}-bit key"
-    )
-    for column in ("path", "seconds", "bytes sent", f"phe / this (>= {RATIO_AIM:g}x)", "CPU s here", "phe / this, CPU"):
-        table.add_column(column, justify="left" if column == "path" else "right")
 
     def ratio_cell(theirs: float | None, ours: float | None, last: bool) -> str:
         if theirs is None or ours is None:
             return "n/a (worker processes)"
         ratio = theirs / ours
-        return f"{ratio:.1f}x" + ("" if last else " [green]✓[/]" if ratio >= RATIO_AIM else " [red]✗[/]")
+        return f"{ratio:.1f}x" + ("" if last else f" {_tick(ratio >= RATIO_AIM)}")
 
-    for row in epochs:
-        last = row is baseline
-        table.add_row(
-            row.path,
-            f"{row.seconds:.2f}",
-            f"{row.bytes_sent:,}",
-            ratio_cell(baseline.seconds, row.seconds, last),
-            "" if row.cpu_seconds is None else f"{row.cpu_seconds:.2f}",
-            ratio_cell(baseline.cpu_seconds, row.cpu_seconds, last),
-        )
-    out.print(table)
-    psi_table = Table(
-        title=f"ECDH-PSI over X25519, 80% common ids, {workers} worker process(es) shared by both parties"
+    _table(
+        f"one hetero LR epoch, {rows} rows (guest 10 + host 20 features), batch 256, {key_bits}-bit key",
+        ("path", "seconds", "bytes sent", f"phe / this (>= {RATIO_AIM:g}x)", "CPU s here", "phe / this, CPU"),
+        [
+            (
+                row.path,
+                f"{row.seconds:.2f}",
+                f"{row.bytes_sent:,}",
+                ratio_cell(baseline.seconds, row.seconds, row is baseline),
+                "" if row.cpu_seconds is None else f"{row.cpu_seconds:.2f}",
+                ratio_cell(baseline.cpu_seconds, row.cpu_seconds, row is baseline),
+            )
+            for row in epochs
+        ],
+        left=("path",),
     )
-    for column in ("ids per side", "seconds", "bytes sent"):
-        psi_table.add_column(column, justify="right")
-    for size, seconds, sent in psi:
-        mark = (" [green]✓[/]" if seconds < PSI_AIM_SECONDS else " [red]✗[/]") if size == 100_000 else ""
-        psi_table.add_row(f"{size:,}", f"{seconds:.2f}{mark}", f"{sent:,}")
-    out.print(psi_table)
+    _table(
+        f"ECDH-PSI over X25519, 80% common ids, {workers} worker process(es) shared by both parties",
+        ("ids per side", "seconds", "bytes sent"),
+        [(f"{size:,}", f"{seconds:.2f}{_psi_mark(size, seconds)}", f"{sent:,}") for size, seconds, sent in psi],
+    )
     broker = "none (--no-service)" if address is None else "external " + address if bootstrap else "embedded tansu"
     out.print(f"broker={broker}, before={before}, after={machine()}")
 
@@ -426,37 +414,53 @@ def bench_psi(
 ) -> None:
     """ECDH-PSI: each stage's CPU cost per id and per run, then end-to-end runs (both parties in this process)."""
     from bench.psi import stage_costs
-    from bench.vertical import PSI_AIM_SECONDS, machine, run_psi
+    from bench.vertical import machine, run_psi
 
     counts = _sizes("--sizes", sizes)
     before = machine()
     stages = stage_costs(sample)
-    table = Table(title=f"ECDH-PSI stages: CPU time in this process, measured on {sample:,} ids")
-    for column in ("stage", "µs per id", *(f"CPU-s, {n:,} per side" for n in counts)):
-        table.add_column(column, justify="left" if column == "stage" else "right")
-    for stage in stages:
-        cells = (f"{stage.run_seconds(n):.2f}" if stage.per_run else "-" for n in counts)
-        table.add_row(f"{stage.name} (x{stage.per_run})", f"{stage.micros_per_id:.2f}", *cells)
     cores = max(1, min(workers, os.cpu_count() or 1))
     totals = [sum(stage.run_seconds(n) for stage in stages) for n in counts]
-    table.add_row("all stages", "", *(f"{t:.2f}" for t in totals))
-    table.add_row(f"lower bound on {cores} idle core(s)", "", *(f"{t / cores:.2f}" for t in totals))
-    out.print(table)
+    _table(
+        f"ECDH-PSI stages: CPU time in this process, measured on {sample:,} ids",
+        ("stage", "µs per id", *(f"CPU-s, {n:,} per side" for n in counts)),
+        [
+            *(
+                (
+                    f"{stage.name} (x{stage.per_run})",
+                    f"{stage.micros_per_id:.2f}",
+                    *(f"{stage.run_seconds(n):.2f}" if stage.per_run else "-" for n in counts),
+                )
+                for stage in stages
+            ),
+            ("all stages", "", *(f"{t:.2f}" for t in totals)),
+            (f"lower bound on {cores} idle core(s)", "", *(f"{t / cores:.2f}" for t in totals)),
+        ],
+        left=("stage",),
+    )
     if not repeat:
         return
-    runs = Table(title=f"end to end: 80% common ids, {workers} worker process(es) shared by both parties")
-    for column in ("ids per side", "run", "seconds", "bytes sent", "load before", "load after"):
-        runs.add_column(column, justify="right")
+    runs = []
     with tempfile.TemporaryDirectory(prefix="interfed-bench-psi-") as root:
         for n in counts:
             for run in range(1, repeat + 1):
                 load = os.getloadavg()[0]
                 seconds, sent = asyncio.run(run_psi(Path(root), n, workers))
-                mark = (" [green]✓[/]" if seconds < PSI_AIM_SECONDS else " [red]✗[/]") if n == 100_000 else ""
-                runs.add_row(
-                    f"{n:,}", str(run), f"{seconds:.2f}{mark}", f"{sent:,}", f"{load:.2f}", f"{os.getloadavg()[0]:.2f}"
+                runs.append(
+                    (
+                        f"{n:,}",
+                        str(run),
+                        f"{seconds:.2f}{_psi_mark(n, seconds)}",
+                        f"{sent:,}",
+                        f"{load:.2f}",
+                        f"{os.getloadavg()[0]:.2f}",
+                    )
                 )
-    out.print(runs)
+    _table(
+        f"end to end: 80% common ids, {workers} worker process(es) shared by both parties",
+        ("ids per side", "run", "seconds", "bytes sent", "load before", "load after"),
+        runs,
+    )
     out.print(f"before={before}, after={machine()}; the first run in this process also starts the worker processes")
 
 
@@ -482,14 +486,9 @@ def bench_rounds(
 
     settings = load_settings(bootstrap=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.", heartbeat_interval=5.0)
     with contextlib.ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-")))
-        logs.configure(path=root / "bench.jsonl")
+        root = _scratch(stack)
         address = settings.bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
-        progress = stack.enter_context(
-            Progress(
-                TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True), transient=True
-            )
-        )
+        progress = stack.enter_context(_progress(bar=False))
         task = progress.add_task("starting", total=None)
         figures = asyncio.run(
             run_rounds_bench(
@@ -500,12 +499,11 @@ def bench_rounds(
     if as_json:
         print(json.dumps({"broker": address if settings.bootstrap else "embedded tansu", "figures": rows}, indent=2))
         return
-    table = Table(title=f"plaintext rounds through the transport ({rounds} rounds a job, median of all but the first)")
-    for col in ("parties", "parameters", "median round (s)", "slowest round (s)", "whole job (s)"):
-        table.add_column(col, justify="right")
-    for f in figures:
-        table.add_row(str(f.parties), f"{f.size:,}", f"{f.median_s:.3f}", f"{f.max_s:.3f}", f"{f.job_s:.1f}")
-    out.print(table)
+    _table(
+        f"plaintext rounds through the transport ({rounds} rounds a job, median of all but the first)",
+        ("parties", "parameters", "median round (s)", "slowest round (s)", "whole job (s)"),
+        [(str(f.parties), f"{f.size:,}", f"{f.median_s:.3f}", f"{f.max_s:.3f}", f"{f.job_s:.1f}") for f in figures],
+    )
     if not SECURE_SCHEMES:
         out.print("secure-aggregation overhead: measured by the HFL component's benchmark (not in this build)")
 
@@ -527,13 +525,8 @@ def bench_hostile(
 
     settings = load_settings(bootstrap=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.", heartbeat_interval=2.0)
     with contextlib.ExitStack() as stack:
-        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-bench-")))
-        logs.configure(path=root / "bench.jsonl")
-        progress = stack.enter_context(
-            Progress(
-                TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True), transient=True
-            )
-        )
+        root = _scratch(stack)
+        progress = stack.enter_context(_progress(bar=False))
         task = progress.add_task("starting Apache Kafka" if bootstrap is None else "starting", total=None)
         address = settings.bootstrap or stack.enter_context(ApacheKafkaBroker(root / "kafka")).bootstrap
         figures = asyncio.run(
@@ -546,24 +539,28 @@ def bench_hostile(
     if as_json:
         print(json.dumps(result, indent=2))
         return
-    table = Table(title=f"{figures.forged:,} forged records during a three-party job ({rounds} rounds of {size:,})")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("aim")
-    table.add_row("median round, undisturbed (s)", f"{figures.undisturbed_round_s:.3f}", "")
-    table.add_row("median round, under forged records (s)", f"{figures.hostile_round_s:.3f}", "")
-    table.add_row("ratio", f"{figures.round_ratio:.2f}x", "<= 1.10x")
-    table.add_row("forged records (written in s)", f"{figures.forged:,} ({figures.forge_seconds:.1f})", "")
-    for reason, n in figures.by_reason.items():
-        table.add_row(f"  expected {reason}", f"{n:,}", "")
-    for node, n in figures.reported_by.items():
-        table.add_row(f"  dead-lettered by {node}", f"{n:,}", f"{figures.forged:,}")
-    table.add_row("missing letters / wrong reason", f"{figures.missing_letters} / {figures.wrong_reason}", "0 / 0")
-    table.add_row("services stopped", ", ".join(figures.crashed) or "none", "none")
-    for name, mb in figures.rss_mb.items():
-        table.add_row(f"RSS {name} (MB, all 4 nodes in one process)", f"{mb:.1f}", "")
     verdict = "passed" if figures.audit_passed else f"FAILED {figures.audit_violations}"
-    table.add_row("audit afterwards", verdict, "passed")
-    for reason, n in figures.audit_refused_input.items():
-        table.add_row(f"  refused input on registry: {reason}", f"{n:,}", f"{figures.by_registry.get(reason, 0):,}")
-    out.print(table)
+    _table(
+        f"{figures.forged:,} forged records during a three-party job ({rounds} rounds of {size:,})",
+        ("figure", "value", "aim"),
+        [
+            ("median round, undisturbed (s)", f"{figures.undisturbed_round_s:.3f}", ""),
+            ("median round, under forged records (s)", f"{figures.hostile_round_s:.3f}", ""),
+            ("ratio", f"{figures.round_ratio:.2f}x", "<= 1.10x"),
+            ("forged records (written in s)", f"{figures.forged:,} ({figures.forge_seconds:.1f})", ""),
+            *((f"  expected {reason}", f"{n:,}", "") for reason, n in figures.by_reason.items()),
+            *(
+                (f"  dead-lettered by {node}", f"{n:,}", f"{figures.forged:,}")
+                for node, n in figures.reported_by.items()
+            ),
+            ("missing letters / wrong reason", f"{figures.missing_letters} / {figures.wrong_reason}", "0 / 0"),
+            ("services stopped", ", ".join(figures.crashed) or "none", "none"),
+            *((f"RSS {name} (MB, all 4 nodes in one process)", f"{mb:.1f}", "") for name, mb in figures.rss_mb.items()),
+            ("audit afterwards", verdict, "passed"),
+            *(
+                (f"  refused input on registry: {reason}", f"{n:,}", f"{figures.by_registry.get(reason, 0):,}")
+                for reason, n in figures.audit_refused_input.items()
+            ),
+        ],
+        left=("figure", "aim"),
+    )

@@ -4,7 +4,6 @@ and a use is recorded under the permit it granted."""
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
+from mesh.clock import now_ms
 from mesh.errors import RejectedEventError
 from mesh.service import Context, Service
 from mesh.testing import eventually
@@ -134,7 +134,7 @@ async def share_data(fed: TestFederation, root: Path, step: Step, out: Console) 
             files["telecom"], "subscribers", category="telecom", label_columns=("churned",), with_stats=True
         )
         await _everyone_sees(fed, "three datasets", lambda c: len(c.datasets) == 3)
-    until = time.time_ns() // 1_000_000 + 7 * DAY_MS
+    until = now_ms() + 7 * DAY_MS
     with step("telecom and hospital request the bank's loans; the bank's policy decides both"):
         granted = await telecom.request(
             "bank/loans",
@@ -174,9 +174,7 @@ async def share_data(fed: TestFederation, root: Path, step: Step, out: Console) 
             if dead:
                 raise AssertionError(f"{m.node_id}'s catalog refused events: {dead}")
     print_datasets(dataset_rows(hospital.catalog), "datasets as hospital sees them", out)
-    print_permits(
-        permit_rows(hospital.catalog, time.time_ns() // 1_000_000), "access requests as hospital sees them", out
-    )
+    print_permits(permit_rows(hospital.catalog, now_ms()), "access requests as hospital sees them", out)
 
 
 @contextlib.contextmanager

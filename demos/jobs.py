@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from accel.client import AccelClient, RemoteTransport, ReplyListener
 from accel.keystore import KeyStore
 from demos.catalog import catalog_services
+from mesh.clock import now_ms
 from mesh.service import Context, Service
 from mesh.testing import eventually
 from services.accel.service import AccelService
@@ -169,7 +170,7 @@ async def grant(
         path, local_name, category=project, id_columns=("id",), label_columns=labels
     )
     await eventually(partial(_has_dataset, _cat(fed, "bank"), dataset), 30, f"bank seeing {dataset}")
-    until = time.time_ns() // 1_000_000 + DAY_MS
+    until = now_ms() + DAY_MS
     rid = await _cat(fed, "bank").request(
         dataset, "federated training", scope_type="PROJECT", scope_ids=[project], not_after=until, use_limit=uses
     )

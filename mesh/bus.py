@@ -51,10 +51,21 @@ class Bus(Protocol):
     names: TopicNames
     max_record_bytes: int
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> None: ...
-    async def ensure_topics(self, names: Iterable[str] | None = None) -> None: ...
-    def reader(self, topics: Iterable[str]) -> Reader: ...
-    def group_reader(self, topics: Iterable[str], group_id: str) -> GroupReader: ...
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        """Produce one record with acks=all; returns once the broker has it."""
+        ...
+
+    async def ensure_topics(self, names: Iterable[str] | None = None) -> None:
+        """Create the protocol topics ``names`` (default: every shared topic) where missing, with their configs."""
+        ...
+
+    def reader(self, topics: Iterable[str]) -> Reader:
+        """A reader of every partition of ``topics`` from the beginning."""
+        ...
+
+    def group_reader(self, topics: Iterable[str], group_id: str) -> GroupReader:
+        """A reader of ``topics`` as one member of the consumer group ``group_id``."""
+        ...
 
 
 class KafkaBus:
@@ -82,6 +93,7 @@ class KafkaBus:
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
+        """Start the producer (acks=all); ``send`` needs it."""
         # Idempotence stays off: the embedded broker lacks it and the mesh removes
         # duplicates by event id anyway; acks=all is what durability needs.
         self._producer = AIOKafkaProducer(
@@ -95,6 +107,7 @@ class KafkaBus:
         await self._producer.start()
 
     async def stop(self) -> None:
+        """Stop the producer, once what it holds is sent."""
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
@@ -107,8 +120,7 @@ class KafkaBus:
         await self.stop()
 
     async def ensure_topics(self, names: Iterable[str] | None = None) -> None:
-        """Create protocol topics (shared or node topics) with their required configs; existing ones are left as
-        they are."""
+        """Create protocol topics (shared or node ones) with their required configs; existing ones stay as they are."""
         if not self.creates_topics:
             return
         wanted = {name: spec_of(name) for name in (names or TOPICS)}
@@ -140,9 +152,11 @@ class KafkaBus:
         await self._producer.send_and_wait(topic, value=value, key=key)
 
     def reader(self, topics: Iterable[str]) -> Reader:
+        """A reader of every partition of ``topics`` from the beginning, on this bus's broker."""
         return Reader(self.bootstrap, list(topics), self.max_record_bytes, security=self.security)
 
     def group_reader(self, topics: Iterable[str], group_id: str) -> GroupReader:
+        """A reader of ``topics`` as one member of the consumer group ``group_id``, on this bus's broker."""
         return GroupReader(self.bootstrap, list(topics), self.max_record_bytes, group_id, security=self.security)
 
 
@@ -202,6 +216,7 @@ class Fence:
         return True
 
     def cancel(self) -> None:
+        """Stop listing the topics' ends, if that is still under way."""
         if self._listed is not None:
             self._listed.cancel()
 
@@ -282,6 +297,7 @@ class Reader:
         self._first_fetch: dict[TopicPartition, _FirstFetch] = {}
 
     async def start(self) -> None:
+        """Start the consumer and assign it every partition of the topics, each from offset 0."""
         await self.consumer.start()
         partitions: list[TopicPartition] = []
         for topic in self._topics:
@@ -308,11 +324,13 @@ class Reader:
         raise KafkaError(f"topic {topic} does not exist; create the protocol topics first")
 
     async def stop(self) -> None:
+        """Cancel the fences still pending and stop the consumer."""
         for fence in {*self._fences.values(), *self._held.values(), *(f for _, f in self._parked)}:
             fence.cancel()
         await self.consumer.stop()
 
     def assignment(self) -> set[TopicPartition]:
+        """The partitions this reader reads."""
         return set(self.consumer.assignment())
 
     async def held(self) -> int:
@@ -357,6 +375,7 @@ class Reader:
     # -- records that wait: a partition held back, or a record parked ---------------------------
 
     def is_paused(self, topic: str, partition: int) -> bool:
+        """Whether the partition is held back at a record that waits for a fence."""
         return TopicPartition(topic, partition) in self._held
 
     def wait_for(self, record: Record, topics: Iterable[str], *, park: bool = False) -> bool:
@@ -397,8 +416,10 @@ class Reader:
                 self.consumer.resume(tp)
 
     async def fetch(self, timeout_ms: int = 200) -> list[Record]:
-        """One batch (empty when idle): parked records now due first, then what the poll brings, each
-        partition in offset order."""
+        """One batch (empty when idle): parked records now due first, then what the poll brings.
+
+        Each partition's records are in offset order.
+        """
         await self._release_reached()
         due = [record for record, fence in self._parked if fence.reached]
         fetched = await self.consumer.getmany(timeout_ms=0 if due else timeout_ms, max_records=500)
@@ -444,6 +465,7 @@ class GroupReader(Reader):
         super().__init__(bootstrap, topics, max_record_bytes, group_id, security=security)
 
     async def start(self) -> None:
+        """Start the consumer and join the group; a topic that does not exist fails here, by name."""
         await self.consumer.start()
         for topic in self._topics:
             await self._partitions(topic)  # fail early, naming the topic, if it does not exist
@@ -470,27 +492,35 @@ class MergedReader:
         return self.shared if topic in self._shared_topics else self.whole
 
     async def start(self) -> None:
+        """Start both readers."""
         await asyncio.gather(self.whole.start(), self.shared.start())
 
     async def stop(self) -> None:
+        """Stop both readers."""
         await asyncio.gather(self.whole.stop(), self.shared.stop())
 
     def wait_for(self, record: Record, topics: Iterable[str], *, park: bool = False) -> bool:
+        """Let ``record`` wait, on the reader of its topic (``Reader.wait_for``)."""
         return self._of(record.topic).wait_for(record, topics, park=park)
 
     def is_paused(self, topic: str, partition: int) -> bool:
+        """Whether the partition is held back, on the reader of its topic."""
         return self._of(topic).is_paused(topic, partition)
 
     def start_ends(self) -> dict[tuple[str, int], int | None]:
+        """Where each partition of the whole topics ended as reading started (``Reader.start_ends``)."""
         return self.whole.start_ends()
 
     async def caught_up(self) -> bool:
+        """Whether both readers have caught up."""
         return await self.whole.caught_up() and await self.shared.caught_up()
 
     async def batches(self, timeout_ms: int = 200) -> AsyncIterator[list[Record]]:
-        """Poll both readers at once, briefly, and yield what both brought. Nothing is fetched ahead of the
-        service (a position seen between batches is one it has handled up to), and no poll is cancelled
-        (aiokafka's consumer does not take a cancelled poll cleanly)."""
+        """Poll both readers at once, briefly, and yield what both brought.
+
+        Nothing is fetched ahead of the service (a position seen between batches is one it has handled
+        up to), and no poll is cancelled (aiokafka's consumer does not take a cancelled poll cleanly).
+        """
         poll_ms = min(timeout_ms, MERGED_POLL_MS)
         while True:
             whole, shared = await asyncio.gather(self.whole.fetch(poll_ms), self.shared.fetch(poll_ms))

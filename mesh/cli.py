@@ -1,5 +1,7 @@
-"""What every ``interfed`` command shares: the exit codes (one table, docs/operations.md), one-line errors, and
-running a Typer app so that each failure is one line with its code. The app itself is ``interfed.cli``."""
+"""What every ``interfed`` command shares: the exit codes (one table, docs/operations.md) and one-line errors.
+
+``run`` runs a Typer app so that each failure is one line with its code. The app itself is ``interfed.cli``.
+"""
 
 from __future__ import annotations
 
@@ -36,8 +38,11 @@ Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 def command(app: typer.Typer, name: str, *, formerly: str | None = None) -> Callable[[Command], Command]:
-    """Register a command under ``name``; with ``formerly``, also under its old name, hidden and marked
-    deprecated (it still works, with a note on stderr) for one release (docs/architecture.md, Glossary)."""
+    """Register a command under ``name``, and under its old name ``formerly`` for one release.
+
+    The old name is hidden from the help and marked deprecated: it still works, with a note on stderr
+    (docs/architecture.md, Glossary).
+    """
 
     def register(fn: Command) -> Command:
         app.command(name)(fn)
@@ -49,6 +54,7 @@ def command(app: typer.Typer, name: str, *, formerly: str | None = None) -> Call
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """Print ``message`` as one line on stderr and exit with ``code``."""
     err.print(f"interfed: error: {message}", markup=False)
     raise SystemExit(code)
 
@@ -62,7 +68,7 @@ def _broker_failure(exc: KafkaError) -> str:
     return f"broker: {exc}; is a broker running at the bootstrap address (a secured one: is INTERFED_TLS set)?"
 
 
-def run(app: typer.Typer, argv: Sequence[str] | None = None) -> None:
+def run(app: typer.Typer, argv: Sequence[str] | None = None) -> None:  # noqa: C901  # one except per exit code
     """Run ``app`` as the console script does: each failure one line on stderr and its exit code (``EXIT_*``)."""
     command = typer.main.get_command(app)
     try:

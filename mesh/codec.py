@@ -34,6 +34,7 @@ CORE_TYPES = frozenset({SCHEMA_PUBLISHED, JOIN_REQUESTED})
 
 
 def strip_logical_types(schema: Any) -> Any:
+    """``schema`` without its ``logicalType`` annotations: fingerprints and decoding see the plain types."""
     if isinstance(schema, dict):
         return {k: strip_logical_types(v) for k, v in schema.items() if k != "logicalType"}
     if isinstance(schema, list):
@@ -65,6 +66,7 @@ class Schema:
 
     @classmethod
     def from_json(cls, json_text: str) -> Schema:
+        """A protocol schema from its .avsc text: one Avro record that passes the spec's rules (``mesh.avro_rules``)."""
         raw = loads(json_text)
         if not isinstance(raw, dict) or raw.get("type") != "record":
             raise ValueError("a protocol schema must be one Avro record")
@@ -134,12 +136,14 @@ class SchemaStore:
         return iter(self._by_name.values())
 
     def by_name(self, full_name: str) -> Schema:
+        """The local (reader) schema of that full name; ``UnknownSchemaError`` if this party has none."""
         try:
             return self._by_name[full_name]
         except KeyError:
             raise UnknownSchemaError(f"no local schema named {full_name}") from None
 
     def by_fingerprint(self, fingerprint: bytes) -> Schema | None:
+        """The schema with that CRC-64-AVRO fingerprint, if known here (local or learned from ``schemas``)."""
         return self._by_fingerprint.get(fingerprint)
 
     def knows(self, full_name: str) -> bool:
@@ -170,6 +174,7 @@ class SchemaStore:
         return self._by_fingerprint.setdefault(fingerprint, schema)
 
     def encode(self, full_name: str, record: Mapping[str, Any]) -> tuple[Schema, bytes]:
+        """``record`` encoded under the local schema of that name, and the schema."""
         schema = self.by_name(full_name)
         return schema, encode(schema, record)
 

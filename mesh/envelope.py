@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
 from dataclasses import dataclass, field
 
+from mesh.clock import now_ms
 from mesh.codec import Schema, decode, encode, schema_dir
 from mesh.errors import BadSignatureError, MalformedEnvelopeError, MalformedPayloadError
 from mesh.signing import Signer, Verifier
@@ -66,6 +66,7 @@ class Envelope:
         return unsigned[:-1] + _avro_bytes(self.signature)
 
     def signed(self, key: Signer) -> Envelope:
+        """This envelope with its signature by ``key`` over its signing bytes."""
         signing = self.signing_bytes()
         env = dataclasses.replace(self, signature=key.sign(signing))
         object.__setattr__(env, "_signing", signing)
@@ -151,7 +152,7 @@ def new_envelope(
         payload_fingerprint=payload_fingerprint,
         sender=sender,
         sequence=sequence,
-        issued_at=issued_at if issued_at is not None else time.time_ns() // 1_000_000,
+        issued_at=issued_at if issued_at is not None else now_ms(),
         subject=subject,
         correlation_id=correlation_id,
         payload=payload,

@@ -29,22 +29,32 @@ class RejectedEventError(MeshError):
 
 
 class MalformedEnvelopeError(RejectedEventError):
+    """An envelope that does not decode, or is not the canonical encoding of its fields."""
+
     reason = "MALFORMED_ENVELOPE"
 
 
 class MalformedPayloadError(RejectedEventError):
+    """A payload that does not decode under its schema, or holds values the protocol does not allow."""
+
     reason = "MALFORMED_PAYLOAD"
 
 
 class MalformedChunkError(RejectedEventError):
+    """A chunk that does not fit its event: wrong sender, index or digest, or a chunk inside a chunk."""
+
     reason = "MALFORMED_CHUNK"
 
 
 class OversizedRecordError(RejectedEventError):
+    """A record over the size limit of its topic (larger events are chunked)."""
+
     reason = "OVERSIZED"
 
 
 class UnknownSchemaError(RejectedEventError):
+    """A payload fingerprint no schema known here has: the schema may be on its way on ``schemas``."""
+
     reason = "UNKNOWN_SCHEMA"
     retriable = True
     waits_for = ("schemas",)
@@ -57,24 +67,34 @@ class UnannouncedCoreSchemaError(UnknownSchemaError):
 
 
 class IncompatibleSchemaError(RejectedEventError):
+    """A writer schema that does not resolve against this party's reader schema of the same name."""
+
     reason = "INCOMPATIBLE_SCHEMA"
 
 
 class WrongTopicError(RejectedEventError):
+    """A payload type that does not travel on the topic it came on."""
+
     reason = "WRONG_TOPIC"
 
 
 class KeyMismatchError(RejectedEventError):
+    """A record whose key is not the envelope's signed subject."""
+
     reason = "KEY_MISMATCH"
 
 
 class UnknownSenderError(RejectedEventError):
+    """A sender that is no member known here: its approval may be on its way on ``registry``."""
+
     reason = "UNKNOWN_SENDER"
     retriable = True
     waits_for = ("registry",)
 
 
 class InvalidCertificateError(RejectedEventError):
+    """A certificate that does not parse, is not issued by the federation root, or does not fit the profile."""
+
     reason = "INVALID_CERTIFICATE"
 
 
@@ -86,8 +106,11 @@ class NoValidCertificateError(InvalidCertificateError):
 
 
 class RevokedSenderError(RejectedEventError):
-    """Signed under a certificate revoked from a time at or before its ``issued_at``. Retriable once: the
-    node may have been approved again under the same key, and the newer certificate be on its way."""
+    """Signed under a certificate revoked from a time at or before its ``issued_at``.
+
+    Retriable once: the node may have been approved again under the same key, and the newer
+    certificate be on its way.
+    """
 
     reason = "REVOKED_SENDER"
     retriable = True
@@ -95,18 +118,25 @@ class RevokedSenderError(RejectedEventError):
 
 
 class BadSignatureError(RejectedEventError):
+    """A signature that does not verify under the sender's key."""
+
     reason = "BAD_SIGNATURE"
 
 
 class UnmatchedSignatureError(BadSignatureError):
-    """A certified sender's signature that no certificate known here for it verifies: a newer one (the node
-    approved again under a new key) may still be on its way on ``registry``, so it is waited for once."""
+    """A certified sender's signature that no certificate known here for it verifies.
+
+    A newer certificate (the node approved again under a new key) may still be on its way on
+    ``registry``, so it is waited for once.
+    """
 
     retriable = True
     waits_for = ("registry",)
 
 
 class ReplayedSequenceError(RejectedEventError):
+    """A sequence number already used by the sender for another event, or below its replay window."""
+
     reason = "REPLAYED_SEQUENCE"
 
 

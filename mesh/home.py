@@ -66,14 +66,17 @@ class Federation:
 
     @property
     def operator_ids(self) -> frozenset[str]:
+        """The node ids of the federation's operators."""
         return frozenset(c.node_id for c in self.operators)
 
     @property
     def agreement_sha256(self) -> bytes:
+        """The SHA-256 of the agreement text, which a member's join request carries."""
         return hashlib.sha256(self.agreement).digest()
 
     @classmethod
     def load(cls, folder: Path) -> Federation:
+        """The federation a folder holds: its root certificate, operators and agreement."""
         if not (folder / "root.pem").is_file():
             raise ConfigurationError(f"{folder} holds no federation (root.pem missing)")
         root = load_cert_pem(folder / "root.pem")
@@ -110,9 +113,11 @@ class SequenceCounter:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def next(self) -> int:
+        """The next sequence number for this node's events, counted on disk."""
         return self._locked_update(1, sync=False)
 
     def close(self) -> None:
+        """Release the counter file."""
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -133,9 +138,11 @@ class NodeHome:
         self.log_path = path / "logs"
 
     def exists(self) -> bool:
+        """Whether the folder is a node home (it has a node.json)."""
         return self.config_path.is_file()
 
     def config(self) -> NodeConfig:
+        """The node's config (node.json); ``ConfigurationError`` if the folder is not a node home."""
         if not self.exists():
             raise ConfigurationError(
                 f"{self.path} is not a node home (no node.json); create one with 'interfed node create'"
@@ -148,9 +155,11 @@ class NodeHome:
             ) from None
 
     def key(self) -> Ed25519PrivateKey:
+        """The node's Ed25519 private key."""
         return load_private_key(self.key_path)
 
     def federation(self) -> Federation:
+        """The federation this node belongs to, from its copy in the home."""
         return Federation.load(self.federation_path)
 
     def certificate(self) -> NodeCertificate | None:
@@ -163,11 +172,13 @@ class NodeHome:
         return cert
 
     def store_certificate(self, cert: x509.Certificate) -> None:
+        """Keep the node's issued certificate, replacing the file at once."""
         tmp = self.cert_path.with_suffix(".tmp")
         tmp.write_bytes(cert_pem(cert))
         tmp.replace(self.cert_path)
 
     def sequence(self) -> SequenceCounter:
+        """The counter of this node's sequence numbers."""
         return SequenceCounter(self.state_path / "sequence")
 
     @classmethod
@@ -184,6 +195,7 @@ class NodeHome:
         return home
 
     def csr_der(self) -> bytes:
+        """The node's certificate signing request (DER), for its join request."""
         cfg = self.config()
         return make_csr(self.key(), cfg.node_id, cfg.institution).public_bytes(serialization.Encoding.DER)
 

@@ -22,10 +22,12 @@ ROLES: tuple[Role, ...] = ("node", "operator")
 
 
 def now() -> dt.datetime:
+    """The current time in UTC."""
     return dt.datetime.now(dt.UTC)
 
 
 def generate_key() -> Ed25519PrivateKey:
+    """A new Ed25519 private key."""
     return Ed25519PrivateKey.generate()
 
 
@@ -46,6 +48,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 
 def raw_public_key(key: Ed25519PublicKey) -> bytes:
+    """The 32 raw bytes of an Ed25519 public key, as envelopes and certificates compare them."""
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -86,6 +89,7 @@ def make_root(federation: str, key: Ed25519PrivateKey, years: int = 10) -> x509.
 
 
 def make_csr(key: Ed25519PrivateKey, node_id: str, institution: str) -> x509.CertificateSigningRequest:
+    """A certificate signing request for ``node_id`` of ``institution``, signed by ``key``."""
     subject = x509.Name(
         [x509.NameAttribute(NameOID.COMMON_NAME, node_id), x509.NameAttribute(NameOID.ORGANIZATION_NAME, institution)]
     )
@@ -156,6 +160,7 @@ class NodeCertificate:
     der: bytes
 
     def valid_at(self, millis: int) -> bool:
+        """Whether ``millis`` (ms since the epoch) falls within the certificate's validity."""
         return self.not_before <= millis <= self.not_after
 
 
@@ -208,6 +213,7 @@ def _check_certificate(cert: x509.Certificate, root: x509.Certificate) -> NodeCe
 
 
 def load_certificate_der(der: bytes) -> x509.Certificate:
+    """A certificate from DER bytes; ``InvalidCertificateError`` if they do not parse."""
     try:
         return x509.load_der_x509_certificate(der)
     except Exception as exc:
@@ -215,10 +221,12 @@ def load_certificate_der(der: bytes) -> x509.Certificate:
 
 
 def cert_pem(cert: x509.Certificate) -> bytes:
+    """A certificate in PEM form."""
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def load_cert_pem(path: Path) -> x509.Certificate:
+    """A certificate from a PEM file; ``IdentityError`` if it cannot be read."""
     try:
         return x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError) as exc:

@@ -19,6 +19,8 @@ class ContractStatus(StrEnum):
 
 
 class Health(StrEnum):
+    """A member's state as the directory shows it, from its contract and its heartbeats."""
+
     PENDING = "PENDING"  # applied, not yet approved
     APPROVED = "APPROVED"  # approved, not yet announced
     HEALTHY = "HEALTHY"
@@ -89,6 +91,7 @@ class Membership:
         return entry
 
     def join_requested(self, p: events.JoinRequested, issued_at: int) -> NodeEntry:
+        """Record a node's application under a new contract (it may not have one applied or approved already)."""
         if p["contract_id"] in self.contracts:
             raise InvalidTransitionError(f"contract {p['contract_id']} already exists")
         current = self.nodes.get(p["node_id"])
@@ -122,6 +125,7 @@ class Membership:
         return entry
 
     def join_approved(self, p: events.JoinApproved, serial: str) -> NodeEntry:
+        """Approve a pending contract, with the serial of the certificate issued for it."""
         entry = self.pending(p["node_id"], p["contract_id"])
         entry.contract = ContractStatus.APPROVED
         entry.certificate_serial = serial
@@ -129,12 +133,14 @@ class Membership:
         return entry
 
     def join_rejected(self, p: events.JoinRejected) -> NodeEntry:
+        """Reject a pending contract, with the operator's reason."""
         entry = self.pending(p["node_id"], p["contract_id"])
         entry.contract = ContractStatus.REJECTED
         entry.reason = p["reason"]
         return entry
 
     def announced(self, p: events.NodeAnnounced, sender: str, issued_at: int) -> NodeEntry:
+        """Record a node's announcement under its approved contract (only the node speaks for itself)."""
         _speaks_for(sender, p["node_id"])
         entry = self._entry(p["node_id"], p["contract_id"])
         if entry.contract is not ContractStatus.APPROVED:
@@ -146,6 +152,7 @@ class Membership:
         return entry
 
     def heartbeat(self, p: events.Heartbeat, sender: str, issued_at: int) -> NodeEntry:
+        """Record a node's heartbeat (only the node speaks for itself, under an approved contract)."""
         _speaks_for(sender, p["node_id"])
         entry = self.nodes.get(p["node_id"])
         if entry is None or entry.contract is not ContractStatus.APPROVED:
@@ -155,6 +162,7 @@ class Membership:
         return entry
 
     def terminated(self, p: events.ContractTerminated) -> NodeEntry:
+        """End an applied or approved contract."""
         entry = self._entry(p["node_id"], p["contract_id"])
         if entry.contract not in (ContractStatus.APPLIED, ContractStatus.APPROVED):
             raise InvalidTransitionError(f"contract {entry.contract_id} is already {entry.contract}")
@@ -163,6 +171,7 @@ class Membership:
         return entry
 
     def revoked(self, p: events.CertificateRevoked) -> NodeEntry:
+        """Mark a node's certificate revoked, with the reason."""
         entry = self.nodes.get(p["node_id"])
         if entry is None or entry.certificate_serial != p["serial"]:
             raise InvalidTransitionError(f"{p['node_id']} has no certificate {p['serial']}")

@@ -94,6 +94,7 @@ async def run_services(services: Sequence[Service], stop: asyncio.Event) -> None
 
 
 async def until_caught_up(services: Sequence[Service], timeout: float = 60.0) -> None:
+    """Wait until every one of ``services`` has caught up with its topics; TimeoutError after ``timeout`` seconds."""
     await asyncio.wait_for(asyncio.gather(*(s.caught_up.wait() for s in services)), timeout)
 
 

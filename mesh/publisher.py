@@ -112,8 +112,11 @@ class Publisher:
         return env
 
     async def send_persistently(self, topic: str, env: Envelope) -> None:
-        """``send``, and while the broker's failure may pass (a timeout, a lost leader, a lost connection),
-        the same envelope again after a growing pause, up to ``SEND_BACKOFF``; the last failure is raised."""
+        """``send``, and again while the broker's failure may pass; the last failure is raised.
+
+        After a timeout, a lost leader or a lost connection the same envelope is sent again after a
+        growing pause, up to ``SEND_BACKOFF``.
+        """
         for pause in (*SEND_BACKOFF, None):
             try:
                 await self.send(topic, env)
@@ -142,6 +145,7 @@ class Publisher:
         await self.send_envelope(topic, env)
 
     async def send_envelope(self, topic: str, env: Envelope) -> None:
+        """Send a signed envelope on ``topic``: as one record, or chunked when it is over the size limit."""
         value = env.encode()
         kafka_topic = self.bus.names(topic)
         key = env.subject.encode()
@@ -171,8 +175,11 @@ class Publisher:
             await self.bus.send(kafka_topic, key, part.encode())
 
     async def _announce_schema(self, payload_type: str) -> None:
-        """Announce a schema the first time this process writes with it. Concurrent first writers share one
-        announcement (each waits for it): a burst of sends must not put a copy per send on ``schemas``."""
+        """Announce a schema the first time this process writes with it.
+
+        Concurrent first writers share one announcement (each waits for it): a burst of sends must not
+        put a copy per send on ``schemas``.
+        """
         schema = self.schemas.by_name(payload_type)
         if payload_type in CORE_TYPES or schema.fingerprint in self._announced:
             return

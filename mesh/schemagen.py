@@ -80,10 +80,12 @@ class Named:
 
     @property
     def name(self) -> str:
+        """The type's name without its namespace."""
         return self.full_name.rsplit(".", 1)[-1]
 
     @property
     def namespace(self) -> str:
+        """The namespace of the type's full name."""
         return self.full_name.rpartition(".")[0]
 
 
@@ -92,8 +94,11 @@ def _full_name(name: str, namespace: str | None) -> str:
 
 
 def collect(schemas: list[dict[str, Any]]) -> dict[str, Named]:
-    """Every named type the schemas define, by full name. A type defined in several files (each .avsc is
-    self-contained, so nested records are repeated) must be defined identically in each."""
+    """Every named type the schemas define, by full name.
+
+    A type defined in several files (each .avsc is self-contained, so nested records are repeated)
+    must be defined identically in each.
+    """
     found: dict[str, Named] = {}
 
     def walk(schema: Any, namespace: str | None) -> None:
@@ -278,6 +283,7 @@ def difference(schemas_dir: Path, output: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write mesh/events.py from the schemas, or with ``--check`` say whether it is current; the exit code."""
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--check", action="store_true", help="compare, do not write; exit 1 naming a difference")
     parser.add_argument("--schemas", type=Path, default=None, help="the schemas folder (default: the protocol's)")

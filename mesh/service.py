@@ -79,6 +79,7 @@ class Event(Generic[P]):
 
     @property
     def sender(self) -> str:
+        """The node that signed the event."""
         return self.envelope.sender
 
 
@@ -98,8 +99,11 @@ def handles(*payload_types: str) -> Callable[[H], H]:
 
 @functools.cache
 def check_handler(fn: Callable[..., Any], payload_types: tuple[str, ...]) -> None:
-    """Raise TypeError unless ``fn``'s event parameter, if it declares its payload (``Event[X | Y]``), declares
-    exactly the TypedDicts of ``payload_types``. A bare ``Event`` or ``Event[Any]`` declares nothing."""
+    """Raise TypeError unless a handler's declared payload is exactly the records it handles.
+
+    ``fn``'s event parameter, if it declares its payload (``Event[X | Y]``), must declare exactly the
+    TypedDicts of ``payload_types``. A bare ``Event`` or ``Event[Any]`` declares nothing.
+    """
     params = [name for name in inspect.signature(fn).parameters if name != "self"]
     declared = typing.get_type_hints(fn).get(params[0]) if params else None
     if typing.get_origin(declared) is not Event:
@@ -129,6 +133,7 @@ class Context:
     publisher: Publisher
 
     def fresh_views(self) -> tuple[SchemaStore, TrustStore]:
+        """A schema store and a trust store of this node's own, for a service that builds its views from the topics."""
         return SchemaStore.load(), TrustStore(self.federation)
 
 
@@ -231,8 +236,11 @@ class Service:
             self.log.info("stopped", counts=dict(self.counts))
 
     def read_topics(self) -> tuple[str, ...]:
-        """The protocol topics this service reads besides ``schemas`` and the membership topics: ``topics``,
-        unless they depend on the node (its own node topics, e.g. ``accel.<node>.requests``)."""
+        """The protocol topics this service reads besides ``schemas`` and the membership topics.
+
+        These are ``topics``, unless they depend on the node (its own node topics, e.g.
+        ``accel.<node>.requests``).
+        """
         return self.topics
 
     def group_topics(self) -> tuple[str, ...]:
@@ -329,8 +337,11 @@ class Service:
         return topic != "evidence"
 
     def _verify(self, env: Envelope, topic: str) -> tuple[Speaker, dict[str, Any] | None]:
-        """Who signed ``env``. Verifying before decoding means garbage under an unknown
-        fingerprint is refused for its signature, not retried as a missing schema."""
+        """Who signed ``env``.
+
+        Verifying before decoding means garbage under an unknown fingerprint is refused for its
+        signature, not retried as a missing schema.
+        """
         if env.payload_type == JOIN_REQUESTED:
             payload = self.schemas.decode(env.payload_type, env.payload_fingerprint, env.payload)
             return self.trust.verify_applicant(env, payload), payload
@@ -375,8 +386,10 @@ class Service:
         self.counts["applied"] += 1
 
     async def dead_letter(self, record: Record, reason: str, detail: str) -> None:
-        """Publish a refused record with its reason, and log it. Read-only services only log, and so does
-        a service refusing a record of a topic another service of the party reports (``also_reports``).
+        """Publish a refused record with its reason, and log it.
+
+        Read-only services only log, and so does a service refusing a record of a topic another
+        service of the party reports (``also_reports``).
 
         The ``dead:<reason>`` count moves only once the letter is on the broker (or, for a
         service that only logs, once it is logged), so a count seen is a letter readable.
@@ -416,9 +429,11 @@ class Service:
         await self._queue_letter((reason, self.ctx.publisher.envelope(DEAD_LETTER, letter, subject)))
 
     async def _queue_letter(self, letter: Letter) -> None:
-        """Queue a letter; when the queue is full (the broker is not taking them), wait for room, but not
-        past the service's stop (a letter not sent then is reported again at the next start, §11) nor
-        past the sender's end (its error then stops the service)."""
+        """Queue a letter; when the queue is full (the broker is not taking them), wait for room.
+
+        It waits not past the service's stop (a letter not sent then is reported again at the next
+        start, §11) nor past the sender's end (its error then stops the service).
+        """
         if not self._letters.full():
             self._letters.put_nowait(letter)
             return
@@ -439,13 +454,15 @@ class Service:
             self.log.warning("dead_letter_unsent", reason=letter[0], why="stopping with the broker not taking letters")
 
     async def _send_letters(self) -> None:
-        """Publish queued dead letters; while the broker refuses them, try again with backoff rather than
-        lose them or stop the node (the queue fills meanwhile, then the pipeline waits).
+        """Publish queued dead letters; while the broker refuses them, try again with backoff.
+
+        Backoff rather than lose them or stop the node: the queue fills meanwhile, then the pipeline waits.
 
         Up to ``DEAD_LETTER_BATCH`` letters go out at once, so the producer batches them into a few
         requests: one request and one acknowledgement per letter made a flood of junk cost more in
         dead letters than in refusing it. The first of a batch goes alone, so the DeadLetter schema is
-        announced once, not by every letter of the first batch."""
+        announced once, not by every letter of the first batch.
+        """
         while True:
             batch: list[Letter] = [await self._letters.get()]
             while len(batch) < DEAD_LETTER_BATCH and not self._letters.empty():

@@ -21,7 +21,9 @@ from mesh.errors import BadSignatureError
 class Signer(Protocol):
     """Anything that signs bytes with an Ed25519 key (a node key, an HSM, a test key)."""
 
-    def sign(self, data: bytes) -> bytes: ...
+    def sign(self, data: bytes) -> bytes:
+        """The signature of ``data``."""
+        ...
 
 
 class NodeSigner:
@@ -37,6 +39,7 @@ class NodeSigner:
         self.public_key = bytes(self._key.verify_key)
 
     def sign(self, data: bytes) -> bytes:
+        """The Ed25519 signature of ``data`` (64 bytes)."""
         return self._key.sign(data).signature
 
 

@@ -1,6 +1,8 @@
-"""Test and benchmark helpers on the transport floor: a broker to test against, fresh topic prefixes, waiting,
-and reading or copying raw topics. A federation of in-process parties running the services is
-``services.testbed``."""
+"""Test and benchmark helpers on the transport floor: a broker to test against, prefixes, waiting, raw topics.
+
+Fresh topic prefixes per test, waiting for a condition, and reading or copying raw topics. A
+federation of in-process parties running the services is ``services.testbed``.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +40,10 @@ def start_test_broker(choice: str, workdir: Path) -> tuple[str, Broker | None]:
 
 @dataclass(frozen=True)
 class SecuredKafka:
-    """A running Apache Kafka with mutual TLS and ACLs, and the home of the operator of the one federation it lets
-    in (``federation(operator=...)`` copies it)."""
+    """A running Apache Kafka with mutual TLS and ACLs, and the home of the operator of its one federation.
+
+    That federation is the one it lets in; ``federation(operator=...)`` copies the operator's home.
+    """
 
     bootstrap: str
     operator: NodeHome
@@ -48,7 +52,8 @@ class SecuredKafka:
 def start_secured_kafka(workdir: Path, operator: NodeHome) -> ApacheKafkaBroker:
     """Apache Kafka with mutual TLS and ACLs for ``operator``'s federation (mesh/brokers/security.py), started.
 
-    Nobody but the operator and the broker gets in until the operator's ACLs let them (``AclKeeper``)."""
+    Nobody but the operator and the broker gets in until the operator's ACLs let them (``AclKeeper``).
+    """
     broker = ApacheKafkaBroker(workdir, security=issue_broker_security(operator, workdir / "tls"))
     broker.start()
     return broker

@@ -76,8 +76,11 @@ def issue_tls_certificate(
     hosts: Sequence[str] = (),
     not_after: dt.datetime | None = None,
 ) -> x509.Certificate:
-    """A TLS certificate under the federation root for ``key``: client authentication, and server authentication
-    for ``hosts`` (IP addresses or DNS names) when there are any. It lasts as long as the root unless told."""
+    """A TLS certificate under the federation root for ``key``; it lasts as long as the root unless told.
+
+    It allows client authentication, and server authentication for ``hosts`` (IP addresses or DNS
+    names) when there are any.
+    """
     start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     usages = [ExtendedKeyUsageOID.CLIENT_AUTH] + ([ExtendedKeyUsageOID.SERVER_AUTH] if hosts else [])
     builder = (

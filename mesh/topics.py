@@ -102,10 +102,12 @@ class TopicNames:
         self.prefix = prefix
 
     def __call__(self, name: str) -> str:
+        """The Kafka topic name of a protocol topic: the prefix, then the name (a shared or a node topic only)."""
         spec_of(name)  # a shared topic or a node topic, nothing else
         return self.prefix + name
 
     def protocol_name(self, kafka_topic: str) -> str:
+        """The protocol topic a Kafka topic name stands for; KeyError for a name outside this prefix or the protocol."""
         name = kafka_topic.removeprefix(self.prefix)
         if not kafka_topic.startswith(self.prefix):
             raise KeyError(kafka_topic)

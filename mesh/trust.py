@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, cast
 
 from mesh import events
+from mesh.clock import now_ms
 from mesh.envelope import Envelope
 from mesh.errors import (
     BadSignatureError,
@@ -86,7 +86,7 @@ class TrustStore:
         cert = self.certificate(node_id)
         if cert is None:
             return False
-        when = at_ms if at_ms is not None else time.time_ns() // 1_000_000
+        when = at_ms if at_ms is not None else now_ms()
         cut = self.revoked_from(cert.serial)
         return cert.valid_at(when) and (cut is None or when < cut)
 
@@ -102,8 +102,10 @@ class TrustStore:
         return key
 
     def verify(self, env: Envelope, *, revocation: bool = True) -> NodeCertificate:
-        """Check a certified sender's envelope (docs/protocol.md §6.2): known, a certificate valid then whose
-        key its signature verifies with, and (with ``revocation``) that certificate not revoked then.
+        """Check a certified sender's envelope (docs/protocol.md §6.2).
+
+        The sender is known, a certificate valid then has the key its signature verifies with, and
+        (with ``revocation``) that certificate is not revoked then.
 
         Returns the certificate it verified under. Without ``revocation`` (the evidence topic) the
         caller judges revocation itself, from ``revoked_from(cert.serial)``.
@@ -172,16 +174,19 @@ class TrustStore:
         elif kind == events.HEARTBEAT:
             members.heartbeat(cast(events.Heartbeat, payload), env.sender, env.issued_at)
         elif kind == events.CONTRACT_TERMINATED:
-            terminated = cast(events.ContractTerminated, payload)
-            if speaker.role != "operator" and terminated["node_id"] != env.sender:
-                raise UnauthorisedError(f"{env.sender} may not terminate {terminated['node_id']}'s contract")
-            entry = members.terminated(terminated)
-            if entry.certificate_serial is not None:
-                self._revoke(entry.certificate_serial, env.issued_at, f"contract terminated: {terminated['reason']}")
+            self._terminated(env, cast(events.ContractTerminated, payload), speaker)
         elif kind == events.CERTIFICATE_REVOKED:
             revoked = cast(events.CertificateRevoked, payload)
             entry = members.revoked(revoked)
             self._revoke(revoked["serial"], revoked["revoked_at"], entry.revoked or "revoked")
+
+    def _terminated(self, env: Envelope, payload: events.ContractTerminated, speaker: Speaker) -> None:
+        """End a contract, by an operator or by the node itself; its certificate is revoked from then on."""
+        if speaker.role != "operator" and payload["node_id"] != env.sender:
+            raise UnauthorisedError(f"{env.sender} may not terminate {payload['node_id']}'s contract")
+        entry = self.members.terminated(payload)
+        if entry.certificate_serial is not None:
+            self._revoke(entry.certificate_serial, env.issued_at, f"contract terminated: {payload['reason']}")
 
     def _learn(self, cert: NodeCertificate) -> None:
         """Keep a node's newly approved certificate beside its earlier ones; it becomes the current one."""
@@ -240,6 +245,7 @@ class ReplayGuard:
         return True
 
     def record(self, env: Envelope, key: bytes, topic: str, partition: int) -> None:
+        """Remember that the sender used this sequence for this event, in the window of its key, topic and partition."""
         scope = self._scopes.setdefault((env.sender, key, topic, partition), _Scope())
         scope.seen[env.sequence] = env.event_id
         scope.high = max(scope.high, env.sequence)

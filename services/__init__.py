@@ -1,8 +1,1 @@
-"""The participant services; ``SERVICES`` names those a node runs."""
-
-from __future__ import annotations
-
-from mesh.service import Service
-from services.registry.service import RegistryService
-
-SERVICES: dict[str, type[Service]] = {RegistryService.name: RegistryService}
+"""The services a node runs: registry, catalog, components, executor, evidence, accel (one folder each)."""

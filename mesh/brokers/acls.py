@@ -27,6 +27,8 @@ from mesh.errors import BrokerAccessError
 
 
 class ResourceType(IntEnum):
+    """The kinds of Kafka resource an ACL binding names (Kafka's wire codes)."""
+
     ANY = 1
     TOPIC = 2
     GROUP = 3
@@ -34,6 +36,8 @@ class ResourceType(IntEnum):
 
 
 class Operation(IntEnum):
+    """The operations an ACL binding allows (Kafka's wire codes)."""
+
     ANY = 1
     ALL = 2
     READ = 3
@@ -62,6 +66,7 @@ class AclBinding:
         return f"ALLOW {self.principal} {self.operation.name} {self.resource_type.name}:{self.resource}"
 
     def to_json(self) -> dict[str, str]:
+        """The binding as a JSON object, for a person or a file to read."""
         return {
             "principal": self.principal,
             "operation": self.operation.name,
@@ -155,6 +160,7 @@ class AclAdmin:
         return found
 
     async def create(self, bindings: Iterable[AclBinding]) -> None:
+        """Create ``bindings`` on the cluster (none: nothing is sent); a binding the broker refuses raises."""
         wanted = sorted(bindings)
         if not wanted:
             return
@@ -163,6 +169,7 @@ class AclAdmin:
             _raise_for(code, message, f"the broker would not create {binding}")
 
     async def delete(self, bindings: Iterable[AclBinding]) -> None:
+        """Delete ``bindings`` from the cluster (none: nothing is sent); a failure the broker reports raises."""
         gone = sorted(bindings)
         if not gone:
             return

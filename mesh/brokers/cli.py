@@ -25,6 +25,8 @@ app = typer.Typer(
 
 
 class Kind(StrEnum):
+    """The brokers ``interfed broker`` can start: the embedded tansu or Apache Kafka."""
+
     tansu = "tansu"
     kafka = "kafka"
 
@@ -50,7 +52,8 @@ def up(
     """Start a broker, print 'bootstrap=HOST:PORT' once it answers, stop it cleanly on Ctrl-C.
 
     The embedded tansu broker has neither TLS nor ACLs: every process that reaches it reads and writes
-    every topic. Use it on one machine, never with members you do not trust."""
+    every topic. Use it on one machine, never with members you do not trust.
+    """
     if secure and home is None:
         raise ConfigurationError(
             "--secure needs the operator's --home (the federation root issues the broker's certificate)"
@@ -113,8 +116,11 @@ def credentials(
         list[str], typer.Option("--host", help="a name or IP address clients reach the listener by (repeat)")
     ],
 ) -> None:
-    """Operator: secure an existing Kafka cluster for the federation: a listener certificate issued by the
-    federation root for --host, the root as trust store, and the broker settings (security.properties)."""
+    """Operator: secure an existing Kafka cluster for the federation.
+
+    Writes a listener certificate issued by the federation root for --host, the root as trust store,
+    and the broker settings (security.properties).
+    """
     security = issue_broker_security(NodeHome(home), out, host)
     lines = [
         "# Add to each broker's server.properties, with an SSL listener for the clients, e.g.",

@@ -52,6 +52,7 @@ def cache_root() -> Path:
 
 
 def libs_dir(version: str = KAFKA_VERSION) -> Path:
+    """The folder of Apache Kafka's jars of ``version``, in the cache the deploy project fills."""
     return cache_root() / f"kafka-{version}" / "libs"
 
 
@@ -178,10 +179,12 @@ class ApacheKafkaBroker(ProcessBroker):
 
     @property
     def config_path(self) -> Path:
+        """The server.properties this broker is started with."""
         return self.workdir / "server.properties"
 
     @property
     def data_dir(self) -> Path:
+        """The folder the broker keeps its log segments in."""
         return self.workdir / "kafka-data"
 
     def _classpath(self) -> str:

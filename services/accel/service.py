@@ -30,6 +30,7 @@ from accel.pool import PooledBackend, WorkerPool
 from accel.wire import PublishedKey
 from mesh import events
 from mesh.bus import MergedReader
+from mesh.clock import now_ms
 from mesh.envelope import Envelope
 from mesh.errors import KeyMismatchError
 from mesh.events import ACCEL_REPLY, ACCEL_REQUEST, CHUNK
@@ -158,7 +159,7 @@ class AccelService(Service):
             return
         if key in self._running:
             return  # a retry of a request still being computed: its reply answers both
-        received, received_ms = time.monotonic(), time.time_ns() // 1_000_000
+        received, received_ms = time.monotonic(), now_ms()
         await self._slots.acquire()  # backpressure: the next request waits for a free slot
         self._running[key] = asyncio.create_task(self._serve(ev, key, received, received_ms))
 

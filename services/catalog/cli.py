@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mesh.cli import command
+from mesh.clock import now_ms
 from mesh.node import connect, open_context, running
 from mesh.settings import MeshSettings
 from services.catalog.policy import DAY_MS, Policy
@@ -232,7 +233,7 @@ def request(
 ) -> None:
     """Apply for access to another node's dataset; prints the request (and permit) id."""
     scope_type, scope_ids = _scope(scope)
-    not_after = time.time_ns() // 1_000_000 + int(days * DAY_MS)
+    not_after = now_ms() + int(days * DAY_MS)
     request_id = _run(
         home,
         bootstrap,
@@ -293,7 +294,7 @@ def permits(
     """List access requests and permits with their state (APPLIED, APPROVED, EXPIRED, EXHAUSTED, ...)."""
 
     async def rows(svc: CatalogService) -> list[dict[str, Any]]:
-        found = permit_rows(svc.catalog, time.time_ns() // 1_000_000)
+        found = permit_rows(svc.catalog, now_ms())
         return [r for r in found if dataset is None or r["dataset_id"] == dataset]
 
     found = _run(home, bootstrap, rows)

@@ -45,17 +45,3 @@ class DatasetFileError(MeshError):
     """A local data file that cannot be described (missing, unreadable, of an unknown format)."""
 
     reason = "DATASET_FILE"
-
-
-#: The reason codes this package adds to docs/protocol.md §6.6 (listed in §12.6).
-CATALOG_REASONS = tuple(
-    e.reason
-    for e in (
-        NoPermitError,
-        PermitExpiredError,
-        PermitExhaustedError,
-        PermitTerminatedError,
-        DatasetRetractedError,
-        OutOfScopeError,
-    )
-)

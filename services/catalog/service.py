@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any, ClassVar
 from aiokafka.errors import KafkaError
 
 from mesh import events
+from mesh.clock import now_ms
 from mesh.envelope import Envelope
 from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
 from mesh.events import (
@@ -47,10 +47,6 @@ from services.catalog.state import (
 
 #: Where an owner's access policy lives in its home, if it has one.
 POLICY_FILE = "catalog-policy.toml"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass(frozen=True)

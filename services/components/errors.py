@@ -71,19 +71,3 @@ class ComponentLoadError(MeshError):
     """An installed component that cannot be loaded (missing, disabled, altered on disk, bad entrypoint)."""
 
     reason = "COMPONENT_LOAD"
-
-
-#: The reason codes this package adds (docs/protocol.md §15.6).
-COMPONENT_REASONS = tuple(
-    e.reason
-    for e in (
-        InvalidSpecError,
-        UnsignedArtifactError,
-        BadArtifactSignatureError,
-        UnknownSignerError,
-        RevokedSignerError,
-        DigestMismatchError,
-        MalformedArtifactError,
-        ComponentConflictError,
-    )
-)

@@ -8,7 +8,6 @@ checks of docs/protocol.md §15.5; each installation, enabling and disabling is 
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 from typing import ClassVar, cast
 
@@ -42,10 +41,6 @@ from services.components.store import ComponentStore, InstalledComponent
 SPEC_FILE = "component.json"
 #: Where the built-in algorithms live, each in a folder with a component.json.
 BUILTIN_ROOT = Path(__file__).resolve().parents[1] / "executor" / "algorithms"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def read_folder(folder: Path) -> tuple[ComponentSpec, bytes]:

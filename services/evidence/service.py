@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Coroutine
 from typing import Any, ClassVar
 
 from aiokafka.errors import KafkaError
 
 from mesh import events
+from mesh.clock import now_ms
 from mesh.envelope import Envelope
 from mesh.errors import UnauthorisedError
 from mesh.events import (
@@ -28,10 +28,6 @@ from services.evidence.heads import TreeHead, cosign, cosigned_head, verify_cosi
 from services.evidence.state import EvidenceLog
 
 LOG_FILE = "evidence/log.bin"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class EvidenceService(Service):

@@ -25,7 +25,6 @@ class EvidenceLog:
         self.tree = MerkleLog()
         self._leaves: list[bytes] = []
         self._by_event: dict[str, int] = {}
-        self._path = path
         self._file = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -53,10 +53,3 @@ BAD_ROLES = "BAD_ROLES"
 MANUAL_REJECT = "MANUAL_REJECT"
 QUORUM_LOST = "QUORUM_LOST"
 COMPONENT_FAILED = "COMPONENT_FAILED"
-
-EXECUTOR_REASONS = (
-    NotParticipantError.reason,
-    UnknownJobError.reason,
-    BadRoundMessageError.reason,
-    InboxFullError.reason,
-)

@@ -1,23 +1,20 @@
 """The executor service: jobs on ``tasks`` (propose, accept or reject, start, stop, finish, release) and their runs.
 
 Every party materialises every job (services.executor.state); a participant judges each
-proposal by its installation, its permits and its policy, and once the initiator has started
-a job it runs its component with a ``BusChannel`` on ``rounds``. Each step is published with
-its evidence (``tasks.<verb>``, mesh.evidence.GOVERNED). A restarted executor replays both
-topics, so its inbox holds every round message addressed to it, and resumes a RUNNING job
-from its component's last checkpoint: what it re-sends has identities already delivered, and
-receivers ignore them.
+proposal by its installation, its permits and its policy (services.executor.checks), and once
+the initiator has started a job it runs its component on its inputs (services.executor.inputs)
+with a ``BusChannel`` on ``rounds``. Each step is published with its evidence (``tasks.<verb>``,
+mesh.evidence.GOVERNED). A restarted executor replays both topics, so its inbox holds every
+round message addressed to it, and resumes a RUNNING job from its component's last checkpoint:
+what it re-sends has identities already delivered, and receivers ignore them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from aiokafka.errors import KafkaError
@@ -25,6 +22,7 @@ from aiokafka.errors import KafkaError
 from accel.client import AccelClient
 from accel.keystore import KeyStore
 from mesh import events
+from mesh.clock import now_ms
 from mesh.envelope import Envelope
 from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
 from mesh.events import (
@@ -43,28 +41,19 @@ from mesh.evidence import GOVERNED
 from mesh.private_files import private_folder
 from mesh.service import Context, Event, Service, handles
 from services.catalog.service import CatalogService
-from services.components.errors import ParamsError
 from services.components.service import ComponentsService
-from services.components.spec import validate_params
-from services.components.store import InstalledComponent
-from services.executor.api import ComponentResult, LocalDataset, QuorumError, TaskContext
+from services.executor.api import ComponentResult, QuorumError, TaskContext
 from services.executor.checkpoints import FileCheckpoints, model_digest
 from services.executor.errors import (
-    BAD_PARAMS,
-    BAD_ROLES,
-    COMPONENT_DIGEST_MISMATCH,
-    COMPONENT_DISABLED,
     COMPONENT_FAILED,
-    COMPONENT_NOT_INSTALLED,
-    JOB_INPUT_INVALID,
     MANUAL_REJECT,
-    PERMIT_INVALID,
     POLICY_REFUSED,
     QUORUM_LOST,
     JobCheckError,
     NotParticipantError,
     UnknownJobError,
 )
+from services.executor.inputs import JobInputs
 from services.executor.policy import JobPolicy
 from services.executor.state import (
     TASK_TYPES,
@@ -72,7 +61,6 @@ from services.executor.state import (
     Jobs,
     JobStatus,
     TaskPayload,
-    job_use_id,
     release_digest,
 )
 from services.executor.transport import BusChannel, Inbox
@@ -80,11 +68,7 @@ from services.executor.transport import BusChannel, Inbox
 POLICY_FILE = "job-policy.toml"
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-class ExecutorService(Service):
+class ExecutorService(JobInputs, Service):
     """Keeps every job; for the jobs this node takes part in, decides, runs and reports."""
 
     name: ClassVar[str] = "executor"
@@ -116,14 +100,6 @@ class ExecutorService(Service):
         # Steps this node has signed but may not have read back yet: each is taken once.
         self._taken: set[tuple[str, str]] = set()
         self._ready = False  # set once this executor and the views it checks jobs against have caught up
-
-    def _installed(self, code: str, version: str) -> InstalledComponent | None:
-        if self.components is None:
-            raise ConfigurationError("this executor was opened without a component store (read-only views)")
-        return self.components.installed(code, version)
-
-    def folder(self, job_id: str) -> Path:
-        return self.ctx.home.state_path / "executor" / job_id
 
     # -- handlers ------------------------------------------------------------------------
 
@@ -198,119 +174,6 @@ class ExecutorService(Service):
                 await step()
             except (KafkaError, TimeoutError, MeshError) as exc:
                 self.log.warning("job_step_failed", error=f"{type(exc).__name__}: {exc}")
-
-    # -- deciding --------------------------------------------------------------------------
-
-    def check(self, job: Job) -> dict[str, Any]:
-        """This node's checks of a job it takes part in: installation, roles, parameters, permits.
-
-        Returns the validated parameters; raises JobCheckError with the reason code of a rejection.
-        """
-        found = self._installed(job.component_code, job.component_version)
-        what = f"{job.component_code} {job.component_version}"
-        if found is None:
-            raise JobCheckError(COMPONENT_NOT_INSTALLED, f"component {what} is not installed here")
-        if not found.enabled:
-            raise JobCheckError(COMPONENT_DISABLED, f"component {what} is disabled here")
-        if found.artifact_sha256 != job.component_sha256:
-            raise JobCheckError(
-                COMPONENT_DIGEST_MISMATCH,
-                f"the installed {what} is {found.artifact_sha256.hex()[:16]}, not the proposed one",
-            )
-        assert self.components is not None
-        try:  # retracted since, its publisher revoked since, or installed with another than the published artifact
-            found = self.components.runnable(job.component_code, job.component_version)
-        except MeshError as exc:
-            raise JobCheckError(COMPONENT_DISABLED, f"component {what} may not run here: {exc}") from None
-        if job.role_of(self.me) not in found.spec.roles:
-            raise JobCheckError(BAD_ROLES, f"component {what} has no role {job.role_of(self.me)}")
-        try:
-            params = validate_params(found.spec, job.params)
-        except ParamsError as exc:
-            raise JobCheckError(BAD_PARAMS, str(exc)) from None
-        for d in job.datasets_of(self.me):
-            self.scope_of(job, d)
-        for i in job.job_inputs_of(self.me):
-            self.output_of(job, i)
-        return params
-
-    def scope_of(self, job: Job, d: dict[str, Any]) -> str | None:
-        """The permit scope id under which this node uses dataset ``d`` in ``job`` (None: its own, no permit)."""
-        ds = self.catalog.catalog.datasets.get(d["dataset_id"])
-        if ds is None or ds.owner != self.me:
-            raise JobCheckError(PERMIT_INVALID, f"dataset {d['dataset_id']} is not a dataset of {self.me}")
-        if d["request_id"] is None:
-            if job.initiator != self.me:
-                raise JobCheckError(PERMIT_INVALID, f"dataset {d['dataset_id']} is named without a permit")
-            return None
-        permit = self.catalog.catalog.permits.get(d["request_id"])
-        if permit is None or permit.requester != job.initiator:
-            raise JobCheckError(PERMIT_INVALID, f"no permit {d['request_id']} of {job.initiator} for {d['dataset_id']}")
-        scope = {"PROJECT": job.project, "COMPONENT": job.component_code, "NODE": job.initiator}.get(
-            permit.scope_type, ""
-        )
-        try:
-            self.catalog.catalog.check_use(
-                d["request_id"],
-                d["dataset_id"],
-                user=self.me,
-                scope_type=permit.scope_type,
-                scope_id=scope,
-                at=now_ms(),
-                counted=job_use_id(job.job_id, d["dataset_id"], self.me),
-            )
-        except MeshError as exc:
-            raise JobCheckError(PERMIT_INVALID, f"{exc.reason}: {exc}") from None
-        return scope
-
-    def output_of(self, job: Job, named: dict[str, Any]) -> dict[str, Any]:
-        """The stored output of an earlier job that ``job`` names as this node's input ``named`` (protocol.md 16.4).
-
-        Raises JobCheckError(JOB_INPUT_INVALID) with the reason when it may not or cannot be used.
-        """
-        earlier = self.jobs.jobs.get(named["job_id"])
-        what = f"input {named['input']}: job {named['job_id']}"
-        if earlier is None:
-            raise JobCheckError(JOB_INPUT_INVALID, f"{what} is unknown here")
-        if earlier.project != job.project:
-            raise JobCheckError(JOB_INPUT_INVALID, f"{what} is of project {earlier.project!r}, not {job.project!r}")
-        if self.me not in earlier.nodes:
-            raise JobCheckError(JOB_INPUT_INVALID, f"{what}: {self.me} took no part in it")
-        if earlier.status is not JobStatus.SUCCESS:
-            ended = f" ({earlier.reason_code}: {earlier.reason})" if earlier.reason_code else ""
-            raise JobCheckError(JOB_INPUT_INVALID, f"{what} is {earlier.status}, not SUCCESS{ended}")
-        found = self._installed(earlier.component_code, earlier.component_version)
-        outputs = [o.name for o in found.spec.outputs] if found is not None else []
-        if named["output"] not in outputs:
-            raise JobCheckError(
-                JOB_INPUT_INVALID,
-                f"{what} ran {earlier.component_code} {earlier.component_version}, whose outputs here are "
-                f"{', '.join(outputs) or 'unknown'}, not {named['output']!r}",
-            )
-        stored = FileCheckpoints(self.folder(earlier.job_id) / "model").latest()
-        if stored is None or not stored[1]:
-            raise JobCheckError(JOB_INPUT_INVALID, f"{what}: this node holds no stored output of it")
-        columns = stored[1]
-        lengths: dict[str, tuple[int, ...]] = {name: getattr(v, "shape", ()) for name, v in columns.items()}
-        if any(len(shape) != 1 for shape in lengths.values()) or len({s[0] for s in lengths.values()}) != 1:
-            raise JobCheckError(JOB_INPUT_INVALID, f"{what}: its output {lengths} is not a table of equal columns")
-        return columns
-
-    def _awaiting(self, earlier: str) -> list[Job]:
-        """The pending jobs whose inputs of this node name job ``earlier``."""
-        return [
-            j
-            for j in self.jobs.jobs.values()
-            if j.status is JobStatus.PENDING and any(i["job_id"] == earlier for i in j.job_inputs_of(self.me))
-        ]
-
-    def _inputs_pending(self, job: Job) -> bool:
-        """Whether an earlier job this node's inputs name is known here but has not ended yet in this node's view.
-
-        Its last events may be on another partition than this proposal: the decision waits for them.
-        """
-        earlier = (self.jobs.jobs.get(i["job_id"]) for i in job.job_inputs_of(self.me))
-        return any(e is not None and not e.ended for e in earlier)
 
     async def _decide_by_policy(self, job_id: str) -> None:
         job = self.jobs.jobs[job_id]
@@ -432,58 +295,6 @@ class ExecutorService(Service):
         if found is None:
             raise InvalidTransitionError(f"no job {job_id}; list them with 'interfed job list'")
         return found
-
-    # -- running ---------------------------------------------------------------------------
-
-    async def _record_uses(self, job: Job) -> None:
-        """Record the one use of each of this node's datasets in the job through the catalog (protocol.md 16.4).
-
-        Each use id is derived from (job, dataset, node), so a use already on the log, by this run
-        or by one that crashed right after publishing it, is known to this node's catalog (caught up
-        before any job resumes) and is not signed again: the permit counts it once, and it has one
-        evidence record. The marker file only saves the look-up once every use is known.
-        """
-        marker = self.folder(job.job_id) / "uses.json"
-        if marker.exists():
-            return
-        uses = []
-        for d in job.datasets_of(self.me):
-            scope = self.scope_of(job, d)
-            if d["request_id"] is None or scope is None:
-                continue
-            use_id = job_use_id(job.job_id, d["dataset_id"], self.me)
-            if use_id in uses:
-                continue  # one dataset under two inputs of the job: one use of it
-            if use_id in self.catalog.catalog.uses:
-                self.log.info("use_already_recorded", job=job.job_id, dataset=d["dataset_id"], use_id=use_id)
-            else:
-                await self.catalog.use(d["request_id"], scope, use_id=use_id)
-            uses.append(use_id)
-        marker.write_text(json.dumps(uses), encoding="utf-8")
-
-    def inputs_of(self, job: Job) -> dict[str, LocalDataset]:
-        """This node's inputs of ``job`` by input name: its datasets, and earlier jobs' outputs as tables."""
-        out = {}
-        for d in job.datasets_of(self.me):
-            ds = self.catalog.catalog.datasets[d["dataset_id"]]
-            path = Path(self.catalog.local.get(d["dataset_id"]).path)
-            out[d["input"]] = LocalDataset(d["dataset_id"], path, {c["name"]: c["role"] for c in ds.columns})
-        for i in job.job_inputs_of(self.me):
-            out[i["input"]] = self._output_table(job, i)
-        return out
-
-    def _output_table(self, job: Job, named: dict[str, Any]) -> LocalDataset:
-        """An earlier job's stored output as a CSV table in this job's folder: a column per tensor, ``ids`` the id."""
-        columns = self.output_of(job, named)
-        names = sorted(columns)
-        path = self.folder(job.job_id) / "inputs" / f"{named['input']}.csv"
-        path.parent.mkdir(exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(names)
-            writer.writerows(zip(*(columns[n].tolist() for n in names), strict=True))
-        roles = {n: "id" if n == "ids" else "feature" for n in names}
-        return LocalDataset(f"job:{named['job_id']}/{named['output']}", path, roles)
 
     async def _run(self, job: Job) -> None:
         finish: dict[str, Any] = {

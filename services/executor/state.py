@@ -116,7 +116,7 @@ def _canonical(job_id: str) -> bool:
         return False
 
 
-def _check_proposal(p: events.JobProposed, sender: str) -> None:  # noqa: PLR0912  # one check per field, in order
+def _check_proposal(p: events.JobProposed, sender: str) -> None:  # noqa: C901, PLR0912  # one check per field, in order
     if not _canonical(p["job_id"]):
         raise MalformedPayloadError(f"job_id {p['job_id']!r} is not a canonical lower-case UUID")
     if p["initiator"] != sender:

@@ -14,7 +14,6 @@ what no ACL allows.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from mesh.brokers.acls import AclAdmin, AclBinding, AclChange, Operation, ResourceType
 from mesh.bus import KafkaBus
+from mesh.clock import now_ms
 from mesh.home import NodeHome
 from mesh.identity import load_cert_pem, load_private_key
 from mesh.membership import ContractStatus, Membership, NodeEntry
@@ -176,7 +176,7 @@ class AclKeeper:
         self._admitted.pop(node_id, None)
 
     def members(self, directory: Membership) -> list[str]:
-        return members(directory, time.time_ns() // 1_000_000, self._admitted, self._dropped)
+        return members(directory, now_ms(), self._admitted, self._dropped)
 
     def wanted(self, directory: Membership) -> set[AclBinding]:
         """The grants the directory calls for now."""

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +20,7 @@ from mesh.brokers import TansuBroker
 from mesh.brokers.acls import AclBinding, AclChange
 from mesh.bus import KafkaBus
 from mesh.cli import command
+from mesh.clock import now_ms
 from mesh.errors import ConfigurationError
 from mesh.home import NODE_ID_HINT, NodeConfig, NodeHome, create_federation
 from mesh.membership import Membership
@@ -211,7 +211,7 @@ def node_up(
 
 
 def directory_rows(directory: Membership, unreachable_after_ms: int) -> list[dict[str, Any]]:
-    now = time.time_ns() // 1_000_000
+    now = now_ms()
     rows = []
     for e in sorted(directory.nodes.values(), key=lambda e: e.node_id):
         seen = max(e.last_heartbeat or 0, e.announced_at or 0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import time
 import uuid
 from collections.abc import Coroutine
 from typing import Any, ClassVar
@@ -15,6 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from mesh import events
+from mesh.clock import now_ms
 from mesh.errors import ConfigurationError, InvalidTransitionError, MeshError
 from mesh.events import (
     CERTIFICATE_REVOKED,
@@ -35,10 +35,6 @@ from mesh.settings import MeshSettings
 from services.registry.acls import AclKeeper
 
 DEFAULT_CONTRACT_DAYS = 365
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class RegistryService(Service):

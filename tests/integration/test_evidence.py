@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mesh.clock import now_ms
 from mesh.events import CONTRACT_TERMINATED as ENDED
 from mesh.events import TREE_HEAD, TREE_HEAD_COSIGNED
 from mesh.evidence import GOVERNED
@@ -17,7 +18,7 @@ from mesh.node import open_context, running
 from mesh.testing import eventually, read_topic
 from services.evidence.cli import replay
 from services.evidence.heads import TreeHead, cosign
-from services.evidence.service import EvidenceService, now_ms
+from services.evidence.service import EvidenceService
 from services.testbed import TestFederation, auditor_home, dead_letters, evidence_settled, federation
 
 pytestmark = [pytest.mark.broker, pytest.mark.timeout(180)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -93,7 +93,3 @@ def restore(ctx: TaskContext) -> tuple[int, Setup | None, npt.NDArray[np.float64
     setup = Setup.from_bytes(setup_bytes) if isinstance(setup_bytes, bytes) else None
     w = np.asarray(weights, dtype=np.float64) if isinstance(weights, np.ndarray) else None
     return round_no, setup, w, secret if isinstance(secret, bytes) else b""
-
-
-def as_mapping(tensors: Mapping[str, npt.NDArray[np.float64]]) -> dict[str, npt.NDArray[Any]]:
-    return {k: np.array(v) for k, v in tensors.items()}
