@@ -93,7 +93,7 @@ async def _member(root: Path, settings: MeshSettings, bootstrap: str) -> AsyncIt
         reg_op = RegistryService(open_context(op, bus, settings), readonly=True)
         reg_member = RegistryService(open_context(member, bus, settings), readonly=True)
         async with running(reg_op), running(reg_member):
-            contract = await reg_member.apply()
+            contract = await reg_member.request_join()
             await eventually(lambda: contract in reg_op.directory.contracts, what="join request received")
             await reg_op.approve(contract)
             await eventually(member.cert_path.exists, what="certificate stored")

@@ -34,7 +34,7 @@ reason = "customer data is not used for marketing"
 
 [[rule]]
 name = "risk-research"
-decision = "approve"
+decision = "grant"
 requesters = ["telecom", "hospital"]
 purposes = ["*risk*"]
 scope_types = ["PROJECT"]
@@ -156,11 +156,11 @@ async def share_data(fed: TestFederation, root: Path, step: Step, out: Console) 
             fed,
             "both decisions",
             lambda c: all(
-                r in c.permits and c.permits[r].status is not PermitStatus.APPLIED for r in (granted, refused)
+                r in c.permits and c.permits[r].status is not PermitStatus.REQUESTED for r in (granted, refused)
             ),
         )
         decided = (telecom.catalog.permits[granted], telecom.catalog.permits[refused])
-        if [p.status for p in decided] != [PermitStatus.APPROVED, PermitStatus.REJECTED]:
+        if [p.status for p in decided] != [PermitStatus.GRANTED, PermitStatus.REJECTED]:
             raise AssertionError(f"decisions were {[(p.status, p.decided_by) for p in decided]}")
     with step("telecom uses the loans under its permit; the use is recorded everywhere"):
         use_id = await telecom.use(granted, "risk-2027")

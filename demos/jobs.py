@@ -175,8 +175,8 @@ async def grant(
         dataset, "federated training", scope_type="PROJECT", scope_ids=[project], not_after=until, use_limit=uses
     )
     await eventually(partial(_permit_is, _cat(fed, owner), rid, None), 30, f"{owner} seeing the request")
-    await _cat(fed, owner).approve(rid)
-    await eventually(partial(_permit_is, _cat(fed, owner), rid, "APPROVED"), 30, "the grant")
+    await _cat(fed, owner).grant(rid)
+    await eventually(partial(_permit_is, _cat(fed, owner), rid, "GRANTED"), 30, "the grant")
     return dataset, rid
 
 

@@ -79,12 +79,12 @@ def step(name: str) -> Iterator[None]:
 
 
 async def walk(fed: TestFederation) -> None:
-    """Apply, approve, announce, beat: each step checked, then the directory as each party sees it."""
+    """Request to join, approve, announce, beat: each step checked, then the directory as each party sees it."""
     operator, members = fed.operator.registry, [m.registry for m in fed.members]
     contracts = {}
     for member in members:
-        with step(f"{member.me} applies to join (signed join request with CSR)"):
-            contracts[member.me] = await member.apply()
+        with step(f"{member.me} requests to join (signed join request with CSR)"):
+            contracts[member.me] = await member.request_join()
     with step("the operator sees the three requests"):
         await eventually(
             lambda: all(c in operator.directory.contracts for c in contracts.values()),
@@ -242,7 +242,7 @@ def demo(
             raise typer.Exit(EXIT_FAILED) from None
     out.print(
         "[green]demo complete[/]: three parties joined, approved, announced and healthy; "
-        "datasets published, one request approved and one rejected by policy, one use recorded; "
+        "datasets published, one permit granted and one rejected by policy, one use recorded; "
         "the bank's built-in components installed by every party after verifying them; "
         "an HFL job (FedAvg, masked updates) accepted by all, trained over the broker and its model released; "
         "a PSI job and a hetero LR job on its intersection (Paillier through the accelerators), "

@@ -14,7 +14,7 @@ from services.accel.cli import app as accel_app
 from services.catalog.cli import catalog_app
 from services.components.cli import components_app
 from services.evidence.cli import audit_app, evidence_app
-from services.executor.cli import task_app
+from services.executor.cli import job_app
 from services.registry.cli import broker_acls, broker_auditor, federation_app, node_app, registry_app
 
 app = typer.Typer(
@@ -39,8 +39,8 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(audit_app, name="audit")
 app.add_typer(evidence_app, name="evidence")
 app.add_typer(accel_app, name="accel")
-app.add_typer(task_app, name="job")
-app.add_typer(task_app, name="task", hidden=True, deprecated=True)  # the old name, for one release
+app.add_typer(job_app, name="job")
+app.add_typer(job_app, name="task", hidden=True, deprecated=True)  # the old name, for one release
 app.command("demo")(demo)
 
 

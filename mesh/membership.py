@@ -12,7 +12,7 @@ from mesh.errors import InvalidTransitionError, UnauthorisedError
 class ContractStatus(StrEnum):
     """The BFIA node-contract states."""
 
-    APPLIED = "APPLIED"
+    REQUESTED = "REQUESTED"
     APPROVED = "APPROVED"
     REJECTED = "REJECTED"
     TERMINATED = "TERMINATED"
@@ -57,7 +57,7 @@ class NodeEntry:
 
     def health(self, now_ms: int, unreachable_after_ms: int) -> Health:
         """Health at ``now_ms``: silent longer than ``unreachable_after_ms`` means UNREACHABLE."""
-        if self.contract is ContractStatus.APPLIED:
+        if self.contract is ContractStatus.REQUESTED:
             return Health.PENDING
         if self.contract is ContractStatus.REJECTED:
             return Health.REJECTED
@@ -95,7 +95,7 @@ class Membership:
         if p["contract_id"] in self.contracts:
             raise InvalidTransitionError(f"contract {p['contract_id']} already exists")
         current = self.nodes.get(p["node_id"])
-        if current is not None and current.contract in (ContractStatus.APPLIED, ContractStatus.APPROVED):
+        if current is not None and current.contract in (ContractStatus.REQUESTED, ContractStatus.APPROVED):
             raise InvalidTransitionError(
                 f"{p['node_id']} already has contract {current.contract_id} ({current.contract})"
             )
@@ -108,7 +108,7 @@ class Membership:
             address=p["address"],
             description=p["description"],
             contract_id=p["contract_id"],
-            contract=ContractStatus.APPLIED,
+            contract=ContractStatus.REQUESTED,
             applied_at=issued_at,
             csr=p["csr"],
             expires_at=p["expires_at"],
@@ -118,10 +118,10 @@ class Membership:
         return entry
 
     def pending(self, node_id: str, contract_id: str) -> NodeEntry:
-        """The APPLIED contract ``contract_id`` of ``node_id``, or why there is none."""
+        """The REQUESTED contract ``contract_id`` of ``node_id``, or why there is none."""
         entry = self._entry(node_id, contract_id)
-        if entry.contract is not ContractStatus.APPLIED:
-            raise InvalidTransitionError(f"contract {entry.contract_id} is {entry.contract}, not APPLIED")
+        if entry.contract is not ContractStatus.REQUESTED:
+            raise InvalidTransitionError(f"contract {entry.contract_id} is {entry.contract}, not REQUESTED")
         return entry
 
     def join_approved(self, p: events.JoinApproved, serial: str) -> NodeEntry:
@@ -164,7 +164,7 @@ class Membership:
     def terminated(self, p: events.ContractTerminated) -> NodeEntry:
         """End an applied or approved contract."""
         entry = self._entry(p["node_id"], p["contract_id"])
-        if entry.contract not in (ContractStatus.APPLIED, ContractStatus.APPROVED):
+        if entry.contract not in (ContractStatus.REQUESTED, ContractStatus.APPROVED):
             raise InvalidTransitionError(f"contract {entry.contract_id} is already {entry.contract}")
         entry.contract = ContractStatus.TERMINATED
         entry.reason = p["reason"]

@@ -225,7 +225,7 @@ async def federation(
 
 async def join_all(fed: TestFederation) -> None:
     """Every member applies, the operator approves all, and every member is heard beating by the operator."""
-    contracts = [await m.registry.apply() for m in fed.members]
+    contracts = [await m.registry.request_join() for m in fed.members]
     op = fed.operator.registry
     await eventually(lambda: all(c in op.directory.contracts for c in contracts), what="join requests received")
     for contract in contracts:

@@ -267,7 +267,7 @@ def print_permits(rows: list[dict[str, Any]], title: str, console: Console = out
     table = Table(title=title, title_justify="left")
     for col in ("request", "dataset", "requester", "purpose", "scope", "status", "decided by", "uses", "until (UTC)"):
         table.add_column(col, no_wrap=col in ("request", "status", "uses"))
-    colours = {"APPROVED": "green", "REJECTED": "red", "TERMINATED": "yellow", "EXPIRED": "yellow", "APPLIED": "cyan"}
+    colours = {"GRANTED": "green", "REJECTED": "red", "TERMINATED": "yellow", "EXPIRED": "yellow", "REQUESTED": "cyan"}
     for r in rows:
         until = time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["not_after"] / 1000))
         table.add_row(
@@ -291,7 +291,7 @@ def permits(
     as_json: JsonOpt = False,
     bootstrap: BootstrapOpt = None,
 ) -> None:
-    """List access requests and permits with their state (APPLIED, APPROVED, EXPIRED, EXHAUSTED, ...)."""
+    """List access requests and permits with their state (REQUESTED, GRANTED, EXPIRED, EXHAUSTED, ...)."""
 
     async def rows(svc: CatalogService) -> list[dict[str, Any]]:
         found = permit_rows(svc.catalog, now_ms())
@@ -307,7 +307,7 @@ def permits(
 @command(catalog_app, "grant", formerly="approve")
 def grant(request_id: str, home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
     """Owner: grant a requested permit as asked."""
-    permit = _run(home, bootstrap, lambda svc: svc.approve(request_id))
+    permit = _run(home, bootstrap, lambda svc: svc.grant(request_id))
     out.print(f"granted {request_id}: {permit.requester} may use {permit.dataset_id}")
 
 

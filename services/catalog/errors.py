@@ -6,7 +6,7 @@ from mesh.errors import MeshError, RejectedEventError
 
 
 class NoPermitError(RejectedEventError):
-    """A use under a request that does not exist, is for another dataset, or was never approved."""
+    """A use under a request that does not exist, is for another dataset, or was never granted."""
 
     reason = "NO_PERMIT"
 

@@ -1,7 +1,7 @@
-"""A dataset owner's access policy: rules, read from a TOML file, that approve or reject requests automatically.
+"""A dataset owner's access policy: rules, read from a TOML file, that grant or reject requested permits automatically.
 
 Rules are tried in file order; the first whose every condition matches decides. A request no
-rule matches gets the policy's ``default``: ``manual`` (left APPLIED for a person to decide with
+rule matches gets the policy's ``default``: ``manual`` (left REQUESTED for a person to decide with
 ``interfed catalog grant|reject``) or ``reject``. Conditions are judged on the request alone
 (its signed fields and issued_at), never on the owner's clock, so a decision can be explained
 from the events. The format is documented in docs/operations.md.
@@ -14,7 +14,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mesh.settings import load_toml_model
 from services.catalog.state import Permit
@@ -29,7 +29,7 @@ class Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1)
-    decision: Literal["approve", "reject"]
+    decision: Literal["grant", "reject"]
     datasets: list[str] = ["*"]
     requesters: list[str] = ["*"]
     purposes: list[str] = ["*"]
@@ -38,6 +38,12 @@ class Rule(BaseModel):
     max_uses: int | None = Field(default=None, ge=1, description="the requested use_limit is at most this")
     max_days: float | None = Field(default=None, gt=0, description="the requested permit lasts at most this")
     reason: str = ""
+
+    @field_validator("decision", mode="before")
+    @classmethod
+    def _former_word(cls, value: object) -> object:
+        """``approve``, the first release's word for ``grant``, is read as ``grant`` for one release."""
+        return "grant" if value == "approve" else value
 
     def matches(self, permit: Permit) -> bool:
         def any_of(patterns: list[str], value: str) -> bool:
@@ -57,9 +63,9 @@ class Rule(BaseModel):
 
 @dataclass(frozen=True)
 class Decision:
-    """``approve``, ``reject`` or ``manual``; ``decided_by`` is what the event records."""
+    """``grant``, ``reject`` or ``manual``; ``decided_by`` is what the event records."""
 
-    verdict: Literal["approve", "reject", "manual"]
+    verdict: Literal["grant", "reject", "manual"]
     decided_by: str
     reason: str
 

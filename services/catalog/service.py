@@ -127,7 +127,7 @@ class CatalogService(Service):
     async def on_start(self) -> None:
         # Requests that arrived while this node was away are decided now, in the order they came.
         for permit in self.catalog.permits.values():
-            if permit.owner == self.me and permit.status is PermitStatus.APPLIED:
+            if permit.owner == self.me and permit.status is PermitStatus.REQUESTED:
                 self._to_decide.put_nowait(permit.request_id)
 
     def background(self) -> list[Coroutine[Any, Any, None]]:
@@ -138,17 +138,17 @@ class CatalogService(Service):
         while True:
             request_id = await self._to_decide.get()
             permit = self.catalog.permits[request_id]
-            if permit.status is not PermitStatus.APPLIED or request_id in self._deciding:
+            if permit.status is not PermitStatus.REQUESTED or request_id in self._deciding:
                 continue
             decision = self.policy.decide(permit)
             self.log.info("policy_decision", request_id=request_id, verdict=decision.verdict, by=decision.decided_by)
             try:
-                if decision.verdict == "approve":
-                    await self.approve(request_id, decided_by=decision.decided_by)
+                if decision.verdict == "grant":
+                    await self.grant(request_id, decided_by=decision.decided_by)
                 elif decision.verdict == "reject":
                     await self.reject(request_id, decision.reason, decided_by=decision.decided_by)
             except (KafkaError, TimeoutError, MeshError) as exc:
-                # Left APPLIED (the broker may be back, or the dataset retracted, by the next start,
+                # Left REQUESTED (the broker may be back, or the dataset retracted, by the next start,
                 # which decides it again); a failed decision must not stop the service.
                 self.log.warning("decision_not_published", request_id=request_id, error=f"{type(exc).__name__}: {exc}")
 
@@ -242,7 +242,7 @@ class CatalogService(Service):
         await self._step(ACCESS_REQUESTED, payload)
         return request_id
 
-    async def approve(self, request_id: str, *, decided_by: str = "manual") -> Permit:
+    async def grant(self, request_id: str, *, decided_by: str = "manual") -> Permit:
         """Owner: grant the permit as requested."""
         permit = self._request(request_id)
         self._deciding.add(request_id)

@@ -52,8 +52,8 @@ class DatasetStatus(StrEnum):
 class PermitStatus(StrEnum):
     """The BFIA dataset-audit states, as recorded by events."""
 
-    APPLIED = "APPLIED"
-    APPROVED = "APPROVED"
+    REQUESTED = "REQUESTED"
+    GRANTED = "GRANTED"
     REJECTED = "REJECTED"
     TERMINATED = "TERMINATED"
 
@@ -92,7 +92,7 @@ class Permit:
     requested_not_after: int
     requested_use_limit: int
     requested_at: int
-    status: PermitStatus = PermitStatus.APPLIED
+    status: PermitStatus = PermitStatus.REQUESTED
     not_after: int | None = None
     use_limit: int | None = None
     decided_by: str = ""
@@ -104,8 +104,8 @@ class Permit:
     use_ids: list[str] = field(default_factory=list)
 
     def standing(self, now_ms: int) -> str:
-        """The status a person wants to see at ``now_ms``: APPROVED permits can also be EXPIRED or EXHAUSTED."""
-        if self.status is PermitStatus.APPROVED:
+        """The status a person wants to see at ``now_ms``: GRANTED permits can also be EXPIRED or EXHAUSTED."""
+        if self.status is PermitStatus.GRANTED:
             assert self.not_after is not None
             assert self.use_limit is not None
             if now_ms > self.not_after:
@@ -271,15 +271,15 @@ class Catalog:
         return permit
 
     def _pending(self, p: events.AccessGranted | events.AccessRejected, sender: str) -> Permit:
-        """The APPLIED request of ``p`` that ``sender``, who must own its dataset, is deciding."""
+        """The REQUESTED permit of ``p`` that ``sender``, who must own its dataset, is deciding."""
         owner = owner_of(p["dataset_id"])
         if sender != owner:
             raise UnauthorisedError(f"only {owner}, the owner of {p['dataset_id']}, decides its requests")
         permit = self.permits.get(p["request_id"])
         if permit is None or permit.dataset_id != p["dataset_id"]:
             raise InvalidTransitionError(f"no request {p['request_id']} for {p['dataset_id']}")
-        if permit.status is not PermitStatus.APPLIED:
-            raise InvalidTransitionError(f"request {permit.request_id} is {permit.status}, not APPLIED")
+        if permit.status is not PermitStatus.REQUESTED:
+            raise InvalidTransitionError(f"request {permit.request_id} is {permit.status}, not REQUESTED")
         return permit
 
     def granted(self, p: events.AccessGranted, sender: str, at: int, *, commit: bool = True) -> Permit:
@@ -294,7 +294,7 @@ class Catalog:
         if not (1 <= p["use_limit"] <= permit.requested_use_limit and p["not_after"] <= permit.requested_not_after):
             raise InvalidTransitionError(f"grant of {permit.request_id} is wider than the request")
         if commit:
-            permit.status = PermitStatus.APPROVED
+            permit.status = PermitStatus.GRANTED
             permit.not_after = p["not_after"]
             permit.use_limit = p["use_limit"]
             permit.decided_by = p["decided_by"]
@@ -316,7 +316,7 @@ class Catalog:
             raise InvalidTransitionError(f"no request {p['request_id']} for {p['dataset_id']}")
         if sender not in (permit.owner, permit.requester):
             raise UnauthorisedError(f"only {permit.owner} or {permit.requester} may terminate {permit.request_id}")
-        if permit.status not in (PermitStatus.APPLIED, PermitStatus.APPROVED):
+        if permit.status not in (PermitStatus.REQUESTED, PermitStatus.GRANTED):
             raise InvalidTransitionError(f"request {permit.request_id} is already {permit.status}")
         if commit:
             permit.status = PermitStatus.TERMINATED
@@ -350,8 +350,8 @@ class Catalog:
             raise UnauthorisedError(f"permit {request_id} is {permit.requester}'s; {user} may not use it")
         if permit.status is PermitStatus.TERMINATED:
             raise PermitTerminatedError(f"permit {request_id} was terminated by {permit.terminated_by}")
-        if permit.status is not PermitStatus.APPROVED:
-            raise NoPermitError(f"request {request_id} is {permit.status}, not APPROVED")
+        if permit.status is not PermitStatus.GRANTED:
+            raise NoPermitError(f"request {request_id} is {permit.status}, not GRANTED")
         assert permit.not_after is not None
         assert permit.use_limit is not None
         if self.datasets[dataset_id].status is DatasetStatus.RETRACTED:

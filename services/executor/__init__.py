@@ -1,1 +1,1 @@
-"""The executor: runs training tasks, round by round, with the components a party has installed."""
+"""The executor: runs jobs, round by round, with the components a party has installed."""

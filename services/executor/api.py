@@ -1,8 +1,8 @@
-"""What a component's code sees of a running task: its role, its data, the round channel, the accelerator.
+"""What a component's code sees of a running job: its role, its data, the round channel, the accelerator.
 
 This is the seam between the executor (which runs jobs: governance, transport, checkpoints)
 and the algorithms (which only compute). A component is an object with ``async run(ctx)``;
-everything it needs comes through ``TaskContext``, so the same algorithm runs under the
+everything it needs comes through ``JobContext``, so the same algorithm runs under the
 executor on a real broker and, in unit tests of its maths, on ``LocalChannel``.
 """
 
@@ -104,7 +104,7 @@ class MemoryCheckpoints:
 
 
 @dataclass
-class TaskContext:
+class JobContext:
     """Everything a component may use while it runs one job as one party."""
 
     job_id: str
@@ -127,6 +127,10 @@ class TaskContext:
     report: Callable[[int, Mapping[str, float]], None] = lambda _round, _metrics: None
 
 
+#: The name of ``JobContext`` in the first release, kept for components written against it (one release).
+TaskContext = JobContext
+
+
 @dataclass(frozen=True)
 class ComponentResult:
     """What a party's run produced: model tensors (released only by the parties' approval) and metrics."""
@@ -136,7 +140,7 @@ class ComponentResult:
 
 
 class Component(Protocol):
-    async def run(self, ctx: TaskContext) -> ComponentResult: ...
+    async def run(self, ctx: JobContext) -> ComponentResult: ...
 
 
 class LocalChannel:

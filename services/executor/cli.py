@@ -26,7 +26,7 @@ from services.registry.cli import BootstrapOpt, HomeOpt, JsonOpt, _open_home, _s
 out = Console(highlight=False)
 T = TypeVar("T")
 
-task_app = typer.Typer(
+job_app = typer.Typer(
     help="Jobs: a component run by several parties once every one of them accepts.", no_args_is_help=True
 )
 ReasonOpt = Annotated[str, typer.Option(help="why, recorded in the event")]
@@ -34,7 +34,7 @@ COLOURS = {"PENDING": "cyan", "READY": "blue", "RUNNING": "yellow", "SUCCESS": "
 
 
 @contextlib.asynccontextmanager
-async def task_session(home: Path, settings: MeshSettings, *, with_store: bool) -> AsyncIterator[ExecutorService]:
+async def job_session(home: Path, settings: MeshSettings, *, with_store: bool) -> AsyncIterator[ExecutorService]:
     """A read-only executor (and catalog, and with ``with_store`` the components directory over this node's
     store) for one command, caught up with ``tasks``, ``rounds``, ``catalog`` (and ``components``, ``artifacts``).
 
@@ -61,7 +61,7 @@ def _run(
     settings = _settings(bootstrap)
 
     async def go() -> T:
-        async with task_session(home, settings, with_store=with_store) as svc:
+        async with job_session(home, settings, with_store=with_store) as svc:
             return await action(svc)
 
     return asyncio.run(go())
@@ -116,7 +116,7 @@ def _find(svc: ExecutorService, job_id: str) -> Job:
     return found[0]
 
 
-@task_app.command("list")
+@job_app.command("list")
 def list_jobs(home: HomeOpt, as_json: JsonOpt = False, bootstrap: BootstrapOpt = None) -> None:
     """Every job of the federation with its status (PENDING, READY, RUNNING, SUCCESS, FAILED)."""
 
@@ -130,7 +130,7 @@ def list_jobs(home: HomeOpt, as_json: JsonOpt = False, bootstrap: BootstrapOpt =
         print_jobs(found, f"jobs ({len(found)})")
 
 
-@task_app.command("show")
+@job_app.command("show")
 def show(job_id: str, home: HomeOpt, as_json: JsonOpt = False, bootstrap: BootstrapOpt = None) -> None:
     """One job (an id or its first characters): roles, acceptances, results, release."""
 
@@ -168,7 +168,7 @@ def show(job_id: str, home: HomeOpt, as_json: JsonOpt = False, bootstrap: Bootst
         out.print(f"  model {found['model_sha256'][:16]}: {state}")
 
 
-@task_app.command("watch")
+@job_app.command("watch")
 def watch(job_id: str, home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
     """Follow a job until it ends: its status, and this node's rounds as a progress bar."""
 
@@ -193,7 +193,7 @@ def watch(job_id: str, home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
     out.print(_run(home, bootstrap, follow))
 
 
-@task_app.command("propose")
+@job_app.command("propose")
 def propose(
     home: HomeOpt,
     component: Annotated[str, typer.Option(help="CODE:VERSION of an installed component")],
@@ -252,35 +252,35 @@ def propose(
     out.print(f"proposed job {_run(home, bootstrap, go, with_store=True)}")
 
 
-@task_app.command("accept")
+@job_app.command("accept")
 def accept(job_id: str, home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
     """Accept a job by hand (after this node's checks of installation, permits and parameters)."""
     _run(home, bootstrap, lambda svc: svc.accept(_find(svc, job_id).job_id), with_store=True)
     out.print(f"accepted {job_id}")
 
 
-@task_app.command("reject")
+@job_app.command("reject")
 def reject(job_id: str, home: HomeOpt, reason: ReasonOpt, bootstrap: BootstrapOpt = None) -> None:
     """Reject a job by hand; it fails with this reason."""
     _run(home, bootstrap, lambda svc: svc.reject(_find(svc, job_id).job_id, "MANUAL_REJECT", reason))
     out.print(f"rejected {job_id}")
 
 
-@task_app.command("stop")
+@job_app.command("stop")
 def stop(job_id: str, home: HomeOpt, reason: ReasonOpt, bootstrap: BootstrapOpt = None) -> None:
     """Initiator: stop a job that has not ended; it is FAILED with this reason."""
     _run(home, bootstrap, lambda svc: svc.stop(_find(svc, job_id).job_id, reason))
     out.print(f"stopped {job_id}")
 
 
-@task_app.command("release")
+@job_app.command("release")
 def release(job_id: str, home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
     """Initiator: propose releasing the trained model of a SUCCESS job, by its digest."""
     digest = _run(home, bootstrap, lambda svc: svc.propose_release(_find(svc, job_id).job_id))
     out.print(f"proposed the release of model {digest.hex()}")
 
 
-@task_app.command("approve-release")
+@job_app.command("approve-release")
 def approve_release(job_id: str, home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
     """Participant: approve the proposed release; once all have, the initiator's node records ModelReleased."""
     _run(home, bootstrap, lambda svc: svc.approve_release(_find(svc, job_id).job_id))

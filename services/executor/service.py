@@ -42,7 +42,7 @@ from mesh.private_files import private_folder
 from mesh.service import Context, Event, Service, handles
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
-from services.executor.api import ComponentResult, QuorumError, TaskContext
+from services.executor.api import ComponentResult, JobContext, QuorumError
 from services.executor.checkpoints import FileCheckpoints, model_digest
 from services.executor.errors import (
     COMPONENT_FAILED,
@@ -56,11 +56,11 @@ from services.executor.errors import (
 from services.executor.inputs import JobInputs
 from services.executor.policy import JobPolicy
 from services.executor.state import (
-    TASK_TYPES,
+    JOB_TYPES,
     Job,
+    JobPayload,
     Jobs,
     JobStatus,
-    TaskPayload,
     release_digest,
 )
 from services.executor.transport import BusChannel, Inbox
@@ -103,8 +103,8 @@ class ExecutorService(JobInputs, Service):
 
     # -- handlers ------------------------------------------------------------------------
 
-    @handles(*TASK_TYPES)
-    async def on_task_event(self, ev: Event[TaskPayload]) -> None:
+    @handles(*JOB_TYPES)
+    async def on_job_event(self, ev: Event[JobPayload]) -> None:
         env = ev.envelope
         job = self.jobs.apply(env.payload_type, ev.payload, env.sender, env.issued_at, env.subject)
         self.log.info("job_applied", change=env.payload_type.rsplit(".", 1)[1], job=job.job_id, status=job.status)
@@ -180,7 +180,7 @@ class ExecutorService(JobInputs, Service):
         if job.status is not JobStatus.PENDING or self.me in job.accepted or (job_id, "decide") in self._taken:
             return
         if self._inputs_pending(job):
-            return  # decided when the earlier job ends (on_task_event)
+            return  # decided when the earlier job ends (on_job_event)
         try:
             self.check(job)
         except JobCheckError as exc:
@@ -319,7 +319,7 @@ class ExecutorService(JobInputs, Service):
                 progress.write_text(json.dumps(job.progress), encoding="utf-8")
 
             channel = BusChannel(self.ctx.publisher, self.inbox, job.job_id, self.me, job.roles)
-            ctx = TaskContext(
+            ctx = JobContext(
                 job_id=job.job_id,
                 me=self.me,
                 role=job.role_of(self.me),

@@ -20,7 +20,7 @@ from mesh.errors import InvalidTransitionError, KeyMismatchError, MalformedPaylo
 from services.executor.errors import NotParticipantError
 
 #: Any job event's payload: what a handler of every type on ``tasks`` takes (each step takes its own record).
-TaskPayload: TypeAlias = (
+JobPayload: TypeAlias = (
     events.JobProposed
     | events.JobAccepted
     | events.JobRejected
@@ -166,7 +166,7 @@ class Jobs:
     def apply(
         self, payload_type: str, p: Mapping[str, Any], sender: str, issued_at: int, subject: str, *, commit: bool = True
     ) -> Job:
-        """Apply one job event: ``p`` is the record of ``payload_type`` (a TaskPayload, or the dict a command builds),
+        """Apply one job event: ``p`` is the record of ``payload_type`` (a JobPayload, or the dict a command builds),
         which picks the step that reads it as its own TypedDict."""
         if subject != p["job_id"]:
             raise KeyMismatchError(f"job event about {p['job_id']!r} under subject {subject!r}")
@@ -330,4 +330,4 @@ _STEPS: dict[str, Callable[[Job, Any, str, bool], None]] = {
     events.MODEL_RELEASE_APPROVED: _release_approved,
     events.MODEL_RELEASED: _released,
 }
-TASK_TYPES = (events.JOB_PROPOSED, *_STEPS)
+JOB_TYPES = (events.JOB_PROPOSED, *_STEPS)

@@ -77,7 +77,7 @@ def members(
     for entry in directory.nodes.values():
         if dropped.get(entry.node_id) == entry.contract_id:
             continue
-        approving = admitted.get(entry.node_id) == entry.contract_id and entry.contract is ContractStatus.APPLIED
+        approving = admitted.get(entry.node_id) == entry.contract_id and entry.contract is ContractStatus.REQUESTED
         if is_member(entry, now_ms) or (approving and NODE_ID.fullmatch(entry.node_id) is not None):
             found.add(entry.node_id)
     return sorted(found)

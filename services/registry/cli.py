@@ -149,7 +149,7 @@ def node_join(home: HomeOpt, bootstrap: BootstrapOpt = None, days: int = 365, lo
     async def go() -> str:
         # A node applying again after a termination still holds its old certificate, which the broker no longer lets in.
         async with registry_session(node, settings, readonly=True, applicant=True) as svc:
-            return await svc.apply(days)
+            return await svc.request_join(days)
 
     contract_id = asyncio.run(go())
     out.print(

@@ -183,13 +183,13 @@ class RegistryService(Service):
 
     # -- commands ------------------------------------------------------------------------
 
-    async def apply(self, days: int = DEFAULT_CONTRACT_DAYS) -> str:
+    async def request_join(self, days: int = DEFAULT_CONTRACT_DAYS) -> str:
         """Publish this node's join request; returns the new contract id."""
         cfg, home = self.ctx.config, self.ctx.home
         if cfg.role == "operator":
             raise ConfigurationError("an operator is a member by the federation folder; it does not apply")
         entry = self.my_entry()
-        if entry is not None and entry.contract in (ContractStatus.APPLIED, ContractStatus.APPROVED):
+        if entry is not None and entry.contract in (ContractStatus.REQUESTED, ContractStatus.APPROVED):
             raise InvalidTransitionError(f"{cfg.node_id} already has contract {entry.contract_id} ({entry.contract})")
         contract_id = str(uuid.uuid4())
         expires = now_ms() + days * 86_400_000
@@ -227,8 +227,8 @@ class RegistryService(Service):
         entry = self.directory.nodes.get(node_id) if node_id else None
         if entry is None or entry.contract_id != contract_id:
             raise InvalidTransitionError(f"no contract {contract_id}; list them with 'interfed registry nodes'")
-        if entry.contract is not ContractStatus.APPLIED:
-            raise InvalidTransitionError(f"contract {contract_id} is {entry.contract}, not APPLIED")
+        if entry.contract is not ContractStatus.REQUESTED:
+            raise InvalidTransitionError(f"contract {contract_id} is {entry.contract}, not REQUESTED")
         return entry
 
     async def approve(self, contract_id: str) -> NodeEntry:

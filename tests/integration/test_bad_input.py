@@ -338,7 +338,7 @@ async def test_junk_on_a_nodes_registry_partition_before_its_approval_never_gets
     settings = fresh_settings(heartbeat_interval=0.05, unreachable_after=60.0)
     async with federation(home_root, bootstrap, n=1, settings=settings, join=False) as fed:
         party0 = fed.member("party0")
-        contract = await party0.registry.apply()
+        contract = await party0.registry.request_join()
         await eventually(lambda: contract in fed.operator.registry.directory.contracts, what="the join request")
         injector = KafkaBus(bootstrap, fed.operator.bus.names)
         await injector.start()

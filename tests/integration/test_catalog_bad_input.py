@@ -63,9 +63,9 @@ async def permit(fed: TestFederation, *, uses: int = 2, not_after: int | None = 
         use_limit=uses,
     )
     await eventually(lambda: request_id in owner.catalog.permits, what="request at the owner")
-    await owner.approve(request_id)
+    await owner.grant(request_id)
     await eventually(
-        lambda: all(catalog(fed, n).catalog.permits[request_id].status is PermitStatus.APPROVED for n in NODES),
+        lambda: all(catalog(fed, n).catalog.permits[request_id].status is PermitStatus.GRANTED for n in NODES),
         what="grant seen everywhere",
     )
     return request_id

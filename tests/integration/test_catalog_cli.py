@@ -120,7 +120,7 @@ async def test_publish_list_request_approve_use_through_the_cli(
 
 def test_policy_check_prints_rules_and_names_a_bad_entry(tmp_path: Path) -> None:
     good = tmp_path / "policy.toml"
-    good.write_text('[[rule]]\nname = "partners"\ndecision = "approve"\nrequesters = ["telecom"]\n', encoding="utf-8")
+    good.write_text('[[rule]]\nname = "partners"\ndecision = "grant"\nrequesters = ["telecom"]\n', encoding="utf-8")
     bad = tmp_path / "bad.toml"
     bad.write_text('[[rule]]\nname = "x"\ndecision = "maybe"\n', encoding="utf-8")
     run = [sys.executable, "-m", "interfed", "catalog", "policy-check"]

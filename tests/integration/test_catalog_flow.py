@@ -34,7 +34,7 @@ reason = "not for marketing"
 
 [[rule]]
 name = "credit-projects"
-decision = "approve"
+decision = "grant"
 requesters = ["party1"]
 scope_types = ["PROJECT"]
 max_uses = 5
@@ -133,14 +133,14 @@ async def test_policy_approves_one_request_rejects_another_and_a_use_is_recorded
     for svc in (telecom, hospital):
         await eventually(
             lambda s=svc: all(
-                r in s.catalog.permits and s.catalog.permits[r].status is not PermitStatus.APPLIED
+                r in s.catalog.permits and s.catalog.permits[r].status is not PermitStatus.REQUESTED
                 for r in (approved, rejected)
             ),
             what="both decisions seen",
         )
     permit, refusal = telecom.catalog.permits[approved], telecom.catalog.permits[rejected]
     assert (permit.status, permit.decided_by, permit.use_limit, permit.not_after) == (
-        PermitStatus.APPROVED,
+        PermitStatus.GRANTED,
         "policy:credit-projects",
         2,
         until,
@@ -176,11 +176,11 @@ async def test_manual_decision_and_termination_refuse_later_uses(fed: TestFedera
         use_limit=3,
     )
     await eventually(lambda: request_id in owner.catalog.permits, what="request at the owner")
-    await asyncio.sleep(0.3)  # the policy has no rule for it: it stays APPLIED for a person
-    assert owner.catalog.permits[request_id].status is PermitStatus.APPLIED
-    await owner.approve(request_id)
+    await asyncio.sleep(0.3)  # the policy has no rule for it: it stays REQUESTED for a person
+    assert owner.catalog.permits[request_id].status is PermitStatus.REQUESTED
+    await owner.grant(request_id)
     await eventually(
-        lambda: hospital.catalog.permits[request_id].status is PermitStatus.APPROVED, what="manual approval seen"
+        lambda: hospital.catalog.permits[request_id].status is PermitStatus.GRANTED, what="manual approval seen"
     )
     assert hospital.catalog.permits[request_id].decided_by == "manual"
     await hospital.use(request_id, "party2")
@@ -203,7 +203,7 @@ async def test_replaying_the_catalog_topic_rebuilds_the_same_directory_and_permi
     )
     await hospital.request(dataset_id, "marketing", scope_type="PROJECT", scope_ids=["p"], not_after=until, use_limit=1)
     await eventually(lambda: telecom.catalog.permits.get(granted, None) is not None, what="request seen")
-    await eventually(lambda: telecom.catalog.permits[granted].status is PermitStatus.APPROVED, what="grant seen")
+    await eventually(lambda: telecom.catalog.permits[granted].status is PermitStatus.GRANTED, what="grant seen")
     await telecom.use(granted, "p")
     await catalog(fed.member("party0")).retract(dataset_id, "done")
     live = catalog(fed.member("party2"))
@@ -234,14 +234,14 @@ async def test_an_owner_that_was_away_decides_waiting_requests_when_it_starts(
     )
     await eventually(lambda: waiting in catalog(fed.member("party0")).catalog.permits, what="request at the owner")
     await eventually(lambda: waiting in hospital.catalog.permits, what="request read back by the requester")
-    assert hospital.catalog.permits[waiting].status is PermitStatus.APPLIED  # no rule of party0's policy matches
+    assert hospital.catalog.permits[waiting].status is PermitStatus.REQUESTED  # no rule of party0's policy matches
     policy_file = tmp_path / "later.toml"
-    policy_file.write_text('[[rule]]\nname = "psi-ok"\ndecision = "approve"\nscope_ids = ["psi"]\n', encoding="utf-8")
+    policy_file.write_text('[[rule]]\nname = "psi-ok"\ndecision = "grant"\nscope_ids = ["psi"]\n', encoding="utf-8")
     owner = fed.member("party0")
     async with connect(fed.settings, fed.bootstrap) as bus:
         restarted = CatalogService(open_context(owner.home, bus, fed.settings), policy=Policy.load(policy_file))
         async with running(restarted):
             await eventually(
-                lambda: hospital.catalog.permits[waiting].status is PermitStatus.APPROVED, what="decided at start"
+                lambda: hospital.catalog.permits[waiting].status is PermitStatus.GRANTED, what="decided at start"
             )
     assert hospital.catalog.permits[waiting].decided_by == "policy:psi-ok"

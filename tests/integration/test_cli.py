@@ -55,7 +55,7 @@ def test_operator_and_node_join_through_the_cli(bootstrap: str, tmp_path: Path) 
     applied = interfed("node", "join", "--home", str(bank), env=env).stdout
     contract = applied.split("contract ")[1].split(";")[0].strip()
     pending = json.loads(interfed("registry", "nodes", "--home", str(op), "--json", env=env).stdout)
-    assert [(r["node_id"], r["contract"], r["health"]) for r in pending] == [("bank", "APPLIED", "PENDING")]
+    assert [(r["node_id"], r["contract"], r["health"]) for r in pending] == [("bank", "REQUESTED", "PENDING")]
     interfed("registry", "approve", contract, "--home", str(op), env=env)
     node = subprocess.Popen(
         [sys.executable, "-m", "interfed", "node", "up", "--home", str(bank)],

@@ -76,10 +76,10 @@ async def permits_for(
             use_limit=3,
         )
         await eventually(lambda r=rid, h=host: r in cat(fed, h).catalog.permits, what="request seen")
-        await cat(fed, host).approve(rid)
+        await cat(fed, host).grant(rid)
         out.append((host, "train", dataset, rid))
     for host, _, _, rid in out:
-        await eventually(lambda r=rid, h=host: cat(fed, h).catalog.permits[r].status == "APPROVED", what="granted")
+        await eventually(lambda r=rid, h=host: cat(fed, h).catalog.permits[r].status == "GRANTED", what="granted")
     return out
 
 

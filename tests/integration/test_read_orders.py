@@ -123,7 +123,7 @@ async def reapply(fed: TestFederation, root: Path, bootstrap: str) -> None:
     config = fed.member("party1").home.config()
     again = NodeHome.create(root / "party1-again", config, fed.operator.home.federation_path)
     async with connect(fed.settings, bootstrap) as bus:
-        contract = await RegistryService(open_context(again, bus, fed.settings)).apply()
+        contract = await RegistryService(open_context(again, bus, fed.settings)).request_join()
     op = fed.operator.registry
     await eventually(lambda: contract in op.directory.contracts, 30, "the operator reading the new request")
     await op.approve(contract)

@@ -49,7 +49,7 @@ async def test_every_party_sees_every_member_healthy_after_joining(bootstrap: st
 async def test_rejected_applicant_gets_no_certificate_and_cannot_speak(bootstrap: str, home_root: Path) -> None:
     async with federation(home_root, bootstrap, n=1, join=False) as fed:
         applicant = fed.members[0]
-        contract = await applicant.registry.apply()
+        contract = await applicant.registry.request_join()
         op = fed.operator.registry
         await eventually(lambda: contract in op.directory.contracts, what="join request received")
         await op.reject(contract, "institution not eligible")

@@ -23,7 +23,7 @@ reason = "our data is not for marketing"
 
 [[rule]]
 name = "partners-research"
-decision = "approve"
+decision = "grant"
 datasets = ["bank/*"]
 requesters = ["telecom", "hosp*"]
 scope_types = ["PROJECT"]
@@ -58,7 +58,7 @@ def policy(tmp_path: Path) -> Policy:
 
 def test_a_request_within_a_rule_is_approved_by_that_rule(policy: Policy) -> None:
     decision = policy.decide(permit())
-    assert (decision.verdict, decision.decided_by) == ("approve", "policy:partners-research")
+    assert (decision.verdict, decision.decided_by) == ("grant", "policy:partners-research")
 
 
 def test_rules_are_tried_in_order(policy: Policy) -> None:
@@ -107,3 +107,8 @@ def test_a_bad_policy_file_is_one_line_naming_the_entry(tmp_path: Path, text: st
     with pytest.raises(ConfigurationError, match=named.replace(".", r"\.")) as caught:
         Policy.load(path)
     assert "\n" not in str(caught.value)
+
+
+def test_approve_the_first_releases_word_still_reads_as_grant() -> None:
+    policy = Policy.model_validate({"rule": [{"name": "old", "decision": "approve"}]})
+    assert policy.rules[0].decision == "grant"

@@ -168,10 +168,10 @@ def test_apply_confirm_terminate(cat: Catalog) -> None:
     rid = str(uuid.uuid4())
     ev(cat, ACCESS_REQUESTED, request(rid), "telecom")
     permit = cat.permits[rid]
-    assert (permit.status, permit.owner, permit.requester) == (PermitStatus.APPLIED, "bank", "telecom")
+    assert (permit.status, permit.owner, permit.requester) == (PermitStatus.REQUESTED, "bank", "telecom")
     ev(cat, ACCESS_GRANTED, grant(rid, use_limit=1, decided_by="policy:partners"), "bank", T0 + 3)
     assert (permit.status, permit.use_limit, permit.decided_by, permit.decided_at) == (
-        PermitStatus.APPROVED,
+        PermitStatus.GRANTED,
         1,
         "policy:partners",
         T0 + 3,

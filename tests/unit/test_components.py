@@ -28,7 +28,7 @@ from services.components.errors import (
 from services.components.service import BUILTIN_ROOT, builtin_folders, check_spec_matches, read_folder
 from services.components.spec import parse_spec, validate_params
 from services.components.store import ComponentStore
-from services.executor.api import LocalDataset, LocalHub, MemoryCheckpoints, TaskContext
+from services.executor.api import JobContext, LocalDataset, LocalHub, MemoryCheckpoints
 
 STATS = BUILTIN_ROOT / "stats"
 
@@ -198,7 +198,7 @@ async def test_installed_stats_pools_mean_and_variance_exactly(tmp_path: Path) -
     async def run(me: str, role: str, data: LocalDataset | None) -> Any:
         found = store.installed("stats", "1.0.0")
         assert found is not None
-        ctx = TaskContext(
+        ctx = JobContext(
             job_id="j",
             me=me,
             role=role,

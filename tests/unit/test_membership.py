@@ -99,7 +99,7 @@ def test_join_requested_opens_an_applied_contract() -> None:
     assert entry is m.nodes["node-a"]
     assert m.contracts == {"c1": "node-a"}
     assert (entry.contract, entry.contract_id, entry.applied_at, entry.expires_at) == (
-        ContractStatus.APPLIED,
+        ContractStatus.REQUESTED,
         "c1",
         T0,
         EXPIRES,
@@ -108,7 +108,7 @@ def test_join_requested_opens_an_applied_contract() -> None:
 
 
 def test_applied_contract_is_approved_with_its_certificate_serial_and_end() -> None:
-    m = in_state(ContractStatus.APPLIED)
+    m = in_state(ContractStatus.REQUESTED)
     entry = m.join_approved(approval(expires_at=EXPIRES - 1000), "abc1")
     assert (entry.contract, entry.certificate_serial, entry.expires_at) == (
         ContractStatus.APPROVED,
@@ -118,11 +118,11 @@ def test_applied_contract_is_approved_with_its_certificate_serial_and_end() -> N
 
 
 def test_applied_contract_is_rejected_with_its_reason() -> None:
-    entry = in_state(ContractStatus.APPLIED).join_rejected(rejection())
+    entry = in_state(ContractStatus.REQUESTED).join_rejected(rejection())
     assert (entry.contract, entry.reason) == (ContractStatus.REJECTED, "incomplete")
 
 
-@pytest.mark.parametrize("status", [ContractStatus.APPLIED, ContractStatus.APPROVED])
+@pytest.mark.parametrize("status", [ContractStatus.REQUESTED, ContractStatus.APPROVED])
 def test_applied_or_approved_contract_is_terminated(status: ContractStatus) -> None:
     entry = in_state(status).terminated(termination())
     assert (entry.contract, entry.reason) == (ContractStatus.TERMINATED, "leaving")
@@ -132,7 +132,7 @@ def test_applied_or_approved_contract_is_terminated(status: ContractStatus) -> N
 def test_a_node_whose_contract_ended_may_apply_again(status: ContractStatus) -> None:
     m = in_state(status)
     entry = m.join_requested(request(contract="c2"), T0 + 1)
-    assert (entry.contract, entry.contract_id, entry.reason) == (ContractStatus.APPLIED, "c2", "")
+    assert (entry.contract, entry.contract_id, entry.reason) == (ContractStatus.REQUESTED, "c2", "")
     assert m.contracts == {"c1": "node-a", "c2": "node-a"}
 
 
@@ -159,11 +159,11 @@ def test_certificate_revoked_marks_the_approved_node() -> None:
 # -- refused transitions ---------------------------------------------------------------------
 
 ENDED = [ContractStatus.REJECTED, ContractStatus.TERMINATED]
-NOT_APPLIED = [ContractStatus.APPROVED, *ENDED]
-NOT_APPROVED = [ContractStatus.APPLIED, *ENDED]
+NOT_REQUESTED = [ContractStatus.APPROVED, *ENDED]
+NOT_APPROVED = [ContractStatus.REQUESTED, *ENDED]
 
 
-@pytest.mark.parametrize("status", [ContractStatus.APPLIED, ContractStatus.APPROVED])
+@pytest.mark.parametrize("status", [ContractStatus.REQUESTED, ContractStatus.APPROVED])
 def test_join_requested_while_a_contract_is_open_is_refused(status: ContractStatus) -> None:
     refused(in_state(status), lambda m: m.join_requested(request(contract="c2"), T0))
 
@@ -173,12 +173,12 @@ def test_join_requested_reusing_a_contract_id_is_refused(status: ContractStatus)
     refused(in_state(status), lambda m: m.join_requested(request(node="node-b", contract="c1"), T0))
 
 
-@pytest.mark.parametrize("status", NOT_APPLIED)
+@pytest.mark.parametrize("status", NOT_REQUESTED)
 def test_join_approved_unless_applied_is_refused(status: ContractStatus) -> None:
     refused(in_state(status), lambda m: m.join_approved(approval(), "abc2"))
 
 
-@pytest.mark.parametrize("status", NOT_APPLIED)
+@pytest.mark.parametrize("status", NOT_REQUESTED)
 def test_join_rejected_unless_applied_is_refused(status: ContractStatus) -> None:
     refused(in_state(status), lambda m: m.join_rejected(rejection()))
 
@@ -225,7 +225,7 @@ def test_events_about_an_unknown_node_are_refused(apply: Callable[[Membership], 
     ids=["approve", "reject", "terminate", "announce"],
 )
 def test_events_naming_another_contract_than_the_nodes_are_refused(apply: Callable[[Membership], object]) -> None:
-    m = in_state(ContractStatus.APPLIED)
+    m = in_state(ContractStatus.REQUESTED)
     m.join_requested(request(node="node-b", contract="c9"), T0)  # c9 exists, but is node-b's
     refused(m, apply)
 
@@ -242,7 +242,7 @@ def test_events_naming_a_superseded_contract_are_refused() -> None:
 
 def test_revoking_a_serial_the_node_does_not_hold_is_refused() -> None:
     refused(in_state(ContractStatus.APPROVED), lambda m: m.revoked(revocation(serial="ffff")))
-    refused(in_state(ContractStatus.APPLIED), lambda m: m.revoked(revocation(serial="abc1")))
+    refused(in_state(ContractStatus.REQUESTED), lambda m: m.revoked(revocation(serial="abc1")))
 
 
 def test_announcing_for_another_node_is_unauthorised() -> None:
@@ -272,7 +272,7 @@ def _health(entry: NodeEntry, at: int) -> Health:
 
 
 def test_health_pending_while_applied() -> None:
-    assert _health(in_state(ContractStatus.APPLIED).nodes["node-a"], T0) is Health.PENDING
+    assert _health(in_state(ContractStatus.REQUESTED).nodes["node-a"], T0) is Health.PENDING
 
 
 def test_health_approved_until_first_announce_or_heartbeat() -> None:
@@ -378,7 +378,7 @@ def test_any_event_sequence_keeps_membership_consistent_and_refusals_change_noth
         for node_id, entry in m.nodes.items():
             assert entry.node_id == node_id
             assert m.contracts[entry.contract_id] == node_id
-            if entry.contract in (ContractStatus.APPLIED, ContractStatus.REJECTED):
+            if entry.contract in (ContractStatus.REQUESTED, ContractStatus.REJECTED):
                 assert entry.certificate_serial is None
             if entry.contract is ContractStatus.APPROVED:
                 assert entry.certificate_serial is not None

@@ -196,7 +196,7 @@ def test_join_request_is_verified_with_the_key_in_its_csr(fed: Fed) -> None:
         serialization.Encoding.Raw, serialization.PublicFormat.Raw
     )
     fed.trust.apply(env, payload, applicant)
-    assert fed.trust.members.nodes["node-a"].contract is ContractStatus.APPLIED
+    assert fed.trust.members.nodes["node-a"].contract is ContractStatus.REQUESTED
 
 
 def test_join_request_signed_by_another_key_than_its_csr_is_bad_signature(fed: Fed) -> None:
@@ -295,7 +295,7 @@ def test_join_approved_signed_by_a_node_is_unauthorised_and_changes_nothing(fed:
     with pytest.raises(UnauthorisedError):
         fed.trust.apply(env, payload, speaker)  # ... but not approve
     assert fed.trust.certificate("node-b") is None
-    assert fed.trust.members.nodes["node-b"].contract is ContractStatus.APPLIED
+    assert fed.trust.members.nodes["node-b"].contract is ContractStatus.REQUESTED
 
 
 def test_join_approved_for_a_key_other_than_the_requests_csr_is_invalid_certificate(fed: Fed) -> None:

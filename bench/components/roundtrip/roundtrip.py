@@ -10,11 +10,11 @@ import time
 
 import numpy as np
 
-from services.executor.api import ComponentResult, TaskContext
+from services.executor.api import ComponentResult, JobContext
 
 
 class RoundTrip:
-    async def run(self, ctx: TaskContext) -> ComponentResult:
+    async def run(self, ctx: JobContext) -> ComponentResult:
         rounds, size = int(ctx.params["rounds"]), int(ctx.params["size"])
         rng = np.random.default_rng(ctx.seed + sum(map(ord, ctx.me)))
         model = np.zeros(size)

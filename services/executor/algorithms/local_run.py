@@ -18,12 +18,12 @@ from services.executor.api import (
     Checkpoints,
     Component,
     ComponentResult,
+    JobContext,
     LocalChannel,
     LocalDataset,
     LocalHub,
     MemoryCheckpoints,
     Message,
-    TaskContext,
 )
 
 
@@ -84,7 +84,7 @@ async def run_local(
     hub = LocalHub(roles)
     counted = traffic if traffic is not None else Traffic()
     contexts = [
-        TaskContext(
+        JobContext(
             job_id="local",
             me=p.node,
             role=p.role,

@@ -14,7 +14,7 @@ from accel.client import AccelClient
 from services.executor.algorithms.local_run import Party, run_local
 from services.executor.algorithms.psi import curve, handshake
 from services.executor.algorithms.psi.component import ENC, HANDSHAKE, PSI, RESPONSE, PsiProtocolError, batch_message
-from services.executor.api import ComponentResult, LocalDataset, TaskContext
+from services.executor.api import ComponentResult, JobContext, LocalDataset
 
 #: RFC 7748 §5.2: (scalar, u, X25519(scalar, u)); the second u has bit 255 set, which X25519 ignores.
 RFC7748 = [
@@ -147,7 +147,7 @@ async def test_runs_and_parties_share_one_set_of_worker_processes(tmp_path: Path
 class _RaggedHost(PSI):
     """A guest as usual; a host that agrees in the handshake, then sends a first-stage batch of 33 bytes."""
 
-    async def run(self, ctx: TaskContext) -> ComponentResult:
+    async def run(self, ctx: JobContext) -> ComponentResult:
         if ctx.role == "guest":
             return await super().run(ctx)
         got = await ctx.channel.gather("guest", HANDSHAKE, 0, deadline=ctx.round_deadline)

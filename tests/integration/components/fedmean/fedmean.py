@@ -11,11 +11,11 @@ import asyncio
 
 import numpy as np
 
-from services.executor.api import ComponentResult, TaskContext
+from services.executor.api import ComponentResult, JobContext
 
 
 class FederatedMean:
-    async def run(self, ctx: TaskContext) -> ComponentResult:
+    async def run(self, ctx: JobContext) -> ComponentResult:
         rounds, rate, pause = int(ctx.params["rounds"]), float(ctx.params["rate"]), float(ctx.params["pause"])
         start, model = 0, None
         saved = ctx.checkpoints.latest()
