@@ -55,7 +55,7 @@ class _Sink(Service):
     """Applies heartbeats by counting them and noting when each one arrived."""
 
     name: ClassVar[str] = "bench-sink"
-    topics: ClassVar[tuple[str, ...]] = ("registry",)
+    topics: ClassVar[tuple[str, ...]] = ("registry", "heartbeats")  # heartbeats are read only where asked for
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

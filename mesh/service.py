@@ -236,7 +236,7 @@ class Service:
             self.log.info("stopped", counts=dict(self.counts))
 
     def read_topics(self) -> tuple[str, ...]:
-        """The protocol topics this service reads besides ``schemas`` and the membership topics.
+        """The protocol topics this service reads besides ``schemas`` and ``registry``.
 
         These are ``topics``, unless they depend on the node (its own node topics, e.g.
         ``accel.<node>.requests``).

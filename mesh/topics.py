@@ -115,7 +115,8 @@ class TopicNames:
         return name
 
 
-#: Topics every service reads, whatever else it reads: who is a member, and with what key.
+#: The membership topics: who is a member and with what key (``registry``, which every service reads), and who is
+#: alive (``heartbeats``, read by the registry service alone: health is its concern).
 MEMBERSHIP_TOPICS = ("registry", "heartbeats")
 
 
