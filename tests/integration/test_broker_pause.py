@@ -102,7 +102,7 @@ async def interfed(*args: str, env: dict[str, str]) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "mesh",
+        "interfed",
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,
