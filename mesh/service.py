@@ -105,7 +105,10 @@ def check_handler(fn: Callable[..., Any], payload_types: tuple[str, ...]) -> Non
     TypedDicts of ``payload_types``. A bare ``Event`` or ``Event[Any]`` declares nothing.
     """
     params = [name for name in inspect.signature(fn).parameters if name != "self"]
-    declared = typing.get_type_hints(fn).get(params[0]) if params else None
+    try:
+        declared = typing.get_type_hints(fn).get(params[0]) if params else None
+    except NameError as exc:  # a name its signature uses is imported for type checking only
+        raise TypeError(f"{fn.__qualname__}'s annotations cannot be evaluated at run time: {exc}") from exc
     if typing.get_origin(declared) is not Event:
         return
     (payload,) = typing.get_args(declared)

@@ -13,7 +13,7 @@ from mesh.errors import BadSignatureError, HandlerFailedError, RevokedSenderErro
 from mesh.events import CONTRACT_TERMINATED, EVIDENCE_RECORDED, TREE_HEAD, TREE_HEAD_COSIGNED
 from mesh.evidence import GOVERNED
 from mesh.identity import NodeCertificate
-from mesh.service import Context, Event, Service
+from mesh.service import Context, Event, Service, check_handler
 from mesh.topics import MEMBERSHIP_TOPICS, topic_for
 from mesh.trust import SKEW_MS
 from services.evidence.findings import (
@@ -80,11 +80,15 @@ class Auditor(Service):
         self.read_to: dict[tuple[str, int], int] = {}  # (Kafka topic, partition) -> offset after the last handled
         self.ends_at_start: dict[tuple[str, int], int | None] = {}  # where each partition ended as the replay began
         self.trusted = trusted or []
-        for payload_type in GOVERNED:
-            self._handlers[payload_type] = self.on_governed
-        self._handlers[EVIDENCE_RECORDED] = self.on_evidence
-        self._handlers[TREE_HEAD] = self.on_tree_head
-        self._handlers[TREE_HEAD_COSIGNED] = self.on_cosigned
+        wiring = {
+            "on_governed": tuple(GOVERNED),
+            "on_evidence": (EVIDENCE_RECORDED,),
+            "on_tree_head": (TREE_HEAD,),
+            "on_cosigned": (TREE_HEAD_COSIGNED,),
+        }
+        for name, payload_types in wiring.items():
+            check_handler(getattr(type(self), name), payload_types)  # as Service does for what @handles declares
+            self._handlers.update(dict.fromkeys(payload_types, getattr(self, name)))
 
     @property
     def tree(self) -> MerkleLog:

@@ -127,7 +127,8 @@ class JobContext:
     report: Callable[[int, Mapping[str, float]], None] = lambda _round, _metrics: None
 
 
-#: The name of ``JobContext`` in the first release, kept for components written against it (one release).
+#: The name of ``JobContext`` in the first release, kept for components written against it (one release). The
+#: built-in components use it until their next version: their bytes are what their published version means.
 TaskContext = JobContext
 
 

@@ -1,4 +1,4 @@
-"""CLI for federations, nodes and the registry: create, apply, approve, run, list."""
+"""CLI for federations, nodes and the registry: create, request to join, approve, run, list."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a t
 LogOpt = Annotated[bool, typer.Option("--log-json", help="print the JSON log to stderr instead of the home's log file")]
 
 federation_app = typer.Typer(help="Create a federation (its root certificate and operator).", no_args_is_help=True)
-node_app = typer.Typer(help="Create a node, apply to join, run its services.", no_args_is_help=True)
+node_app = typer.Typer(help="Create a node, request to join, run its services.", no_args_is_help=True)
 registry_app = typer.Typer(help="The node directory and the operator's decisions.", no_args_is_help=True)
 
 

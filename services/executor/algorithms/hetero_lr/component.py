@@ -19,7 +19,7 @@ from accel.vector import EncryptedVector
 from accel.wire import PublishedKey
 from services.executor.algorithms.hetero_lr import codec, masking, maths
 from services.executor.algorithms.hetero_lr.maths import Array, Schedule
-from services.executor.api import ComponentResult, JobContext, LocalDataset, Message
+from services.executor.api import ComponentResult, LocalDataset, Message, TaskContext
 
 #: A public bound on |u_h| (declared, so the ciphertexts' bound reveals nothing about the data).
 U_BOUND = float(1 << 20)
@@ -70,7 +70,7 @@ def load_aligned(inputs: Mapping[str, LocalDataset]) -> tuple[Array, Array | Non
 class HeteroLR:
     """Component ``hetero_lr``: dispatches to the party's role."""
 
-    async def run(self, ctx: JobContext) -> ComponentResult:
+    async def run(self, ctx: TaskContext) -> ComponentResult:
         if ctx.role == "arbiter":
             return await Arbiter(ctx).run()
         if ctx.role in ("guest", "host"):
@@ -81,7 +81,7 @@ class HeteroLR:
 class Arbiter:
     """Holds the Paillier key: decrypts masked gradients and the loss, decides when training stops."""
 
-    def __init__(self, ctx: JobContext) -> None:
+    def __init__(self, ctx: TaskContext) -> None:
         self.ctx = ctx
 
     async def run(self) -> ComponentResult:
@@ -145,7 +145,7 @@ class Arbiter:
 class Learner:
     """The guest (labels, some features, the intercept) or a host (other features): computes and updates its weights."""
 
-    def __init__(self, ctx: JobContext) -> None:
+    def __init__(self, ctx: TaskContext) -> None:
         self.ctx = ctx
         self.guest = ctx.role == "guest"
         self.hosts = list(ctx.roles.get("host", []))

@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from accel import Gmpy2Backend, Packer, PrivateKey, PublicKey, generate_keypair
-from services.executor.api import ComponentResult, JobContext, Message, QuorumError
+from services.executor.api import ComponentResult, Message, QuorumError, TaskContext
 
 from . import secure
 from .config import Config, ConfigError, Setup
@@ -38,7 +38,7 @@ from .rounds import (
 class FedAvg:
     """The HFL component: what it does depends on the role it plays in the job."""
 
-    async def run(self, ctx: JobContext) -> ComponentResult:
+    async def run(self, ctx: TaskContext) -> ComponentResult:
         config = Config.of(ctx.params, ctx.roles, ctx.seed, ctx.job_id)
         if ctx.role == "aggregator":
             return await _aggregate(ctx, config)
@@ -52,7 +52,7 @@ class FedAvg:
 # -- the data parties ------------------------------------------------------------------------
 
 
-def _load(ctx: JobContext, config: Config) -> tuple[Vector, npt.NDArray[np.int64]]:
+def _load(ctx: TaskContext, config: Config) -> tuple[Vector, npt.NDArray[np.int64]]:
     if "train" not in ctx.inputs:
         raise ConfigError("an HFL party needs its 'train' dataset")
     _, x, y, _ = ctx.inputs["train"].load()
@@ -64,7 +64,7 @@ def _load(ctx: JobContext, config: Config) -> tuple[Vector, npt.NDArray[np.int64
     return x, labels
 
 
-async def _new_secret(ctx: JobContext, config: Config) -> bytes:
+async def _new_secret(ctx: TaskContext, config: Config) -> bytes:
     """This node's secret for the job: an X25519 key (masks) or, for the key holder, a Paillier key."""
     if config.secure_aggregation == "masks" and ctx.me in config.parties:
         return secure.private_bytes(secure.new_mask_key())
@@ -80,7 +80,7 @@ def _private_key(secret: bytes) -> PrivateKey:
     return PrivateKey(PublicKey(p * q), p, q)
 
 
-async def _setup(ctx: JobContext, config: Config, secret: bytes, rows: int, features: int) -> Setup:
+async def _setup(ctx: TaskContext, config: Config, secret: bytes, rows: int, features: int) -> Setup:
     """Round 0: every party tells all its rows, features and mask key; the key holder publishes its n."""
     everyone = [*config.parties, config.aggregator]
     deadline = ctx.round_deadline
@@ -115,7 +115,7 @@ def _spec(config: Config, setup: Setup) -> ModelSpec:
     return ModelSpec(config.model, setup.features, config.classes, config.hidden)
 
 
-async def _start(ctx: JobContext, config: Config, rows: int, features: int) -> tuple[int, Setup, Vector | None, bytes]:
+async def _start(ctx: TaskContext, config: Config, rows: int, features: int) -> tuple[int, Setup, Vector | None, bytes]:
     """Resume from the latest checkpoint, or run round 0 (the secret is saved before anything is sent)."""
     resumed = restore(ctx)
     if resumed is not None and resumed[1] is not None:
@@ -131,7 +131,7 @@ async def _start(ctx: JobContext, config: Config, rows: int, features: int) -> t
     return 0, setup, weights, secret
 
 
-async def _train(ctx: JobContext, config: Config) -> ComponentResult:
+async def _train(ctx: TaskContext, config: Config) -> ComponentResult:
     x, y = _load(ctx, config)
     done, setup, weights, secret = await _start(ctx, config, len(y), x.shape[1])
     assert weights is not None
@@ -166,7 +166,7 @@ async def _train(ctx: JobContext, config: Config) -> ComponentResult:
 
 
 async def _protect(
-    ctx: JobContext, config: Config, setup: Setup, secret: bytes, update: Vector, *, round_no: int
+    ctx: TaskContext, config: Config, setup: Setup, secret: bytes, update: Vector, *, round_no: int
 ) -> Message:
     """The update as this round's message: in the clear, masked, or packed and encrypted."""
     if config.secure_aggregation == "none":
@@ -190,7 +190,7 @@ async def _protect(
     return secure.packed_to_message(packed)
 
 
-async def _reveal(ctx: JobContext, config: Config, setup: Setup, secret: bytes, round_no: int) -> None:
+async def _reveal(ctx: TaskContext, config: Config, setup: Setup, secret: bytes, round_no: int) -> None:
     """Answer the aggregator's survivor list: reveal this round's seeds with the dropped, if any."""
     told = await gather_one(ctx, config.aggregator, "survivors", round_no, ctx.round_deadline * ANSWER_DEADLINES)
     survivors = names(blob(told, "survivors"))
@@ -210,7 +210,7 @@ async def _reveal(ctx: JobContext, config: Config, setup: Setup, secret: bytes, 
 # -- the key holder (Paillier) ------------------------------------------------------------------
 
 
-async def _decrypt_sum(ctx: JobContext, config: Config, secret: bytes, round_no: int) -> None:
+async def _decrypt_sum(ctx: TaskContext, config: Config, secret: bytes, round_no: int) -> None:
     """Decrypt the aggregator's sum of the round, only if it sums at least a quorum of updates."""
     private = _private_key(secret)
     spec = secure.packing_spec(config.clip, len(config.parties))
@@ -223,7 +223,7 @@ async def _decrypt_sum(ctx: JobContext, config: Config, secret: bytes, round_no:
     await ctx.channel.send(config.aggregator, "sum-plain", round_no, {"sum": total})
 
 
-async def _hold_key(ctx: JobContext, config: Config) -> ComponentResult:
+async def _hold_key(ctx: TaskContext, config: Config) -> ComponentResult:
     if config.secure_aggregation != "paillier":
         raise ConfigError("an arbiter takes part in HFL only as the Paillier key holder")
     done, setup, _, secret = await _start(ctx, config, 0, 0)
@@ -236,7 +236,7 @@ async def _hold_key(ctx: JobContext, config: Config) -> ComponentResult:
 # -- the aggregator ------------------------------------------------------------------------------
 
 
-async def _aggregate(ctx: JobContext, config: Config) -> ComponentResult:
+async def _aggregate(ctx: TaskContext, config: Config) -> ComponentResult:
     done, setup, weights, secret = await _start(ctx, config, 0, 0)
     assert weights is not None
     spec = _spec(config, setup)
@@ -257,7 +257,7 @@ async def _aggregate(ctx: JobContext, config: Config) -> ComponentResult:
     return ComponentResult(model=spec.unflatten(weights), metrics=metrics)
 
 
-async def _gather_updates(ctx: JobContext, config: Config, round_no: int) -> dict[str, Message]:
+async def _gather_updates(ctx: TaskContext, config: Config, round_no: int) -> dict[str, Message]:
     """Every party's update by the deadline, at least a quorum of them (QuorumError otherwise)."""
     roles = [role for role in ("guest", "host") if ctx.roles.get(role)]
     answers = await asyncio.gather(
@@ -269,7 +269,7 @@ async def _gather_updates(ctx: JobContext, config: Config, round_no: int) -> dic
     return arrived
 
 
-async def _abort(ctx: JobContext, config: Config, round_no: int, error: QuorumError) -> None:
+async def _abort(ctx: TaskContext, config: Config, round_no: int, error: QuorumError) -> None:
     """Answer each message the others wait for in this round with the abort (the parties' reads are tag by tag)."""
     message = abort_message(error)
     if config.secure_aggregation == "masks":
@@ -280,7 +280,7 @@ async def _abort(ctx: JobContext, config: Config, round_no: int, error: QuorumEr
 
 
 async def _sum(
-    ctx: JobContext, config: Config, setup: Setup, updates: dict[str, Message], survivors: list[str], *, round_no: int
+    ctx: TaskContext, config: Config, setup: Setup, updates: dict[str, Message], survivors: list[str], *, round_no: int
 ) -> Vector:
     """The survivors' summed updates, recovered from masks or decrypted by the key holder as the scheme needs."""
     if config.secure_aggregation == "none":

@@ -1,4 +1,4 @@
-"""The parameters of an HFL job and the parties' places in it, read once from the job context."""
+"""The parameters of an HFL job and the parties' places in it, read once from the task context."""
 
 from __future__ import annotations
 

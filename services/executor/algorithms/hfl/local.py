@@ -21,12 +21,12 @@ import numpy.typing as npt
 from accel import AccelClient
 from services.executor.api import (
     ComponentResult,
-    JobContext,
     LocalChannel,
     LocalDataset,
     LocalHub,
     MemoryCheckpoints,
     Message,
+    TaskContext,
 )
 
 from .component import FedAvg
@@ -75,7 +75,7 @@ class LocalJob:
         hub = hub or LocalHub(self.roles)
         nodes = [(role, node) for role, members in self.roles.items() for node in members]
         contexts = [
-            JobContext(
+            TaskContext(
                 job_id="job-hfl",
                 me=node,
                 role=role,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from services.executor.api import JobContext, Message, QuorumError
+from services.executor.api import Message, QuorumError, TaskContext
 
 from .config import Setup
 
@@ -49,7 +49,7 @@ def abort_message(error: QuorumError) -> Message:
     return {"abort": json.dumps({"tag": error.tag, "got": error.got, "needed": error.needed}).encode()}
 
 
-async def gather_one(ctx: JobContext, node: str, tag: str, round_no: int, deadline: float) -> Message:
+async def gather_one(ctx: TaskContext, node: str, tag: str, round_no: int, deadline: float) -> Message:
     """The (tag, round) message of one node; QuorumError if it does not come in time or says the round aborted."""
     got = (await ctx.channel.gather(node, tag, round_no, deadline=deadline, quorum=1))[node]
     if "abort" in got:
@@ -59,20 +59,20 @@ async def gather_one(ctx: JobContext, node: str, tag: str, round_no: int, deadli
 
 
 async def gather_each(
-    ctx: JobContext, nodes: Sequence[str], tag: str, round_no: int, deadline: float
+    ctx: TaskContext, nodes: Sequence[str], tag: str, round_no: int, deadline: float
 ) -> dict[str, Message]:
     """The (tag, round) messages of every node named, waited for together (all are needed)."""
     replies = await asyncio.gather(*(gather_one(ctx, n, tag, round_no, deadline) for n in nodes))
     return dict(zip(nodes, replies, strict=True))
 
 
-async def send_each(ctx: JobContext, nodes: Sequence[str], tag: str, round_no: int, message: Message) -> None:
+async def send_each(ctx: TaskContext, nodes: Sequence[str], tag: str, round_no: int, message: Message) -> None:
     for node in nodes:
         await ctx.channel.send(node, tag, round_no, message)
 
 
 def save(
-    ctx: JobContext, round_no: int, setup: Setup | None, weights: npt.NDArray[np.float64] | None, secret: bytes
+    ctx: TaskContext, round_no: int, setup: Setup | None, weights: npt.NDArray[np.float64] | None, secret: bytes
 ) -> None:
     """One checkpoint: the round finished, what round 0 established, the global model, this node's secret."""
     state: dict[str, npt.NDArray[Any] | bytes] = {"secret": secret}
@@ -83,7 +83,7 @@ def save(
     ctx.checkpoints.save(round_no, state)
 
 
-def restore(ctx: JobContext) -> tuple[int, Setup | None, npt.NDArray[np.float64] | None, bytes] | None:
+def restore(ctx: TaskContext) -> tuple[int, Setup | None, npt.NDArray[np.float64] | None, bytes] | None:
     """The latest checkpoint as (round, setup or None, weights or None, secret), or None on a fresh start."""
     latest = ctx.checkpoints.latest()
     if latest is None:
@@ -93,3 +93,7 @@ def restore(ctx: JobContext) -> tuple[int, Setup | None, npt.NDArray[np.float64]
     setup = Setup.from_bytes(setup_bytes) if isinstance(setup_bytes, bytes) else None
     w = np.asarray(weights, dtype=np.float64) if isinstance(weights, np.ndarray) else None
     return round_no, setup, w, secret if isinstance(secret, bytes) else b""
+
+
+def as_mapping(tensors: Mapping[str, npt.NDArray[np.float64]]) -> dict[str, npt.NDArray[Any]]:
+    return {k: np.array(v) for k, v in tensors.items()}

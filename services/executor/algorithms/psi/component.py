@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from services.executor.algorithms.psi import curve, handshake
 from services.executor.algorithms.psi.handshake import Agreement, PsiHandshakeError
-from services.executor.api import ComponentResult, JobContext, Message
+from services.executor.api import ComponentResult, Message, TaskContext
 
 T = TypeVar("T")
 
@@ -105,7 +105,7 @@ def read_batch(message: Message, index: int, width: int) -> tuple[bool, int, byt
     return bool(last), count, ciphertext
 
 
-async def send_batches(ctx: JobContext, to: str, tag: str, chunks: Sequence[Awaitable[bytes]], width: int) -> None:
+async def send_batches(ctx: TaskContext, to: str, tag: str, chunks: Sequence[Awaitable[bytes]], width: int) -> None:
     """Send ``chunks`` (whole ``width``-byte items each) as batches 0..n-1, each as soon as it and those
     before it are ready (so the peer starts on batch 0 while later ones are still being blinded);
     an empty set is one empty batch."""
@@ -121,7 +121,7 @@ async def _ready(value: bytes) -> bytes:
     return value
 
 
-async def receive_batches(ctx: JobContext, from_: str, tag: str, width: int) -> AsyncIterator[tuple[bool, bytes]]:
+async def receive_batches(ctx: TaskContext, from_: str, tag: str, width: int) -> AsyncIterator[tuple[bool, bytes]]:
     """(is last, ciphertext) of the batches of (from_, tag) in order, up to the one flagged last."""
     index = 0
     while True:
@@ -140,7 +140,7 @@ def truncated(points: bytes, width: int) -> list[bytes]:
 class PSI:
     """ECDH-PSI between one guest and one or more hosts (component ``psi``)."""
 
-    async def run(self, ctx: JobContext) -> ComponentResult:
+    async def run(self, ctx: TaskContext) -> ComponentResult:
         ids = _ids(ctx)
         if ctx.role == "guest":
             rows, sizes = await self._guest(ctx, ids)
@@ -155,7 +155,7 @@ class PSI:
             metrics={"intersection": float(len(order)), "items": float(len(ids)), **sizes},
         )
 
-    async def _guest(self, ctx: JobContext, ids: list[str]) -> tuple[list[int], dict[str, float]]:
+    async def _guest(self, ctx: TaskContext, ids: list[str]) -> tuple[list[int], dict[str, float]]:
         hosts = list(ctx.roles["host"])
         result_to = handshake.ALL_RANKS if ctx.params["result_to"] == "all" else 0
         proposal = handshake.encode(handshake.request(0, len(ids), result_to))
@@ -181,7 +181,7 @@ class PSI:
 
     async def _with_host(
         self,
-        ctx: JobContext,
+        ctx: TaskContext,
         me: Blinder,
         host: str,
         own_batches: Sequence[asyncio.Future[bytes]],
@@ -217,7 +217,7 @@ class PSI:
         ]
         return {row for _, row in pairs}, pairs
 
-    async def _host(self, ctx: JobContext, ids: list[str]) -> tuple[list[int], dict[str, float]]:
+    async def _host(self, ctx: TaskContext, ids: list[str]) -> tuple[list[int], dict[str, float]]:
         (guest,) = ctx.roles["guest"]
         result_to = handshake.ALL_RANKS if ctx.params["result_to"] == "all" else 0
         got = await ctx.channel.gather(guest, HANDSHAKE, 0, deadline=ctx.round_deadline)
@@ -270,7 +270,7 @@ def _bytes(message: Message, name: str) -> bytes:
     return value
 
 
-def _ids(ctx: JobContext) -> list[str]:
+def _ids(ctx: TaskContext) -> list[str]:
     dataset = ctx.inputs["data"]
     ids, _, _, _ = dataset.load()
     if ids is None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.executor.api import ComponentResult, JobContext
+from services.executor.api import ComponentResult, TaskContext
 
 MOMENTS, POOLED = "stats.moments", "stats.pooled"
 
@@ -34,7 +34,7 @@ def pool(parts: list[dict[str, Any]], ddof: int) -> dict[str, npt.NDArray[np.flo
 class FederatedStats:
     """Roles: every ``host`` brings a dataset; the ``aggregator`` pools. Everyone ends with the same result."""
 
-    async def run(self, ctx: JobContext) -> ComponentResult:
+    async def run(self, ctx: TaskContext) -> ComponentResult:
         ddof = int(ctx.params.get("ddof", 0))
         if ctx.role == "host":
             _, x, _, names = ctx.inputs["data"].load()
