@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from accel.client import AccelClient
 from services.executor.algorithms.hetero_lr.component import HeteroLR, load_aligned
@@ -88,6 +87,8 @@ def compare(  # noqa: PLR0917  # the guest's inputs and model, the hosts', then 
 ) -> Comparison:
     """Score the parties' parts together on the intersection (the guest's weights and intercept, each host's
     weights), and train the centralised reference on the same rows with the same hyperparameters and schedule."""
+    from sklearn.metrics import roc_auc_score  # heavy: loaded when a comparison is made, not by every command
+
     x_guest, labels, _ = load_aligned(guest_inputs)
     if labels is None:
         raise ValueError("the guest's training dataset has no label column")
