@@ -114,9 +114,9 @@ def collect(schemas: list[dict[str, Any]]) -> dict[str, Named]:
             known = found.get(full)
             if known is not None and json.dumps(known.schema, sort_keys=True) != json.dumps(schema, sort_keys=True):
                 raise SchemaGenError(f"{full} is defined differently in two places")
-            found[full] = Named(full, "record" if kind == "error" else kind, schema)
+            named = found[full] = Named(full, "record" if kind == "error" else kind, schema)
             for field in schema.get("fields", ()):
-                walk(field["type"], full.rpartition(".")[0])
+                walk(field["type"], named.namespace)
         elif kind == "array":
             walk(schema["items"], namespace)
         elif kind == "map":
@@ -138,11 +138,10 @@ class _Writer:
     def __init__(self, named: dict[str, Named]) -> None:
         self.named = named
         by_short: dict[str, str] = {}
-        for full, kind in sorted((n.full_name, n.kind) for n in named.values()):
-            short = full.rsplit(".", 1)[-1]
-            if kind != "fixed" and short in by_short:
-                raise SchemaGenError(f"{by_short[short]} and {full} would both be mesh.events.{short}")
-            by_short[short] = full
+        for n in sorted(named.values(), key=lambda n: n.full_name):
+            if n.kind != "fixed" and n.name in by_short:
+                raise SchemaGenError(f"{by_short[n.name]} and {n.full_name} would both be mesh.events.{n.name}")
+            by_short[n.name] = n.full_name
         self.uses: set[str] = set()  # typing names the module needs
 
     def type_of(self, schema: Any, namespace: str) -> str:
@@ -264,7 +263,11 @@ def blocks(schemas_dir: Path) -> list[tuple[str, str]]:
 
 def render(schemas_dir: Path) -> str:
     """The text of mesh/events.py for the schemas under ``schemas_dir``."""
-    return "\n\n\n".join(text for _, text in blocks(schemas_dir)) + "\n"
+    return _joined(blocks(schemas_dir))
+
+
+def _joined(parts: list[tuple[str, str]]) -> str:
+    return "\n\n\n".join(text for _, text in parts) + "\n"
 
 
 def difference(schemas_dir: Path, output: Path) -> str | None:
@@ -273,7 +276,7 @@ def difference(schemas_dir: Path, output: Path) -> str | None:
     if not output.exists():
         return f"{output} is missing; run {COMMAND}"
     current = output.read_text(encoding="utf-8")
-    if current == "\n\n\n".join(text for _, text in expected) + "\n":
+    if current == _joined(expected):
         return None
     for name, text in expected:
         if text not in current:
