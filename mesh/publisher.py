@@ -61,6 +61,7 @@ class Publisher:
         self._sequence = sequence
         self._announced: set[bytes] = set()
         self._announcing: dict[bytes, asyncio.Future[None]] = {}
+        self._steps: set[asyncio.Future[None]] = set()  # governed steps under way (kept from collection)
         self.max_event_bytes = max_event_bytes
 
     @property
@@ -103,13 +104,25 @@ class Publisher:
         if evidence is None:
             await self.send(topic, env)
             return env
-        # A governed step: a broker that fails a send for a while must not leave the event without its
-        # evidence (the auditor's MISSING_EVIDENCE), nor, by a caller's retry, make a second event. Each
-        # is sent again as the same envelope, which receivers skip as a duplicate if it had landed.
-        await self.send_persistently(topic, env)
+        # A governed step: neither a broker that fails a send for a while nor a caller cancelled half-way
+        # (a job's run ended by the very event it sent) may leave the event without its evidence (the
+        # auditor's MISSING_EVIDENCE). Each is sent again as the same envelope, which receivers skip as a
+        # duplicate if it had landed, and the pair goes on to the end whatever happens to the caller.
         proof = self.envelope(EVIDENCE_RECORDED, evidence_of(evidence, topic, env), subject, correlation_id)
-        await self.send_persistently("evidence", proof)
+        step = asyncio.ensure_future(self._send_step(topic, env, proof))
+        self._steps.add(step)
+        step.add_done_callback(self._step_done)
+        await asyncio.shield(step)
         return env
+
+    async def _send_step(self, topic: str, env: Envelope, proof: Envelope) -> None:
+        await self.send_persistently(topic, env)
+        await self.send_persistently("evidence", proof)
+
+    def _step_done(self, step: asyncio.Future[None]) -> None:
+        self._steps.discard(step)
+        if not step.cancelled() and step.exception() is not None:  # also when its caller is gone
+            log.error("governed_step_unsent", sender=self.sender, error=repr(step.exception()))
 
     async def send_persistently(self, topic: str, env: Envelope) -> None:
         """``send``, and again while the broker's failure may pass; the last failure is raised.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,28 @@ async def test_a_refusal_that_will_not_pass_is_raised_at_once(tmp_path: Path) ->
         await retract(publisher(bus, tmp_path))
     assert bus.attempts == 1
     assert bus.sent == []
+
+
+async def test_a_caller_cancelled_after_the_event_still_gets_its_evidence_sent(tmp_path: Path) -> None:
+    """A job's run is cancelled when the job ends, which its own last event can make happen: the step goes on."""
+    bus = FlakyBus({})
+    gate = asyncio.Event()
+    sent_event = asyncio.Event()
+    send = bus.send
+
+    async def slow_evidence(topic: str, key: bytes, value: bytes) -> None:
+        if topic == "t.evidence":
+            sent_event.set()
+            await gate.wait()
+        await send(topic, key, value)
+
+    bus.send = slow_evidence  # type: ignore[method-assign]
+    caller = asyncio.ensure_future(retract(publisher(bus, tmp_path)))
+    await sent_event.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    gate.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert [topic for topic, _ in bus.sent] == ["t.catalog", "t.evidence"]
