@@ -1,11 +1,13 @@
 """``AccelClient``: Paillier on vectors for executors, through a node's accelerator service or in-process.
 
-One API, two transports. ``AccelClient.connect`` sends each call as a signed
+One API, three places the work runs. ``AccelClient.connect`` sends each call as a signed
 ``AccelRequest`` and waits for its ``AccelReply`` (verified by the service base's pipeline,
-from the accelerator node asked, for this node); ``AccelClient.in_process`` runs the same
-requests through the same ``Engine`` in the caller's process when no service is
-configured. Remote calls time out per attempt and are retried under the same request id,
-so a retry that meets the first attempt's reply is simply answered by it.
+from the accelerator node asked, for this node); ``AccelClient.on_workers`` runs the same
+requests through the same ``Engine`` on the node's own worker processes, with no broker between
+(what ``interfed node up`` does by default); ``AccelClient.in_process`` on one thread of the
+caller's process (an explicit choice, and the tests' reference). Remote calls time out per
+attempt and are retried under the same request id, so a retry that meets the first attempt's
+reply is simply answered by it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from accel.gmp_backend import Encryption, Gmpy2Backend
 from accel.keys import PrivateKey, PublicKey
 from accel.keystore import KeyStore
 from accel.packing import PackedVector, PackingSpec
+from accel.pool import WorkerPool, pooled
 from accel.vector import EncryptedVector, default_precision
 from accel.wire import (
     PublishedKey,
@@ -57,17 +60,24 @@ Key = PublishedKey | PublicKey
 class Transport(Protocol):
     """Carries one request to an engine and brings its reply back."""
 
+    #: Where the work runs, for people (``interfed node status``, logs).
+    description: str
+
     async def call(self, request: events.AccelRequest) -> Reply:
         """Send ``request`` and return its reply record (a result or an error reply)."""
         ...
 
 
 class LocalTransport:
-    """Runs requests in this process (a thread, so the event loop stays free) on the gmpy2 backend."""
+    """Runs requests on an ``Engine`` in this process, off the event loop, with no broker between.
 
-    def __init__(self, node_id: str, keys: KeyStore) -> None:
-        self.engine = Engine(node_id, keys, _local_backend)
-        self.node_id = node_id
+    Its backend computes on one thread of this process (gmpy2) or on the node's worker processes (pooled).
+    """
+
+    def __init__(self, engine: Engine, description: str) -> None:
+        self.engine = engine
+        self.node_id = engine.node_id
+        self.description = description
 
     async def call(self, request: events.AccelRequest) -> Reply:
         """Compute ``request`` in a thread; an AccelError becomes the error reply the service would send."""
@@ -140,6 +150,7 @@ class RemoteTransport:
         self.listener = listener
         self.timeout = timeout
         self.retries = retries
+        self.description = f"the accelerator service of {listener.service_node}, through the broker"
 
     async def call(self, request: events.AccelRequest) -> Reply:
         """Publish ``request`` and await its reply; again after a timeout or a retriable error, up to ``retries``."""
@@ -181,10 +192,22 @@ class AccelClient:
         self.transport = transport
         self.service_node = service_node
 
+    @property
+    def description(self) -> str:
+        """Where this client's work runs, for people."""
+        return self.transport.description
+
     @classmethod
     def in_process(cls, node_id: str = "local", keys: KeyStore | None = None) -> AccelClient:
-        """No service: the same requests, computed here. ``keys`` are the keys this node owns."""
-        return cls(LocalTransport(node_id, keys if keys is not None else KeyStore.empty()), node_id)
+        """No service: the same requests, computed on one thread of this process. ``keys``: the keys this node owns."""
+        engine = Engine(node_id, keys if keys is not None else KeyStore.empty(), _local_backend)
+        return cls(LocalTransport(engine, "in-process, one thread"), node_id)
+
+    @classmethod
+    def on_workers(cls, node_id: str, keys: KeyStore, pool: WorkerPool) -> AccelClient:
+        """The node's own accelerator workers, reached directly (no broker): every operation spread over ``pool``."""
+        engine = Engine(node_id, keys, pooled(pool))
+        return cls(LocalTransport(engine, f"the node's {pool.workers} accelerator worker process(es)"), node_id)
 
     @classmethod
     @contextlib.asynccontextmanager

@@ -19,15 +19,17 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from accel import _gmp
+from accel.backend import PaillierBackend
 from accel.errors import MissingPrivateKeyError, ShapeMismatchError
 from accel.gmp_backend import Encryption, Gmpy2Backend
 from accel.keys import PrivateKey, PublicKey
+from accel.wire import PublishedKey
 
 #: Below this many items per worker a slice costs more to ship than to compute.
 MIN_SLICE = 8
@@ -190,3 +192,21 @@ class PooledBackend:
     def sum(self, a: Sequence[int]) -> int:
         """Partial sums on the workers, multiplied together here."""
         return self._product(self._map("sum", a))
+
+
+def pooled(pool: WorkerPool) -> Callable[[PublishedKey, PrivateKey | None, Encryption, int | None], PaillierBackend]:
+    """An engine's backend maker (``accel.engine.MakeBackend``) whose backends run on ``pool``'s workers."""
+
+    def make(
+        published: PublishedKey, private: PrivateKey | None, mode: Encryption, djn_base: int | None
+    ) -> PaillierBackend:
+        return PooledBackend(
+            pool,
+            published.public_key,
+            private,
+            encryption=mode,
+            djn_base=djn_base,
+            djn_exponent_bits=published.djn_exponent_bits,
+        )
+
+    return make

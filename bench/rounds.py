@@ -24,6 +24,7 @@ from mesh.home import NodeConfig
 from mesh.service import Context, Service
 from mesh.settings import MeshSettings
 from mesh.testing import eventually
+from services.accel.placement import in_process
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
 from services.executor.policy import JobPolicy
@@ -55,7 +56,11 @@ def _ended(executor: ExecutorService, job_id: str) -> bool:
 def _services(ctx: Context) -> Sequence[Service]:
     catalog = CatalogService(ctx, readonly=True)
     store = ComponentsService(ctx)
-    return [catalog, store, ExecutorService(ctx, catalog=catalog, components=store, policy=ACCEPT)]
+    return [
+        catalog,
+        store,
+        ExecutorService(ctx, catalog=catalog, components=store, accel=in_process(ctx), policy=ACCEPT),
+    ]
 
 
 def _installed(store: Service) -> bool:

@@ -48,9 +48,7 @@ def _phe_backend(
 
 def phe_client(node: str) -> AccelClient:
     """The same requests, computed by ``phe`` in this process (the baseline)."""
-    transport = LocalTransport(node, KeyStore.empty())
-    transport.engine = Engine(node, KeyStore.empty(), _phe_backend)
-    return AccelClient(transport, node)
+    return AccelClient(LocalTransport(Engine(node, KeyStore.empty(), _phe_backend), "phe, in-process"), node)
 
 
 def _csv(path: Path, ids: list[str], x: np.ndarray, y: np.ndarray | None) -> LocalDataset:

@@ -21,13 +21,11 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from accel.client import AccelClient, RemoteTransport, ReplyListener
-from accel.keystore import KeyStore
 from demos.catalog import catalog_services
 from mesh.clock import now_ms
 from mesh.service import Context, Service
 from mesh.testing import eventually
-from services.accel.service import AccelService
+from services.accel.placement import AcceleratorSettings, in_process, node_accelerator
 from services.catalog.policy import DAY_MS
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
@@ -70,17 +68,11 @@ def demo_services(ctx: Context) -> Sequence[Service]:
     assert isinstance(catalog, CatalogService)
     store = ComponentsService(ctx)
     if ctx.config.node_id not in ACCELERATED:
-        return [catalog, store, ExecutorService(ctx, catalog=catalog, components=store)]
-    listener = ReplyListener(ctx, ctx.config.node_id)
-    client = AccelClient(RemoteTransport(listener, timeout=60, retries=1), ctx.config.node_id)
-    accelerator = AccelService(ctx, workers=1, keys=KeyStore.of_home(ctx.home.path))
-    return [
-        catalog,
-        store,
-        accelerator,
-        listener,
-        ExecutorService(ctx, catalog=catalog, components=store, accel=client),
-    ]
+        return [catalog, store, ExecutorService(ctx, catalog=catalog, components=store, accel=in_process(ctx))]
+    # What `interfed node up` does by default, with one worker process each: three parties share two cores.
+    accelerator = node_accelerator(ctx, AcceleratorSettings(mode="workers", workers=1))
+    executor = ExecutorService(ctx, catalog=catalog, components=store, accel=accelerator.client)
+    return [catalog, store, *accelerator.services, executor]
 
 
 def _svc(fed: TestFederation, node_id: str, name: str) -> Service:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,6 +53,10 @@ class Bus(Protocol):
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
         """Produce one record with acks=all; returns once the broker has it."""
+        ...
+
+    async def send_all(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Produce (key, value) records in order, pipelined; returns once the broker has every one of them."""
         ...
 
     async def ensure_topics(self, names: Iterable[str] | None = None) -> None:
@@ -150,6 +154,20 @@ class KafkaBus:
         if self._producer is None:
             raise RuntimeError("bus not started")
         await self._producer.send_and_wait(topic, value=value, key=key)
+
+    async def send_all(self, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Produce records in order without waiting for each acknowledgement, then wait for all of them.
+
+        Records of one key go to one partition, where the producer keeps one request in flight at a time:
+        they land in the order given. The first failure is raised (the others may have landed).
+        """
+        if self._producer is None:
+            raise RuntimeError("bus not started")
+        acks = [await self._producer.send(topic, value=value, key=key) for key, value in records]
+        results = await asyncio.gather(*acks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     def reader(self, topics: Iterable[str]) -> Reader:
         """A reader of every partition of ``topics`` from the beginning, on this bus's broker."""

@@ -20,14 +20,10 @@ from typing import Any, ClassVar
 
 from aiokafka.errors import KafkaError
 
-from accel.backend import PaillierBackend
 from accel.engine import Engine
 from accel.errors import AccelError, ClockSkewError, DeadlineExceededError, MalformedRequestError
-from accel.gmp_backend import Encryption
-from accel.keys import PrivateKey
 from accel.keystore import KeyStore
-from accel.pool import PooledBackend, WorkerPool
-from accel.wire import PublishedKey
+from accel.pool import WorkerPool, pooled
 from mesh import events
 from mesh.bus import MergedReader
 from mesh.clock import now_ms
@@ -90,28 +86,17 @@ class AccelService(Service):
         self.request_topic = node_topic(ACCEL_REQUESTS, self.me)
         self.instance = f"{self.me}/{uuid.uuid4().hex[:8]}"
         self.keys = keys if keys is not None else KeyStore.of_home(ctx.home.path)
+        # It starts and stops its workers; its node's executor may reach them directly (AccelClient.on_workers).
         self.pool = WorkerPool(workers)
-        self.engine = Engine(self.me, self.keys, self._make_backend)
-        self.slots = max_in_flight or 2 * workers
+        self.engine = Engine(self.me, self.keys, pooled(self.pool))
+        self.slots = max_in_flight or 2 * self.pool.workers
         self._slots = asyncio.Semaphore(self.slots)
         self._running: dict[tuple[str, str], asyncio.Task[None]] = {}
         # Computations whose request was answered DEADLINE_EXCEEDED but that still run: each keeps
         # its slot until it really ends, so timed-out work never lets more in than the pool can do.
         self._overdue: set[asyncio.Future[dict[str, Any]]] = set()
         self._replied: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
-        self.log = self.log.bind(instance=self.instance, workers=workers)
-
-    def _make_backend(
-        self, published: PublishedKey, private: PrivateKey | None, mode: Encryption, djn_base: int | None
-    ) -> PaillierBackend:
-        return PooledBackend(
-            self.pool,
-            published.public_key,
-            private,
-            encryption=mode,
-            djn_base=djn_base,
-            djn_exponent_bits=published.djn_exponent_bits,
-        )
+        self.log = self.log.bind(instance=self.instance, workers=self.pool.workers)
 
     def read_topics(self) -> tuple[str, ...]:
         return (self.request_topic,)

@@ -46,7 +46,7 @@ async def job_session(home: Path, settings: MeshSettings, *, with_store: bool) -
         ctx = open_context(node, bus, settings)
         catalog = CatalogService(ctx, readonly=True)
         store = ComponentsService(ctx, readonly=True) if with_store else None
-        executor = ExecutorService(ctx, catalog=catalog, components=store, readonly=True)
+        executor = ExecutorService(ctx, catalog=catalog, components=store, accel=None, readonly=True)
         async with contextlib.AsyncExitStack() as stack:
             for svc in (catalog, store):  # the directories the executor's checks read, caught up first
                 if svc is not None:

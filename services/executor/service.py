@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 from aiokafka.errors import KafkaError
 
 from accel.client import AccelClient
-from accel.keystore import KeyStore
 from mesh import events
 from mesh.clock import now_ms
 from mesh.envelope import Envelope
@@ -80,10 +79,12 @@ class ExecutorService(JobInputs, Service):
         *,
         catalog: CatalogService,
         components: ComponentsService | None,
+        accel: AccelClient | None,
         policy: JobPolicy | None = None,
-        accel: AccelClient | None = None,
         readonly: bool = False,
     ) -> None:
+        """``accel``: where the jobs' Paillier work runs (``services.accel.placement``); None only for a read-only
+        executor, which runs no job."""
         super().__init__(ctx, readonly=readonly)
         self.me = ctx.config.node_id
         self.jobs = Jobs()
@@ -290,6 +291,11 @@ class ExecutorService(JobInputs, Service):
             raise InvalidTransitionError(f"this node already took the {what} step of job {job_id}")
         self._taken.add((job_id, what))
 
+    def _accelerator(self) -> AccelClient:
+        if self.accel is None:
+            raise RuntimeError("a read-only executor runs no job: it was made without an accelerator")
+        return self.accel
+
     def _job(self, job_id: str) -> Job:
         found = self.jobs.jobs.get(job_id)
         if found is None:
@@ -327,7 +333,7 @@ class ExecutorService(JobInputs, Service):
                 params=params,
                 inputs=self.inputs_of(job),
                 channel=channel,
-                accel=self.accel or AccelClient.in_process(self.me, KeyStore.of_home(self.ctx.home.path)),
+                accel=self._accelerator(),
                 checkpoints=FileCheckpoints(self.folder(job.job_id) / "checkpoints"),
                 round_deadline=job.round_deadline_ms / 1000,
                 seed=job.seed,

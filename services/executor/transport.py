@@ -185,9 +185,10 @@ class BusChannel:
         return list(self.roles[to]) if to in self.roles else [to]
 
     async def send(self, to: str, tag: str, round_no: int, message: Message) -> None:
-        for payload in pieces(self.job_id, to, tag, round_no, message, self.piece_bytes):
-            await self.publisher.publish("rounds", ROUND_PART, payload, subject=self.job_id)
-            self.sent_bytes += len(payload["data"])
+        """Every piece of the message sent pipelined, in order; returns once the broker has them all."""
+        parts = list(pieces(self.job_id, to, tag, round_no, message, self.piece_bytes))
+        await self.publisher.publish_all("rounds", ROUND_PART, parts, subject=self.job_id)
+        self.sent_bytes += sum(len(p["data"]) for p in parts)
 
     async def gather(
         self, from_: str, tag: str, round_no: int, *, deadline: float, quorum: int | None = None

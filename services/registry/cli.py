@@ -28,6 +28,7 @@ from mesh.node import connect, open_context, run_services, running, stop_on_sign
 from mesh.service import Service
 from mesh.settings import MeshSettings, load_settings
 from mesh.tls import credential_of
+from services.accel.placement import AcceleratorSettings, node_accelerator
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
 from services.evidence.service import EvidenceService
@@ -161,6 +162,17 @@ def node_join(home: HomeOpt, bootstrap: BootstrapOpt = None, days: int = 365, lo
 def node_up(
     home: HomeOpt,
     bootstrap: BootstrapOpt = None,
+    accel: Annotated[
+        str | None,
+        typer.Option(
+            "--accel",
+            help="where Paillier work runs: workers (the node's own worker processes), service (running "
+            "'interfed accel up' instances) or in-process (default: HOME/accelerator.toml, else workers)",
+        ),
+    ] = None,
+    accel_workers: Annotated[
+        int | None, typer.Option("--accel-workers", min=0, max=256, help="worker processes; 0: one per core")
+    ] = None,
     log_json: LogOpt = False,
 ) -> None:
     """Run the node's services until Ctrl-C; with no bootstrap, start the embedded broker (no TLS, no ACLs: for
@@ -168,6 +180,7 @@ def node_up(
     until approved, then start."""
     node = _open_home(home, log_json)
     settings = load_settings(bootstrap=bootstrap)
+    accel_settings = AcceleratorSettings.of_home(node.path, mode=accel, workers=accel_workers)
 
     async def go(address: str) -> None:
         stop = asyncio.Event()
@@ -183,6 +196,7 @@ def node_up(
             ctx = open_context(node, bus, settings)
             catalog = CatalogService(ctx)  # decides requests by HOME/catalog-policy.toml, if there is one
             store = ComponentsService(ctx)  # installs every component that passes the checks of protocol §15.5
+            accelerator = node_accelerator(ctx, accel_settings)  # where the executor's Paillier work runs
             services: list[Service] = [
                 RegistryService(
                     ctx,
@@ -194,11 +208,13 @@ def node_up(
                 catalog,
                 store,
                 # decides jobs by HOME/job-policy.toml, if there is one; runs the components `store` installed
-                ExecutorService(ctx, catalog=catalog, components=store),
+                ExecutorService(ctx, catalog=catalog, components=store, accel=accelerator.client),
+                *accelerator.services,
             ]
             out.print(
                 f"node [bold]{ctx.config.node_id}[/] up on {address} "
-                f"(services: {', '.join(s.name for s in services)}); logs in {node.log_path}; Ctrl-C stops"
+                f"(services: {', '.join(s.name for s in services)}); "
+                f"Paillier work on {accelerator.client.description}; logs in {node.log_path}; Ctrl-C stops"
             )
             await run_services(services, stop)
 

@@ -22,6 +22,7 @@ from mesh.home import NodeHome
 from mesh.logs import configure
 from mesh.node import connect, open_context, run_services
 from mesh.settings import load_settings
+from services.accel.placement import in_process
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
 from services.executor.policy import JobPolicy
@@ -46,7 +47,7 @@ async def main(home_path: Path, bootstrap: str, prefix: str, die_after_use: bool
         ctx = open_context(home, bus, settings)
         catalog = (DyingCatalog if die_after_use else CatalogService)(ctx, readonly=True)
         store = ComponentsService(ctx, readonly=True)
-        executor = ExecutorService(ctx, catalog=catalog, components=store, policy=ACCEPT_ALL)
+        executor = ExecutorService(ctx, catalog=catalog, components=store, accel=in_process(ctx), policy=ACCEPT_ALL)
         await run_services([catalog, store, executor], asyncio.Event())
 
 

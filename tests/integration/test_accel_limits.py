@@ -48,7 +48,7 @@ class GatedEngine(Engine):
     """The service's engine, recording when each computation starts and ends; ``gated`` waits for ``gate``."""
 
     def __init__(self, service: AccelService, gated: str) -> None:
-        super().__init__(service.me, service.keys, service._make_backend)  # the service's own backends
+        super().__init__(service.me, service.keys, service.engine._make_backend)  # the service's own backends
         self.gated, self.gate = gated, threading.Event()
         self.events: list[str] = []
         self.started: dict[str, threading.Event] = {}

@@ -10,6 +10,7 @@ import pytest
 
 from mesh.service import Context, Service
 from mesh.testing import eventually, fresh_settings
+from services.accel.placement import in_process
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
 from services.executor.service import ExecutorService
@@ -25,7 +26,11 @@ pytestmark = [pytest.mark.broker, pytest.mark.reference_lane, pytest.mark.timeou
 def services(ctx: Context) -> Sequence[Service]:
     catalog = CatalogService(ctx)
     store = ComponentsService(ctx)
-    return [catalog, store, ExecutorService(ctx, catalog=catalog, components=store)]  # no policy: by hand
+    return [
+        catalog,
+        store,
+        ExecutorService(ctx, catalog=catalog, components=store, accel=in_process(ctx)),
+    ]  # no policy: by hand
 
 
 async def test_a_pending_job_is_listed_everywhere_and_stopped_by_its_initiator(bootstrap: str, home_root: Path) -> None:

@@ -16,6 +16,7 @@ import pytest
 from mesh.events import EVIDENCE_RECORDED
 from mesh.service import Context, Service
 from mesh.testing import eventually, read_topic
+from services.accel.placement import in_process
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
 from services.executor.policy import JobPolicy
@@ -41,7 +42,7 @@ def write_csv(path: Path, offset: float, rows: int) -> Path:
 def services(ctx: Context) -> Sequence[Service]:
     catalog = CatalogService(ctx)
     store = ComponentsService(ctx)
-    executor = ExecutorService(ctx, catalog=catalog, components=store, policy=ACCEPT_ALL)
+    executor = ExecutorService(ctx, catalog=catalog, components=store, accel=in_process(ctx), policy=ACCEPT_ALL)
     return [catalog, store, executor]
 
 

@@ -21,6 +21,7 @@ import pytest
 from mesh.events import DATASET_USED, EVIDENCE_RECORDED
 from mesh.service import Context, Service
 from mesh.testing import eventually, read_topic
+from services.accel.placement import in_process
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
 from services.executor.service import ExecutorService
@@ -39,7 +40,7 @@ def services(ctx: Context) -> Sequence[Service]:
     store = ComponentsService(ctx)  # installs fedmean (party2's too: the process reads that installation)
     if ctx.config.node_id == OUT_OF_PROCESS:
         return [catalog, store]  # its executor is the separate process
-    executor = ExecutorService(ctx, catalog=catalog, components=store, policy=ACCEPT_ALL)
+    executor = ExecutorService(ctx, catalog=catalog, components=store, accel=in_process(ctx), policy=ACCEPT_ALL)
     return [catalog, store, executor]
 
 
