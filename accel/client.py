@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar, Protocol, cast
 
@@ -78,10 +79,13 @@ class LocalTransport:
         self.engine = engine
         self.node_id = engine.node_id
         self.description = description
+        #: requests computed, by operation
+        self.served: Counter[str] = Counter()
 
     async def call(self, request: events.AccelRequest) -> Reply:
         """Compute ``request`` in a thread; an AccelError becomes the error reply the service would send."""
         empty: Record = {"vector": None, "packed": None, "plain": None, "public_key": None}
+        self.served[request["operation"]] += 1
         try:
             result = await asyncio.to_thread(self.engine.compute, request, self.node_id)
         except AccelError as exc:  # the same error reply the service would send

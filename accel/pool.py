@@ -77,6 +77,8 @@ class WorkerPool:
         if workers < 1:
             raise ValueError("a worker pool needs at least one worker")
         self.workers = workers
+        #: slices submitted so far (what the workers were given to do)
+        self.submitted = 0
         self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
     def warm(self) -> list[int]:
@@ -85,6 +87,7 @@ class WorkerPool:
 
     def submit(self, spec: KeySpec, method: str, args: tuple[Sequence[Any], ...]) -> Future[Any]:
         """Run one backend method on one slice in a worker; the future of its result."""
+        self.submitted += 1
         return self._executor.submit(_run, spec, method, args)
 
     def close(self) -> None:

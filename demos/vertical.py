@@ -30,7 +30,7 @@ from services.testbed import TestFederation
 
 PROJECT = "vfl-demo"
 PSI_COMPONENT = ("psi", "1.0.0")
-LR_COMPONENT = ("hetero_lr", "1.0.0")
+LR_COMPONENT = ("hetero_lr", "1.1.0")
 #: The demo's hetero LR parameters (the spec's defaults but for the key size, epochs and batch: the two-minute budget).
 LR_PARAMS: dict[str, Any] = {**LR_DEFAULTS, "key_bits": 2048, "max_epochs": 4, "batch_size": 192}
 SEED = 2026

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from accel.client import LocalTransport
 from accel.keystore import KeyStore
 from demos.jobs import _ex, _installed, _store, _svc, demo_services
 from demos.main import PARTIES
@@ -94,12 +95,18 @@ async def test_psi_then_hetero_lr_chain_matches_centralised_and_refuses_bad_inpu
         assert ids[0] == ids[1]
         assert len(ids[0]) == figures.compared.rows
         # the arbiter's key was made by telecom's own accelerator, kept in telecom's home only, and every
-        # decryption (each party's gradient and the loss, per round) was served there
+        # decryption (each party's gradient and the loss, per round) was computed on telecom's worker processes
         homes = {m.node_id: m.home.path for m in fed.everyone}
         assert len(KeyStore.of_home(homes["telecom"]).ids()) == 1
         assert KeyStore.of_home(homes["bank"]).ids() == KeyStore.of_home(homes["hospital"]).ids() == []
         rounds = int(_ex(fed, "telecom").results[lr.job_id].metrics["rounds"])
-        assert _svc(fed, "telecom", "accel").counts["replied"] == 1 + 3 * rounds
+        transport = _ex(fed, "telecom").accel.transport  # type: ignore[union-attr]
+        assert isinstance(transport, LocalTransport)
+        assert transport.served["KEYGEN"] == 1
+        assert transport.served["DECRYPT"] == 3 * rounds
+        assert _svc(fed, "telecom", "accel").pool.submitted >= 3 * rounds  # type: ignore[attr-defined]
+        for node in ("bank", "hospital"):  # their public-key work ran on their own workers
+            assert _svc(fed, node, "accel").pool.submitted > 0  # type: ignore[attr-defined]
 
         # an input naming a failed job: refused with the failed job's status and reason
         bad_psi = await bank.propose(

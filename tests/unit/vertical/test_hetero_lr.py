@@ -10,6 +10,7 @@ from sklearn.datasets import load_breast_cancer, load_wine
 
 from accel.client import AccelClient
 from accel.keystore import KeyStore
+from accel.pool import WorkerPool
 from services.executor.algorithms.hetero_lr import codec
 from services.executor.algorithms.hetero_lr.component import HeteroLR
 from services.executor.algorithms.local_run import Party, run_local
@@ -105,3 +106,36 @@ async def test_a_restarted_arbiter_decrypts_under_the_key_its_accelerator_kept(t
         assert sorted(resumed[party].model) == sorted(straight[party].model)
         for name, value in straight[party].model.items():
             np.testing.assert_array_equal(resumed[party].model[name], value)
+
+
+async def test_the_model_does_not_depend_on_where_the_accelerator_runs(tmp_path: Path) -> None:
+    """One thread or the node's worker processes (the round's calls overlapping there): the same weights, bit for bit,
+    and the work really ran on the workers."""
+    x, y = load_breast_cancer(return_X_y=True)
+    guest, host = vertical_split(tmp_path, x[:192], y[:192].astype(np.float64), [range(10), range(10, 30)], absent=0.0)
+    params = {**LR_DEFAULTS, **FAST, "max_epochs": 2, "tol": 0.0}
+
+    async def train(clients: dict[str, AccelClient]) -> dict[str, ComponentResult]:
+        return await run_local(
+            HeteroLR(),
+            [
+                Party("guest", "guest", {"train": guest}, clients["guest"], params),
+                Party("host", "host", {"train": host}, clients["host"], params),
+                Party("arbiter", "arbiter", {}, clients["arbiter"], params),
+            ],
+        )
+
+    threads = await train({n: AccelClient.in_process(n) for n in ("guest", "host", "arbiter")})
+    pool = WorkerPool(2)
+    try:
+        keys = {n: KeyStore(tmp_path / n / "keys") for n in ("guest", "host", "arbiter")}
+        workers = await train({n: AccelClient.on_workers(n, keys[n], pool) for n in keys})
+        served = pool.submitted
+    finally:
+        pool.close()
+    assert served > 0
+    assert threads["arbiter"].metrics == workers["arbiter"].metrics
+    for party in ("guest", "host"):
+        assert sorted(workers[party].model) == sorted(threads[party].model)
+        for name, value in threads[party].model.items():
+            np.testing.assert_array_equal(workers[party].model[name], value)

@@ -6,11 +6,18 @@ sends it to the hosts; every party computes its gradient [[X^T d / B]], masks (a
 it and sends it to the arbiter, the guest adding the encrypted Taylor loss; the arbiter
 decrypts and returns each party its masked gradient, which the party unmasks and applies.
 After each epoch the arbiter announces the loss and whether training stops.
+
+Work that does not wait on other work runs concurrently, so a round is as long as its critical path
+(host encrypts -> guest forms [[d]] -> each party's gradient -> arbiter decrypts) and no longer: a host
+encrypts [[u_h]] and [[sum u_h^2]] together; the guest sends [[d]] before anything else and computes
+its gradient and the loss side by side; the arbiter decrypts and answers each party's gradient as it
+arrives, the loss after the answers. Over an accelerator with several workers these calls overlap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -106,12 +113,8 @@ class Arbiter:
         for epoch in range(start, schedule.max_epochs):
             total = 0.0
             for _ in schedule.batches(rows, epoch):
-                got = await self._gather(parties, "hlr.grad", round_no)
-                for party, message in got.items():
-                    vector = codec.vector_of(_raw(message, "gradient"), key)
-                    plain, _ = await ctx.accel.decrypt_mantissas(vector)
-                    masked = masking.unpack(plain, _tensor(message, "layout"))
-                    await ctx.channel.send(party, "hlr.grad.plain", round_no, {"masked": codec.ints_bytes(masked)})
+                got = await asyncio.gather(*(self._answer(party, key, round_no) for party in parties))
+                for message in got:
                     if single_host and "loss" in message:
                         loss = codec.vector_of(_raw(message, "loss"), key)
                         total += float((await ctx.accel.decrypt(loss))[0])
@@ -135,11 +138,16 @@ class Arbiter:
             },
         )
 
-    async def _gather(self, parties: Sequence[str], tag: str, round_no: int) -> dict[str, Message]:
-        out: dict[str, Message] = {}
-        for party in parties:
-            out |= await self.ctx.channel.gather(party, tag, round_no, deadline=self.ctx.round_deadline)
-        return out
+    async def _answer(self, party: str, key: PublishedKey, round_no: int) -> Message:
+        """Wait for ``party``'s masked gradient, decrypt it and send it back; the message (its loss, if any)."""
+        ctx = self.ctx
+        got = await ctx.channel.gather(party, "hlr.grad", round_no, deadline=ctx.round_deadline)
+        message = got[party]
+        vector = codec.vector_of(_raw(message, "gradient"), key)
+        plain, _ = await ctx.accel.decrypt_mantissas(vector)
+        masked = masking.unpack(plain, _tensor(message, "layout"))
+        await ctx.channel.send(party, "hlr.grad.plain", round_no, {"masked": codec.ints_bytes(masked)})
+        return message
 
 
 class Learner:
@@ -206,14 +214,17 @@ class Learner:
     async def _host_round(self, key: PublishedKey, x: Array, w: Array, round_no: int) -> Array:
         ctx = self.ctx
         u = x @ w
-        message: dict[str, bytes] = {"u": codec.vector_bytes(await self._encrypted_u(key, u))}
         if len(self.hosts) == 1:  # the loss's u_h^2 term; with several hosts their cross terms are missing
-            square = await ctx.accel.encrypt(key, [float(u @ u)], fast=self.fast)
-            message["u2"] = codec.vector_bytes(square)
+            vector, square = await asyncio.gather(
+                self._encrypted_u(key, u), ctx.accel.encrypt(key, [float(u @ u)], fast=self.fast)
+            )
+            message = {"u": codec.vector_bytes(vector), "u2": codec.vector_bytes(square)}
+        else:
+            message = {"u": codec.vector_bytes(await self._encrypted_u(key, u))}
         await ctx.channel.send("guest", "hlr.u", round_no, message)
         got = await ctx.channel.gather("guest", "hlr.d", round_no, deadline=ctx.round_deadline)
         d = codec.vector_of(_raw(next(iter(got.values())), "d"), key)
-        return await self._gradient(d, x, round_no, {})
+        return await self._gradient(d, x, round_no, None)
 
     async def _guest_round(self, key: PublishedKey, x: Array, y: Array, w: Array, round_no: int) -> Array:
         ctx = self.ctx
@@ -226,10 +237,13 @@ class Learner:
         # [[d]] = 1/4 ([[u_h]] + u_g - 2y): the 1/4 is exact at 2 fractional bits
         d = await ctx.accel.mul_plain(await ctx.accel.add_plain(u_h, u_g - 2.0 * y), 0.25, precision=2)
         await ctx.channel.send("host", "hlr.d", round_no, {"d": codec.vector_bytes(d)})
-        extra: dict[str, bytes] = {}
-        if len(self.hosts) == 1:
-            extra["loss"] = codec.vector_bytes(await self._loss(got[self.hosts[0]], key, u_h, u_g, y))
-        return await self._gradient(d, x, round_no, extra)
+        if len(self.hosts) != 1:
+            return await self._gradient(d, x, round_no, None)
+        loss = asyncio.ensure_future(self._loss(got[self.hosts[0]], key, u_h, u_g, y))
+        try:
+            return await self._gradient(d, x, round_no, loss)
+        finally:
+            loss.cancel()  # done by then, unless the gradient failed
 
     async def _loss(
         self, message: Message, key: PublishedKey, u_h: EncryptedVector, u_g: Array, y: Array
@@ -242,12 +256,19 @@ class Learner:
         plain = maths.taylor_loss_sum(u_g, y)
         return await accel.add_plain(await accel.add(cross, square), plain)
 
-    async def _gradient(self, d: EncryptedVector, x: Array, round_no: int, extra: Mapping[str, bytes]) -> Array:
-        """X^T [[d]], masked (and packed), decrypted by the arbiter, unmasked and divided by B here."""
+    async def _gradient(
+        self, d: EncryptedVector, x: Array, round_no: int, loss: asyncio.Future[EncryptedVector] | None
+    ) -> Array:
+        """X^T [[d]], masked (and packed), decrypted by the arbiter, unmasked and divided by B here.
+
+        ``loss``, computed meanwhile, travels with the guest's gradient.
+        """
         ctx = self.ctx
         gradient = await ctx.accel.transpose_dot(d, x, precision=X_PRECISION)
         sent, masks = await masking.mask_and_pack(ctx.accel, gradient, self.pack)
-        message: dict[str, Any] = {"gradient": codec.vector_bytes(sent), "layout": masks.layout(), **extra}
+        message: dict[str, Any] = {"gradient": codec.vector_bytes(sent), "layout": masks.layout()}
+        if loss is not None:
+            message["loss"] = codec.vector_bytes(await loss)
         await ctx.channel.send("arbiter", "hlr.grad", round_no, message)
         got = await ctx.channel.gather("arbiter", "hlr.grad.plain", round_no, deadline=ctx.round_deadline)
         masked, _ = codec.ints_of(_raw(next(iter(got.values())), "masked"))
