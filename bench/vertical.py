@@ -1,14 +1,16 @@
-"""``interfed bench vertical``: one epoch of hetero LR on three Paillier paths, and PSI at three sizes.
+"""``interfed bench vertical``: one epoch of hetero LR on four Paillier paths, and PSI at three sizes.
 
 The same ``HeteroLR`` component runs the same epoch (same data, batches and seed) with:
-the accelerator in-process (gmpy2 backend, DJN encryption, packed gradients), the
-accelerator service on a broker (the guest's and host's public-key work through it), and
-``phe`` in-process (textbook encryption, no packing: what a deployment without the
-accelerator does). The arbiter decrypts in its own process on every path.
+the accelerator in-process on one thread (gmpy2 backend, DJN encryption, packed gradients),
+on two accelerator worker processes reached directly (what ``interfed node up`` runs by
+default), through the accelerator service on a broker (the guest's and host's public-key work;
+the arbiter decrypts in its own process there), and ``phe`` in-process (textbook encryption,
+no packing: what a deployment without the accelerator does).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from accel.gmp_backend import Encryption
 from accel.keys import PrivateKey
 from accel.keystore import KeyStore
 from accel.phe_backend import PheBackend
+from accel.pool import WorkerPool
 from accel.wire import PublishedKey
 from mesh.node import open_context, running
 from mesh.testing import fresh_settings
@@ -114,13 +117,30 @@ async def run_epochs(root: Path, bootstrap: str | None, rows: int, key_bits: int
     out.append(
         EpochRow("accelerator in-process (gmpy2, DJN, packed)", *(await _epoch(root, rows, key_bits, local, True)))
     )
+    report("hetero LR epoch: the node's accelerator workers", 0.25)
+    out.append(await _workers_epoch(root, rows, key_bits))
     if bootstrap is not None:
-        report("hetero LR epoch: accelerator service", 0.33)
+        report("hetero LR epoch: accelerator service", 0.5)
         out.append(await _service_epoch(root, bootstrap, rows, key_bits))
-    report("hetero LR epoch: phe in-process", 0.66)
+    report("hetero LR epoch: phe in-process", 0.75)
     phe = {n: phe_client(n) for n in ("guest", "host", "arbiter")}
     out.append(EpochRow("phe in-process (textbook, unpacked)", *(await _epoch(root, rows, key_bits, phe, False))))
     return out
+
+
+async def _workers_epoch(root: Path, rows: int, key_bits: int, workers: int = 2) -> EpochRow:
+    """Every party's work on ``workers`` accelerator worker processes reached directly: ``interfed node up``'s path.
+
+    One pool for the three parties: on this machine they share its cores, as three nodes on it would.
+    """
+    pool = WorkerPool(workers)
+    try:
+        await asyncio.to_thread(pool.warm)
+        clients = {n: AccelClient.on_workers(n, KeyStore.empty(), pool) for n in ("guest", "host", "arbiter")}
+        seconds, sent, _ = await _epoch(root, rows, key_bits, clients, True)
+    finally:
+        pool.close()
+    return EpochRow(f"the node's accelerator workers, {workers} (direct, as node up runs them)", seconds, sent, None)
 
 
 async def _service_epoch(root: Path, bootstrap: str, rows: int, key_bits: int) -> EpochRow:
@@ -138,7 +158,7 @@ async def _service_epoch(root: Path, bootstrap: str, rows: int, key_bits: int) -
         ):
             remote = {"guest": g, "host": h, "arbiter": AccelClient.in_process("arbiter")}
             seconds, sent, _ = await _epoch(root, rows, key_bits, remote, True)
-    return EpochRow("accelerator service, 2 workers (gmpy2, DJN, packed)", seconds, sent, None)
+    return EpochRow("accelerator service, 2 workers, through the broker (gmpy2, DJN, packed)", seconds, sent, None)
 
 
 async def run_psi(root: Path, size: int, workers: int) -> tuple[float, int]:
