@@ -185,7 +185,8 @@ class RemoteTransport:
             return last  # every attempt failed retriably: the caller sees that error, not a timeout
         raise AccelTimeoutError(
             f"no reply from the accelerator of {self.listener.service_node} to {request['operation']} "
-            f"{request_id} within {self.timeout:g} s, {self.retries + 1} attempt(s)"
+            f"{request_id} within {self.timeout:g} s, {self.retries + 1} attempt(s): is an "
+            f"'interfed accel up' instance of {self.listener.service_node} running on this broker?"
         )
 
 
