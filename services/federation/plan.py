@@ -89,10 +89,11 @@ def load_plan(file: Path) -> Plan:
             raise ConfigurationError(f"{what}: {entry}: no such file {value!r} (paths are relative to the file)")
         return path
 
-    ids = [raw.operator.node_id, *(n.node_id for n in raw.node)]
+    seen = {raw.operator.node_id}
     for i, n in enumerate(raw.node):
-        if ids.count(n.node_id) > 1:
+        if n.node_id in seen:
             raise ConfigurationError(f"{what}: node.{i}.node_id: {n.node_id!r} is used twice")
+        seen.add(n.node_id)
     if raw.broker != EMBEDDED and not re.fullmatch(r"[^\s:]+:\d{1,5}", raw.broker):
         raise ConfigurationError(f"{what}: broker: {raw.broker!r} is neither 'embedded' nor HOST:PORT")
     homes = (base / (raw.homes or f"{file.stem}-homes")).resolve()

@@ -153,7 +153,7 @@ class Nodes:
 
 
 def wait_ready(plan: Plan, nodes: Nodes, bootstrap: str) -> None:
-    """Until every node's view is live and the operator's shows every member HEALTHY."""
+    """Until every node's view is live and shows every member HEALTHY (joined, announced, beating)."""
     homes = {plan.operator.node_id: plan.operator_home} | {m.config.node_id: m.home for m in plan.members}
     members = {m.config.node_id for m in plan.members}
     deadline = time.monotonic() + READY_TIMEOUT
@@ -161,14 +161,18 @@ def wait_ready(plan: Plan, nodes: Nodes, bootstrap: str) -> None:
     while time.monotonic() < deadline:
         nodes.check()
         views = {node_id: live_snapshot(home, bootstrap)[0] for node_id, home in homes.items()}
-        operator = views[plan.operator.node_id]
-        if all(views.values()) and operator is not None:
-            healthy = {r["node_id"] for r in operator.views.get("nodes", []) if r["health"] == Health.HEALTHY}
-            if members <= healthy:
-                return
-            waiting = f"{', '.join(sorted(members - healthy))} to show HEALTHY in the operator's directory"
+        missing = sorted(n for n, v in views.items() if v is None)
+        if missing:
+            waiting = f"the view of {', '.join(missing)}"
         else:
-            waiting = f"the view of {', '.join(sorted(n for n, v in views.items() if v is None))}"
+            unhealthy = {
+                viewer: members - {r["node_id"] for r in v.views.get("nodes", []) if r["health"] == Health.HEALTHY}
+                for viewer, v in views.items()
+                if v is not None
+            }
+            if not any(unhealthy.values()):
+                return
+            waiting = "; ".join(f"{v} to see {', '.join(sorted(u))} HEALTHY" for v, u in unhealthy.items() if u)
         time.sleep(0.2)
     raise TimeoutError(f"the federation was not ready within {READY_TIMEOUT:.0f} s (waiting for {waiting})")
 
