@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import typer
 
 from bench.cli import app as bench_app
+from bench.cli_reads import bench_cli
 from demos.cli import demo
 from mesh.brokers.cli import app as broker_app
 from mesh.cli import run
@@ -37,6 +38,7 @@ app.add_typer(components_app, name="components")
 broker_app.command("acls")(broker_acls)
 broker_app.command("auditor")(broker_auditor)
 app.add_typer(broker_app, name="broker")
+bench_app.command("cli")(bench_cli)  # the read commands against a running node
 app.add_typer(bench_app, name="bench")
 app.add_typer(audit_app, name="audit")
 app.add_typer(evidence_app, name="evidence")
