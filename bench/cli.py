@@ -18,10 +18,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from mesh import logs
-from mesh.brokers import TansuBroker
-from mesh.settings import load_settings
-
 app = typer.Typer(help="Benchmarks (never part of the test suite's pass/fail).", no_args_is_help=True)
 out = Console(highlight=False)
 
@@ -37,6 +33,8 @@ BUS_AIMS = {
 
 def _scratch(stack: contextlib.ExitStack, prefix: str = "interfed-bench-") -> Path:
     """A temporary folder for one benchmark (its broker, its parties' homes), with the benchmark's log in it."""
+    from mesh import logs
+
     root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
     logs.configure(path=root / "bench.jsonl")
     return root
@@ -97,6 +95,8 @@ def bench_bus(
 ) -> None:
     """Verified events/s end to end on one core, p50/p99 latency at a fixed load, node memory."""
     from bench.bus import run_bus_bench
+    from mesh.brokers import TansuBroker
+    from mesh.settings import load_settings
 
     # A topic prefix of its own: a broker used before holds other federations' events.
     settings = load_settings(bootstrap=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.")
@@ -144,6 +144,8 @@ def bench_evidence(
 ) -> None:
     """Evidence log appends/s, inclusion proofs at 10^6 leaves, and the auditor's replay rate per core."""
     from bench.evidence import AIMS, run_evidence_bench
+    from mesh.brokers import TansuBroker
+    from mesh.settings import load_settings
 
     settings = load_settings(bootstrap=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.")
     with contextlib.ExitStack() as stack:
@@ -224,6 +226,7 @@ def bench_accel(
 ) -> None:
     """The accelerator through the broker: 2 workers against 1, and the service against the in-process path."""
     from bench.accel import OVERHEAD_AIM, SPEEDUP_AIM, run_accel_bench
+    from mesh.brokers import TansuBroker
 
     try:
         sizes = [4096] if quick else [int(b) for b in batches.split(",")]
@@ -347,6 +350,7 @@ def bench_vertical(
 ) -> None:
     """One hetero LR epoch: accelerator (in-process, service) against phe; PSI time at several sizes."""
     from bench.vertical import RATIO_AIM, machine, run_epochs, run_psi
+    from mesh.brokers import TansuBroker
 
     sizes = _sizes("--psi-sizes", psi_sizes)
     before = machine()
@@ -483,6 +487,8 @@ def bench_rounds(
 ) -> None:
     """Plaintext FedAvg round time through the real transport against party count and model size."""
     from bench.rounds import SECURE_SCHEMES, run_rounds_bench
+    from mesh.brokers import TansuBroker
+    from mesh.settings import load_settings
 
     settings = load_settings(bootstrap=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.", heartbeat_interval=5.0)
     with contextlib.ExitStack() as stack:
@@ -522,6 +528,7 @@ def bench_hostile(
     """Forged records on registry, heartbeats and rounds during a three-party job: refused, reported, round time."""
     from bench.hostile import run_hostile_bench
     from mesh.brokers import ApacheKafkaBroker
+    from mesh.settings import load_settings
 
     settings = load_settings(bootstrap=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.", heartbeat_interval=2.0)
     with contextlib.ExitStack() as stack:

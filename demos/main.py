@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -187,19 +186,8 @@ async def main_job(
         return figures, stages
 
 
-def demo(
-    bootstrap: Annotated[
-        str | None,
-        typer.Option(
-            "--bootstrap", envvar="INTERFED_BOOTSTRAP", help="use this broker instead of starting the embedded one"
-        ),
-    ] = None,
-    workdir: Annotated[Path | None, typer.Option(help="keep homes and logs here (default: a temporary folder)")] = None,
-) -> None:
-    """Run the main job: a three-party federation on the embedded broker, from join to a released vertical model.
-
-    The embedded broker has neither TLS nor ACLs: it is for one machine, never for parties that do not trust each
-    other (docs/operations.md, "Securing the broker")."""
+def run_demo(bootstrap: str | None, workdir: Path | None) -> None:
+    """The main job as ``interfed demo`` runs it (demos/cli.py): on ``bootstrap``'s broker or the embedded one."""
     settings = load_settings(bootstrap=bootstrap, heartbeat_interval=0.5, unreachable_after=5.0)
     with contextlib.ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="interfed-demo-")))

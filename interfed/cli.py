@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import typer
 
 from bench.cli import app as bench_app
-from demos.main import demo
+from bench.cli_reads import bench_cli
+from demos.cli import demo
 from mesh.brokers.cli import app as broker_app
 from mesh.cli import run
 from services.accel.cli import app as accel_app
@@ -15,6 +16,7 @@ from services.catalog.cli import catalog_app
 from services.components.cli import components_app
 from services.evidence.cli import audit_app, evidence_app
 from services.executor.cli import job_app
+from services.federation.cli import federation_up
 from services.registry.cli import broker_acls, broker_auditor, federation_app, node_app, registry_app
 
 app = typer.Typer(
@@ -26,6 +28,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     add_completion=False,
 )
+federation_app.command("up")(federation_up)  # a whole local federation from one file
 app.add_typer(federation_app, name="federation")
 app.add_typer(node_app, name="node")
 app.add_typer(registry_app, name="registry")
@@ -35,6 +38,7 @@ app.add_typer(components_app, name="components")
 broker_app.command("acls")(broker_acls)
 broker_app.command("auditor")(broker_auditor)
 app.add_typer(broker_app, name="broker")
+bench_app.command("cli")(bench_cli)  # the read commands against a running node
 app.add_typer(bench_app, name="bench")
 app.add_typer(audit_app, name="audit")
 app.add_typer(evidence_app, name="evidence")

@@ -10,15 +10,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import typer
-from aiokafka.errors import (
-    ClusterAuthorizationFailedError,
-    GroupAuthorizationFailedError,
-    KafkaError,
-    TopicAuthorizationFailedError,
-)
 from rich.console import Console
 
-from mesh.brokers import BrokerError, BrokerUnavailableError
 from mesh.errors import BrokerAccessError, ConfigurationError, IdentityError, MeshError, RejectedEventError
 
 #: Exit codes, one per kind of failure, documented in docs/operations.md.
@@ -59,7 +52,13 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     raise SystemExit(code)
 
 
-def _broker_failure(exc: KafkaError) -> str:
+def _broker_failure(exc: Exception) -> str:
+    from aiokafka.errors import (
+        ClusterAuthorizationFailedError,
+        GroupAuthorizationFailedError,
+        TopicAuthorizationFailedError,
+    )
+
     if isinstance(exc, (TopicAuthorizationFailedError, GroupAuthorizationFailedError, ClusterAuthorizationFailedError)):
         return (
             f"the broker refused: not authorised ({exc}); a secured broker lets in members only, with the grants "
@@ -68,7 +67,35 @@ def _broker_failure(exc: KafkaError) -> str:
     return f"broker: {exc}; is a broker running at the bootstrap address (a secured one: is INTERFED_TLS set)?"
 
 
-def run(app: typer.Typer, argv: Sequence[str] | None = None) -> None:  # noqa: C901  # one except per exit code
+def _failure(exc: Exception) -> tuple[str, int] | None:
+    """The one line and exit code of a failure, or None for one that is a bug (its traceback is wanted)."""
+    # Imported here, on the way out: the Kafka client's errors cost a command's start what most never need.
+    from aiokafka.errors import KafkaError
+
+    from mesh.brokers import BrokerError, BrokerUnavailableError
+
+    if isinstance(exc, BrokerUnavailableError):
+        return str(exc), EXIT_BROKER
+    if isinstance(exc, BrokerError):
+        return str(exc).splitlines()[0] + " (the broker log follows)\n" + str(exc), EXIT_BROKER
+    if isinstance(exc, (ConfigurationError, IdentityError)):
+        return str(exc), EXIT_CONFIG
+    if isinstance(exc, BrokerAccessError):
+        return str(exc), EXIT_BROKER
+    if isinstance(exc, RejectedEventError):
+        return f"{exc.reason}: {exc}", EXIT_REFUSED
+    if isinstance(exc, MeshError):
+        return f"{exc.reason}: {exc}", EXIT_FAILED
+    if isinstance(exc, KafkaError):
+        return _broker_failure(exc), EXIT_BROKER
+    if isinstance(exc, TimeoutError):
+        return f"timed out: {exc or 'no answer from the broker at the bootstrap address'}", EXIT_BROKER
+    if isinstance(exc, OSError):
+        return str(exc), EXIT_FAILED
+    return None
+
+
+def run(app: typer.Typer, argv: Sequence[str] | None = None) -> None:
     """Run ``app`` as the console script does: each failure one line on stderr and its exit code (``EXIT_*``)."""
     command = typer.main.get_command(app)
     try:
@@ -83,21 +110,8 @@ def run(app: typer.Typer, argv: Sequence[str] | None = None) -> None:  # noqa: C
         fail(f"{exc.format_message()}{hint}", EXIT_USAGE if exc.exit_code == EXIT_USAGE else EXIT_FAILED)
     except (typer.Abort, KeyboardInterrupt):
         fail("interrupted", EXIT_INTERRUPTED)
-    except BrokerUnavailableError as exc:
-        fail(str(exc), EXIT_BROKER)
-    except BrokerError as exc:
-        fail(str(exc).splitlines()[0] + " (the broker log follows)\n" + str(exc), EXIT_BROKER)
-    except (ConfigurationError, IdentityError) as exc:
-        fail(str(exc), EXIT_CONFIG)
-    except BrokerAccessError as exc:
-        fail(str(exc), EXIT_BROKER)
-    except RejectedEventError as exc:
-        fail(f"{exc.reason}: {exc}", EXIT_REFUSED)
-    except MeshError as exc:
-        fail(f"{exc.reason}: {exc}")
-    except KafkaError as exc:
-        fail(_broker_failure(exc), EXIT_BROKER)
-    except TimeoutError as exc:
-        fail(f"timed out: {exc or 'no answer from the broker at the bootstrap address'}", EXIT_BROKER)
-    except OSError as exc:
-        fail(str(exc))
+    except Exception as exc:
+        failure = _failure(exc)
+        if failure is None:
+            raise
+        fail(*failure)

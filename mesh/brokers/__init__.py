@@ -1,13 +1,30 @@
-"""Local Kafka-compatible brokers on loopback: the embedded tansu and Apache Kafka (KRaft)."""
+"""Local Kafka-compatible brokers on loopback: the embedded tansu and Apache Kafka (KRaft).
+
+Apache Kafka's launcher and the broker's TLS material load on first use (PEP 562): the embedded broker and the
+errors come without the cryptography behind them, which keeps the command line's start quick.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mesh.brokers._base import Broker, BrokerError, BrokerStartError, BrokerUnavailableError
-from mesh.brokers.kafka import KAFKA_VERSION, ApacheKafkaBroker, fetch_kafka
-from mesh.brokers.security import BrokerSecurity, issue_broker_security
-from mesh.brokers.tansu import TansuBroker
+
+if TYPE_CHECKING:
+    from mesh.brokers.kafka import KAFKA_VERSION, ApacheKafkaBroker, fetch_kafka
+    from mesh.brokers.security import BrokerSecurity, issue_broker_security
+    from mesh.brokers.tansu import TansuBroker
+
+_WHERE = {
+    "KAFKA_VERSION": "mesh.brokers.kafka",
+    "ApacheKafkaBroker": "mesh.brokers.kafka",
+    "fetch_kafka": "mesh.brokers.kafka",
+    "BrokerSecurity": "mesh.brokers.security",
+    "issue_broker_security": "mesh.brokers.security",
+    "TansuBroker": "mesh.brokers.tansu",
+}
 
 __all__ = [
     "KAFKA_VERSION",
@@ -35,9 +52,22 @@ def broker_from_name(
     ``security`` (mutual TLS and ACLs for one federation) is for Apache Kafka only: tansu has neither.
     """
     if name == "tansu":
+        from mesh.brokers.tansu import TansuBroker
+
         if security is not None:
             raise BrokerError("the embedded tansu broker has neither TLS nor ACLs; secure Apache Kafka (--kind kafka)")
         return TansuBroker(workdir, port)
     if name == "kafka":
+        from mesh.brokers.kafka import ApacheKafkaBroker
+
         return ApacheKafkaBroker(workdir, port, security=security)
     raise ValueError(f"unknown broker {name!r}; expected one of {', '.join(BROKER_NAMES)}")
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'mesh.brokers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value

@@ -13,10 +13,8 @@ from typing import Annotated
 
 import typer
 
-from mesh.brokers import KAFKA_VERSION, BrokerError, broker_from_name, fetch_kafka
-from mesh.brokers.security import issue_broker_security
+from mesh.brokers import BrokerError, broker_from_name
 from mesh.errors import ConfigurationError
-from mesh.home import NodeHome
 
 app = typer.Typer(
     help="Run a local Kafka-compatible broker on 127.0.0.1; secure Apache Kafka for a federation (TLS, ACLs).",
@@ -80,6 +78,9 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def _serve(kind: Kind, workdir: Path, port: int | None, operator: Path | None) -> None:
     """Run the broker until Ctrl-C or SIGTERM (then stop it cleanly); a broker that exits on its own fails."""
+    from mesh.brokers.security import issue_broker_security
+    from mesh.home import NodeHome
+
     security = None if operator is None else issue_broker_security(NodeHome(operator), workdir / "tls")
     broker = broker_from_name(kind.value, workdir, port, security)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -105,6 +106,8 @@ def _serve(kind: Kind, workdir: Path, port: int | None, operator: Path | None) -
 @app.command("fetch-kafka")
 def fetch() -> None:
     """Fetch and cache the Apache Kafka jars with Maven (CI warm-up)."""
+    from mesh.brokers.kafka import KAFKA_VERSION, fetch_kafka
+
     typer.echo(f"Apache Kafka {KAFKA_VERSION} jars: {fetch_kafka()}")
 
 
@@ -121,6 +124,9 @@ def credentials(
     Writes a listener certificate issued by the federation root for --host, the root as trust store,
     and the broker settings (security.properties).
     """
+    from mesh.brokers.security import issue_broker_security
+    from mesh.home import NodeHome
+
     security = issue_broker_security(NodeHome(home), out, host)
     lines = [
         "# Add to each broker's server.properties, with an SSL listener for the clients, e.g.",

@@ -5,19 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from accel.keystore import KeyStore
-from mesh import logs
 from mesh.errors import ConfigurationError
-from mesh.home import NodeHome
-from mesh.node import connect, open_context, run_services, stop_on_signals
-from mesh.settings import load_settings
-from services.accel.service import AccelService
+
+if TYPE_CHECKING:
+    from mesh.home import NodeHome
 
 app = typer.Typer(help="The accelerator: Paillier on vectors as a service of a node.", no_args_is_help=True)
 out = Console(highlight=False)
@@ -26,6 +22,10 @@ HomeOpt = Annotated[Path, typer.Option("--home", envvar="INTERFED_HOME", help="t
 
 
 def _home(path: Path, log_json: bool = False) -> NodeHome:
+    # The Paillier arithmetic, the Kafka client and the cryptography load in the commands: a quick start.
+    from mesh import logs
+    from mesh.home import NodeHome
+
     home = NodeHome(path)
     cfg = home.config()
     logs.configure(path=home.log_path / f"{cfg.node_id}-accel.jsonl", to_stderr=log_json)
@@ -44,6 +44,11 @@ def accel_up(
     log_json: Annotated[bool, typer.Option("--log-json", help="print the JSON log to stderr")] = False,
 ) -> None:
     """Run one instance of the node's accelerator until Ctrl-C; start more (anywhere) to share the load."""
+    from accel.keystore import KeyStore
+    from mesh.node import connect, open_context, run_services, stop_on_signals
+    from mesh.settings import load_settings
+    from services.accel.service import AccelService
+
     node = _home(home, log_json)
     settings = load_settings(bootstrap=bootstrap)
     if not settings.bootstrap:
@@ -76,6 +81,8 @@ def accel_keygen(
     djn: Annotated[bool, typer.Option("--djn/--no-djn", help="draw a DJN base published with the key")] = True,
 ) -> None:
     """Make a Paillier key pair this node owns (kept in <home>/accel/keys, mode 0600)."""
+    from accel.keystore import KeyStore
+
     node = _home(home)
     if bits % 2:
         raise ConfigurationError("--bits must be even")
@@ -87,6 +94,10 @@ def accel_keygen(
 @app.command("keys")
 def accel_keys(home: HomeOpt) -> None:
     """List the Paillier keys this node owns."""
+    from rich.table import Table
+
+    from accel.keystore import KeyStore
+
     node = _home(home)
     store = KeyStore.of_home(node.path)
     table = Table(title=f"Paillier keys of {node.config().node_id}")

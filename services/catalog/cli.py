@@ -9,20 +9,19 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from mesh.cli import command
 from mesh.clock import now_ms
-from mesh.node import connect, open_context, running
-from mesh.settings import MeshSettings
-from services.catalog.policy import DAY_MS, Policy
-from services.catalog.service import POLICY_FILE, CatalogService
-from services.catalog.state import SCOPE_TYPES, Catalog, Dataset
-from services.registry.cli import BootstrapOpt, HomeOpt, JsonOpt, _open_home, _settings
+from services.registry.cli import BootstrapOpt, HomeOpt, JsonOpt, ReplayOpt, _open_home, _settings, node_view, replayed
+
+if TYPE_CHECKING:
+    from mesh.settings import MeshSettings
+    from services.catalog.service import CatalogService
+    from services.catalog.state import Catalog
 
 out = Console(highlight=False)
 T = TypeVar("T")
@@ -31,12 +30,18 @@ catalog_app = typer.Typer(
     help="Datasets as metadata (rows stay home) and governed access to them.", no_args_is_help=True
 )
 ReasonOpt = Annotated[str, typer.Option(help="why, recorded in the event")]
+#: services.catalog.service.POLICY_FILE, named here without loading the service (a unit test keeps them equal).
+POLICY_FILE = "catalog-policy.toml"
 
 
 @contextlib.asynccontextmanager
 async def catalog_session(home: Path, settings: MeshSettings) -> AsyncIterator[CatalogService]:
     """A catalog service for one command, caught up with the catalog topic. It neither dead-letters nor
     decides by policy: that is the running node's job (``interfed node up``)."""
+    from mesh.node import connect, open_context, running
+    from services.catalog.policy import Policy
+    from services.catalog.service import CatalogService
+
     assert settings.bootstrap
     node = _open_home(home)
     async with connect(settings, settings.bootstrap, node, applicant=False) as bus:
@@ -118,17 +123,7 @@ def dataset_rows(
     retracted: bool = False,
 ) -> list[dict[str, Any]]:
     """The datasets to show, filtered; with ``retracted``, retracted ones too."""
-
-    def keep(ds: Dataset) -> bool:
-        blob = f"{ds.dataset_id} {ds.name} {ds.description} {' '.join(c['name'] for c in ds.columns)}".lower()
-        return (
-            (retracted or ds.status == "PUBLISHED")
-            and (owner is None or ds.owner == owner)
-            and (category is None or ds.category == category)
-            and (text is None or text.lower() in blob)
-        )
-
-    return [
+    every = [
         {
             "dataset_id": ds.dataset_id,
             "owner": ds.owner,
@@ -143,11 +138,35 @@ def dataset_rows(
             "status": ds.status.value,
         }
         for ds in sorted(catalog.datasets.values(), key=lambda d: d.dataset_id)
-        if keep(ds)
     ]
+    return filter_datasets(every, owner=owner, category=category, text=text, retracted=retracted)
+
+
+def filter_datasets(
+    rows: list[dict[str, Any]],
+    *,
+    owner: str | None = None,
+    category: str | None = None,
+    text: str | None = None,
+    retracted: bool = False,
+) -> list[dict[str, Any]]:
+    """The dataset rows to show (a node's view keeps them all); with ``retracted``, retracted ones too."""
+
+    def keep(r: dict[str, Any]) -> bool:
+        blob = f"{r['dataset_id']} {r['name']} {r['description']} {' '.join(c['name'] for c in r['columns'])}".lower()
+        return (
+            (retracted or r["status"] == "PUBLISHED")
+            and (owner is None or r["owner"] == owner)
+            and (category is None or r["category"] == category)
+            and (text is None or text.lower() in blob)
+        )
+
+    return [r for r in rows if keep(r)]
 
 
 def print_datasets(rows: list[dict[str, Any]], title: str, console: Console = out) -> None:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for col in ("dataset", "owner", "category", "format", "rows", "columns (role)", "digest", "v", "status"):
         table.add_column(col, no_wrap=col in ("dataset", "digest", "rows"))
@@ -176,13 +195,19 @@ def list_datasets(
     all_: Annotated[bool, typer.Option("--all", help="include retracted datasets")] = False,
     as_json: JsonOpt = False,
     bootstrap: BootstrapOpt = None,
+    replay: ReplayOpt = False,
 ) -> None:
     """List the federation's datasets, as this node's catalog sees them."""
 
     async def rows(svc: CatalogService) -> list[dict[str, Any]]:
         return dataset_rows(svc.catalog, owner=owner, category=category, text=search, retracted=all_)
 
-    found = _run(home, bootstrap, rows)
+    seen = node_view(home, bootstrap, replay, "datasets")
+    if seen is not None:
+        found = filter_datasets(seen.views["datasets"], owner=owner, category=category, text=search, retracted=all_)
+    else:
+        found = _run(home, bootstrap, rows)
+        replayed(bootstrap)
     if as_json:
         print(json.dumps(found, indent=2))
     else:
@@ -190,15 +215,24 @@ def list_datasets(
 
 
 @catalog_app.command("show")
-def show(dataset_id: str, home: HomeOpt, as_json: JsonOpt = False, bootstrap: BootstrapOpt = None) -> None:
+def show(
+    dataset_id: str, home: HomeOpt, as_json: JsonOpt = False, bootstrap: BootstrapOpt = None, replay: ReplayOpt = False
+) -> None:
     """One dataset's columns: type, role, distribution and (if its owner published them) statistics."""
+    from rich.table import Table
 
     async def row(svc: CatalogService) -> list[dict[str, Any]]:
         return [r for r in dataset_rows(svc.catalog, retracted=True) if r["dataset_id"] == dataset_id]
 
-    found = _run(home, bootstrap, row)
+    seen = node_view(home, bootstrap, replay, "datasets")
+    if seen is not None:
+        found = [r for r in seen.views["datasets"] if r["dataset_id"] == dataset_id]
+    else:
+        found = _run(home, bootstrap, row)
     if not found:
         raise typer.BadParameter(f"no dataset {dataset_id}; list them with 'interfed catalog list'")
+    if seen is None:
+        replayed(bootstrap)
     if as_json:
         print(json.dumps(found[0], indent=2))
         return
@@ -214,6 +248,8 @@ def show(dataset_id: str, home: HomeOpt, as_json: JsonOpt = False, bootstrap: Bo
 
 
 def _scope(value: str) -> tuple[str, list[str]]:
+    from services.catalog.state import SCOPE_TYPES
+
     kind, _, ids = value.partition(":")
     scope_ids = [i for i in ids.split(",") if i]
     if kind.upper() not in SCOPE_TYPES or not scope_ids:
@@ -232,6 +268,8 @@ def request(
     bootstrap: BootstrapOpt = None,
 ) -> None:
     """Apply for access to another node's dataset; prints the request (and permit) id."""
+    from services.catalog.policy import DAY_MS
+
     scope_type, scope_ids = _scope(scope)
     not_after = now_ms() + int(days * DAY_MS)
     request_id = _run(
@@ -264,6 +302,8 @@ def permit_rows(catalog: Catalog, now_ms: int) -> list[dict[str, Any]]:
 
 
 def print_permits(rows: list[dict[str, Any]], title: str, console: Console = out) -> None:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for col in ("request", "dataset", "requester", "purpose", "scope", "status", "decided by", "uses", "until (UTC)"):
         table.add_column(col, no_wrap=col in ("request", "status", "uses"))
@@ -290,6 +330,7 @@ def permits(
     dataset: Annotated[str | None, typer.Option(help="only requests for this dataset")] = None,
     as_json: JsonOpt = False,
     bootstrap: BootstrapOpt = None,
+    replay: ReplayOpt = False,
 ) -> None:
     """List access requests and permits with their state (REQUESTED, GRANTED, EXPIRED, EXHAUSTED, ...)."""
 
@@ -297,7 +338,12 @@ def permits(
         found = permit_rows(svc.catalog, now_ms())
         return [r for r in found if dataset is None or r["dataset_id"] == dataset]
 
-    found = _run(home, bootstrap, rows)
+    seen = node_view(home, bootstrap, replay, "permits")
+    if seen is not None:
+        found = [r for r in seen.views["permits"] if dataset is None or r["dataset_id"] == dataset]
+    else:
+        found = _run(home, bootstrap, rows)
+        replayed(bootstrap)
     if as_json:
         print(json.dumps(found, indent=2))
     else:
@@ -342,6 +388,10 @@ def policy_check(
     file: Annotated[Path, typer.Argument(help=f"a policy file (a node reads HOME/{POLICY_FILE})")],
 ) -> None:
     """Check a policy file and print its rules in the order they are tried."""
+    from rich.table import Table
+
+    from services.catalog.policy import Policy
+
     policy = Policy.load(file)
     table = Table(title=f"{file}: first matching rule decides; otherwise {policy.default}", title_justify="left")
     for col in ("rule", "decision", "datasets", "requesters", "purposes", "scope", "max uses", "max days"):

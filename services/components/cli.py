@@ -7,17 +7,17 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from mesh.node import connect, open_context, running
-from mesh.settings import MeshSettings
-from services.components.service import ComponentsService
-from services.components.state import Published
-from services.registry.cli import BootstrapOpt, HomeOpt, JsonOpt, _open_home, _settings
+from services.registry.cli import BootstrapOpt, HomeOpt, JsonOpt, ReplayOpt, _open_home, _settings, node_view, replayed
+
+if TYPE_CHECKING:
+    from mesh.settings import MeshSettings
+    from services.components.service import ComponentsService
+    from services.components.state import Published
 
 out = Console(highlight=False)
 T = TypeVar("T")
@@ -34,6 +34,9 @@ ReasonOpt = Annotated[str, typer.Option(help="why, recorded in the event")]
 async def components_session(home: Path, settings: MeshSettings) -> AsyncIterator[ComponentsService]:
     """A components service for one command, caught up with components and artifacts. It installs only when
     told to: installing what arrives is the running node's job (``interfed node up``)."""
+    from mesh.node import connect, open_context, running
+    from services.components.service import ComponentsService
+
     assert settings.bootstrap
     node = _open_home(home)
     async with connect(settings, settings.bootstrap, node, applicant=False) as bus:
@@ -103,13 +106,21 @@ def publish_builtin(home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
 
 
 @components_app.command("list")
-def list_components(home: HomeOpt, as_json: JsonOpt = False, bootstrap: BootstrapOpt = None) -> None:
+def list_components(
+    home: HomeOpt, as_json: JsonOpt = False, bootstrap: BootstrapOpt = None, replay: ReplayOpt = False
+) -> None:
     """The federation's components, and who installed and enabled each."""
+    from rich.table import Table
 
     async def rows(svc: ComponentsService) -> list[dict[str, Any]]:
         return [component_row(svc, p) for _, p in sorted(svc.components.published.items())]
 
-    found = _run(home, bootstrap, rows)
+    seen = node_view(home, bootstrap, replay, "components")
+    if seen is not None:
+        found = seen.views["components"]
+    else:
+        found = _run(home, bootstrap, rows)
+        replayed(bootstrap)
     if as_json:
         print(json.dumps(found, indent=2))
         return
@@ -137,6 +148,7 @@ def inspect(
     bootstrap: BootstrapOpt = None,
 ) -> None:
     """One component's spec: roles, parameters (type, default, validator), inputs and outputs."""
+    from rich.table import Table
 
     async def row(svc: ComponentsService) -> dict[str, Any] | None:
         p = svc.components.get(ref) if ":" in ref else svc.components.latest(ref)

@@ -1,4 +1,7 @@
-"""CLI of the evidence log: ``interfed audit`` (replay and verdict, proofs) and ``interfed evidence head``."""
+"""CLI of the evidence log: ``interfed audit`` (replay and verdict, proofs) and ``interfed evidence head``.
+
+The auditor, the services and the Kafka client load inside the commands (a quick start for every command).
+"""
 
 from __future__ import annotations
 
@@ -7,22 +10,20 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from mesh.bus import KafkaBus
 from mesh.cli import EXIT_AUDIT_FAILED, EXIT_INCOMPLETE, fail
-from mesh.home import NodeHome
-from mesh.node import connect, open_context, running
-from mesh.settings import MeshSettings
-from services.evidence.audit import Auditor
-from services.evidence.heads import TreeHead
-from services.evidence.service import EvidenceService
 from services.registry.cli import BootstrapOpt, HomeOpt, _open_home, _settings
+
+if TYPE_CHECKING:
+    from mesh.bus import KafkaBus
+    from mesh.home import NodeHome
+    from mesh.settings import MeshSettings
+    from services.evidence.audit import Auditor
+    from services.evidence.heads import TreeHead
 
 out = Console(highlight=False)
 
@@ -59,6 +60,9 @@ async def replay(
     Its report is ready either way: caught up within ``timeout`` seconds, or not, and then the
     report says the audit is incomplete (it never passes on a partial read).
     """
+    from mesh.node import connect, open_context, running
+    from services.evidence.audit import Auditor
+
     async with connect(settings, bootstrap, home, applicant=False) as bus:
         auditor = Auditor(open_context(home, bus, settings), trusted)
         total = await record_count(bus, tuple(dict.fromkeys(("schemas", "registry", *auditor.topics))))
@@ -84,6 +88,8 @@ async def _watch(auditor: Auditor, total: int, progress: Callable[[int, int], No
 def _replay_with_progress(
     home: NodeHome, settings: MeshSettings, trusted: list[TreeHead], timeout: float = 3600.0
 ) -> Auditor:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TextColumn("records"), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         job = bar.add_task("replay", total=None)
@@ -102,6 +108,8 @@ def _replay_with_progress(
 
 def print_summary(report: dict[str, Any], console: Console = out) -> None:
     """The audit's verdict for people: what was read, each log's latest head, refused input, every violation."""
+    from rich.table import Table
+
     console.print(
         f"read {report['records_read']} records: {report['governed_events']} governed events, "
         f"{report['evidence_records']} evidence records; log of {report['tree_size']} leaves, "
@@ -150,6 +158,8 @@ def print_summary(report: dict[str, Any], console: Console = out) -> None:
 
 def _print_not_violations(report: dict[str, Any], console: Console) -> None:
     """What the audit reports without failing (docs/audit.md): refused input, and what was signed after a cut."""
+    from rich.table import Table
+
     refused = report["refused_input"]
     if refused["count"]:
         console.print(
@@ -172,6 +182,8 @@ def _print_not_violations(report: dict[str, Any], console: Console) -> None:
 
 
 def _trusted(paths: list[Path]) -> list[TreeHead]:
+    from services.evidence.heads import TreeHead
+
     heads = []
     for path in paths:
         try:
@@ -288,6 +300,9 @@ def consistency(
 @evidence_app.command("head")
 def head(home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
     """Sign and publish this node's tree head now (on demand), from a fresh replay of the evidence topic."""
+    from mesh.node import connect, open_context, running
+    from services.evidence.service import EvidenceService
+
     settings, node = _settings(bootstrap), _open_home(home)
 
     async def go() -> TreeHead:

@@ -7,21 +7,18 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from mesh.errors import ConfigurationError
-from mesh.node import connect, open_context, running
-from mesh.settings import MeshSettings
-from services.catalog.service import CatalogService
-from services.components.service import ComponentsService
-from services.executor.service import ExecutorService
-from services.executor.state import Job
-from services.registry.cli import BootstrapOpt, HomeOpt, JsonOpt, _open_home, _settings
+from services.registry.cli import BootstrapOpt, HomeOpt, JsonOpt, ReplayOpt, _open_home, _settings, node_view, replayed
+
+if TYPE_CHECKING:
+    from mesh.settings import MeshSettings
+    from services.executor.service import ExecutorService
+    from services.executor.state import Job
 
 out = Console(highlight=False)
 T = TypeVar("T")
@@ -40,6 +37,11 @@ async def job_session(home: Path, settings: MeshSettings, *, with_store: bool) -
 
     It neither dead-letters, decides nor runs jobs: that is the running node's job.
     """
+    from mesh.node import connect, open_context, running
+    from services.catalog.service import CatalogService
+    from services.components.service import ComponentsService
+    from services.executor.service import ExecutorService
+
     assert settings.bootstrap
     node = _open_home(home)
     async with connect(settings, settings.bootstrap, node, applicant=False) as bus:
@@ -85,7 +87,40 @@ def job_row(job: Job) -> dict[str, Any]:
     }
 
 
+def job_detail(job: Job) -> dict[str, Any]:
+    """``job_row`` and what ``interfed job show`` adds: parameters, inputs and each party's result."""
+    return job_row(job) | {
+        "params": job.params,
+        "datasets": job.datasets,
+        "job_inputs": job.job_inputs,
+        "results": {
+            n: {
+                "ok": f["ok"],
+                "model_sha256": f["model_sha256"].hex(),
+                "metrics": json.loads(f["metrics_json"]),
+                "reason": f["reason"],
+            }
+            for n, f in job.finished.items()
+        },
+    }
+
+
+#: What ``job_detail`` adds to ``job_row``: left out of ``job list``.
+DETAIL_ONLY = ("params", "datasets", "job_inputs", "results")
+
+
+def _find_row(rows: list[dict[str, Any]], job_id: str) -> dict[str, Any]:
+    found = [r for r in rows if r["job_id"].startswith(job_id)]
+    if len(found) != 1:
+        raise ConfigurationError(
+            f"{'no' if not found else 'more than one'} job {job_id}; list them with 'interfed job list'"
+        )
+    return found[0]
+
+
 def print_jobs(rows: list[dict[str, Any]], title: str, console: Console = out) -> None:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for col in ("job", "status", "initiator", "component", "project", "participants", "accepted", "reason"):
         table.add_column(col, no_wrap=col in ("job", "status"))
@@ -108,22 +143,25 @@ def print_jobs(rows: list[dict[str, Any]], title: str, console: Console = out) -
 
 
 def _find(svc: ExecutorService, job_id: str) -> Job:
-    found = [j for j in svc.jobs.jobs.values() if j.job_id.startswith(job_id)]
-    if len(found) != 1:
-        raise ConfigurationError(
-            f"{'no' if not found else 'more than one'} job {job_id}; list them with 'interfed job list'"
-        )
-    return found[0]
+    jobs = {j.job_id: j for j in svc.jobs.jobs.values()}
+    return jobs[_find_row([{"job_id": i} for i in jobs], job_id)["job_id"]]
 
 
 @job_app.command("list")
-def list_jobs(home: HomeOpt, as_json: JsonOpt = False, bootstrap: BootstrapOpt = None) -> None:
+def list_jobs(
+    home: HomeOpt, as_json: JsonOpt = False, bootstrap: BootstrapOpt = None, replay: ReplayOpt = False
+) -> None:
     """Every job of the federation with its status (PENDING, READY, RUNNING, SUCCESS, FAILED)."""
 
     async def rows(svc: ExecutorService) -> list[dict[str, Any]]:
         return [job_row(j) for j in sorted(svc.jobs.jobs.values(), key=lambda j: j.proposed_at)]
 
-    found = _run(home, bootstrap, rows)
+    seen = node_view(home, bootstrap, replay, "jobs")
+    if seen is not None:
+        found = [{k: v for k, v in r.items() if k not in DETAIL_ONLY} for r in seen.views["jobs"]]
+    else:
+        found = _run(home, bootstrap, rows)
+        replayed(bootstrap)
     if as_json:
         print(json.dumps(found, indent=2))
     else:
@@ -131,27 +169,20 @@ def list_jobs(home: HomeOpt, as_json: JsonOpt = False, bootstrap: BootstrapOpt =
 
 
 @job_app.command("show")
-def show(job_id: str, home: HomeOpt, as_json: JsonOpt = False, bootstrap: BootstrapOpt = None) -> None:
+def show(
+    job_id: str, home: HomeOpt, as_json: JsonOpt = False, bootstrap: BootstrapOpt = None, replay: ReplayOpt = False
+) -> None:
     """One job (an id or its first characters): roles, acceptances, results, release."""
 
     async def row(svc: ExecutorService) -> dict[str, Any]:
-        job = _find(svc, job_id)
-        return job_row(job) | {
-            "params": job.params,
-            "datasets": job.datasets,
-            "job_inputs": job.job_inputs,
-            "results": {
-                n: {
-                    "ok": f["ok"],
-                    "model_sha256": f["model_sha256"].hex(),
-                    "metrics": json.loads(f["metrics_json"]),
-                    "reason": f["reason"],
-                }
-                for n, f in job.finished.items()
-            },
-        }
+        return job_detail(_find(svc, job_id))
 
-    found = _run(home, bootstrap, row)
+    seen = node_view(home, bootstrap, replay, "jobs")
+    if seen is not None:
+        found = _find_row(seen.views["jobs"], job_id)
+    else:
+        found = _run(home, bootstrap, row)
+        replayed(bootstrap)
     if as_json:
         print(json.dumps(found, indent=2))
         return
@@ -171,6 +202,7 @@ def show(job_id: str, home: HomeOpt, as_json: JsonOpt = False, bootstrap: Bootst
 @job_app.command("watch")
 def watch(job_id: str, home: HomeOpt, bootstrap: BootstrapOpt = None) -> None:
     """Follow a job until it ends: its status, and this node's rounds as a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     async def follow(svc: ExecutorService) -> str:
         job = _find(svc, job_id)

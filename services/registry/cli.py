@@ -1,4 +1,8 @@
-"""CLI for federations, nodes and the registry: create, request to join, approve, run, list."""
+"""CLI for federations, nodes and the registry: create, request to join, approve, run, list.
+
+The command line loads the services, the Kafka client and the cryptography only inside the commands that use
+them: a command's start stays quick (``interfed --help``, a read answered from the running node's view).
+"""
 
 from __future__ import annotations
 
@@ -6,37 +10,31 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table
 
-from mesh import logs
-from mesh.brokers import TansuBroker
-from mesh.brokers.acls import AclBinding, AclChange
-from mesh.bus import KafkaBus
 from mesh.cli import command
 from mesh.clock import now_ms
 from mesh.errors import ConfigurationError
-from mesh.home import NODE_ID_HINT, NodeConfig, NodeHome, create_federation
-from mesh.membership import Membership
-from mesh.node import connect, open_context, run_services, running, stop_on_signals
-from mesh.service import Service
-from mesh.settings import MeshSettings, load_settings
-from mesh.tls import credential_of
-from services.accel.placement import AcceleratorSettings, node_accelerator
-from services.catalog.service import CatalogService
-from services.components.service import ComponentsService
-from services.evidence.service import EvidenceService
-from services.executor.service import ExecutorService
-from services.registry.acls import AclKeeper, issue_auditor
-from services.registry.service import RegistryService, await_certificate
+
+if TYPE_CHECKING:
+    from mesh.brokers.acls import AclBinding, AclChange
+    from mesh.bus import KafkaBus
+    from mesh.home import NodeHome
+    from mesh.membership import Membership
+    from mesh.service import Service
+    from mesh.settings import MeshSettings
+    from mesh.snapshot import Snapshot
+    from services.registry.acls import AclKeeper
+    from services.registry.service import RegistryService
 
 out = Console(highlight=False)
+note = Console(stderr=True, highlight=False)  # where an answer comes from: stderr, so --json stays JSON
 
 HomeOpt = Annotated[Path, typer.Option("--home", envvar="INTERFED_HOME", help="the node's home directory")]
 BootstrapOpt = Annotated[
@@ -51,6 +49,8 @@ registry_app = typer.Typer(help="The node directory and the operator's decisions
 
 
 def _settings(bootstrap: str | None, **extra: object) -> MeshSettings:
+    from mesh.settings import load_settings
+
     settings = load_settings(bootstrap=bootstrap, **extra)
     if not settings.bootstrap:
         raise ConfigurationError(
@@ -61,6 +61,9 @@ def _settings(bootstrap: str | None, **extra: object) -> MeshSettings:
 
 
 def _open_home(path: Path, log_json: bool = False) -> NodeHome:
+    from mesh import logs
+    from mesh.home import NodeHome
+
     home = NodeHome(path)
     cfg = home.config()
     logs.configure(path=home.log_path / f"{cfg.node_id}.jsonl", to_stderr=log_json)
@@ -78,6 +81,9 @@ async def registry_session(
     deciding (not ``readonly``) session keeps the broker's ACLs in step with what it decides when
     ``settings.applies_acls``.
     """
+    from mesh.node import connect, open_context, running
+    from services.registry.service import RegistryService
+
     assert settings.bootstrap
     async with connect(settings, settings.bootstrap, home, applicant=applicant) as bus:
         keeper = None if readonly else acl_keeper(home, bus, settings)
@@ -95,6 +101,8 @@ async def registry_session(
 
 def acl_keeper(home: NodeHome, bus: KafkaBus, settings: MeshSettings) -> AclKeeper | None:
     """The ACL keeper of an operator's registry when it applies ACLs (``INTERFED_APPLY_ACLS``, default: with TLS)."""
+    from services.registry.acls import AclKeeper
+
     return AclKeeper(bus, home) if settings.applies_acls and home.config().role == "operator" else None
 
 
@@ -106,6 +114,8 @@ def federation_create(
     institution: Annotated[str, typer.Option(help="the operating institution")] = "federation operator",
 ) -> None:
     """Create a federation: root key and certificate, and the operator's home."""
+    from mesh.home import NodeConfig, create_federation
+
     cfg = NodeConfig(node_id=operator_id, name=name, institution=institution, platform="interfed", role="operator")
     created = create_federation(home, name, cfg)
     out.print(f"federation [bold]{name}[/] created; operator home {created.path}")
@@ -124,6 +134,10 @@ def node_create(
     address: Annotated[str, typer.Option(help="where the node's operators can be reached")] = "",
 ) -> None:
     """Create a node home with a fresh key."""
+    from pydantic import ValidationError
+
+    from mesh.home import NODE_ID_HINT, NodeConfig, NodeHome
+
     try:
         cfg = NodeConfig(
             node_id=node_id,
@@ -178,6 +192,18 @@ def node_up(
     """Run the node's services until Ctrl-C; with no bootstrap, start the embedded broker (no TLS, no ACLs: for
     parties that trust each other). With INTERFED_TLS and no certificate yet, follow the registry as an applicant
     until approved, then start."""
+    from mesh.brokers import TansuBroker
+    from mesh.node import connect, open_context, run_services, stop_on_signals
+    from mesh.settings import load_settings
+    from mesh.tls import credential_of
+    from services.accel.placement import AcceleratorSettings, node_accelerator
+    from services.catalog.service import CatalogService
+    from services.components.service import ComponentsService
+    from services.evidence.service import EvidenceService
+    from services.executor.service import ExecutorService
+    from services.registry.service import RegistryService, await_certificate
+    from services.views import keep_views
+
     node = _open_home(home, log_json)
     settings = load_settings(bootstrap=bootstrap)
     accel_settings = AcceleratorSettings.of_home(node.path, mode=accel, workers=accel_workers)
@@ -216,7 +242,16 @@ def node_up(
                 f"(services: {', '.join(s.name for s in services)}); "
                 f"Paillier work on {accelerator.client.description}; logs in {node.log_path}; Ctrl-C stops"
             )
-            await run_services(services, stop)
+            # HOME/run/views.json, what read commands answer from while the node runs, and node status shows
+            async with keep_views(
+                node.path,
+                services,
+                node_id=ctx.config.node_id,
+                bootstrap=address,
+                topic_prefix=settings.topic_prefix,
+                accelerator=accelerator.describe(),
+            ):
+                await run_services(services, stop)
 
     if settings.bootstrap:
         asyncio.run(go(settings.bootstrap))
@@ -226,8 +261,61 @@ def node_up(
         asyncio.run(go(broker.bootstrap))
 
 
-def directory_rows(directory: Membership, unreachable_after_ms: int) -> list[dict[str, Any]]:
-    now = now_ms()
+@node_app.command("status")
+def node_status(home: HomeOpt, as_json: JsonOpt = False) -> None:
+    """Whether the node's 'node up' runs (exit 0) or not (exit 1): its pid, since when, its broker, its services
+    and accelerator, and what its view holds. Reads HOME/run only: no broker needed."""
+    from mesh.snapshot import FRESH_SECONDS, node_running, pid_alive, read_snapshot
+
+    snapshot = read_snapshot(home)
+    if snapshot is None or not node_running(home) or not pid_alive(snapshot.pid):
+        why = "no 'node up' runs with this home" if snapshot is None or not node_running(home) else "its pid is gone"
+        if as_json:
+            print(json.dumps({"up": False, "home": str(home), "why": why}, indent=2))
+        else:
+            out.print(f"{home}: [red]down[/] ({why}); start it with 'interfed node up --home {home}'")
+        raise typer.Exit(1)
+    held = {name: len(rows) for name, rows in sorted(snapshot.views.items())}
+    why = (
+        f"its view was last checked {snapshot.age():.0f} s ago: the node seems stuck"
+        if (snapshot.age() > FRESH_SECONDS)
+        else ""
+    )
+    status = {
+        "up": True,
+        "node_id": snapshot.node_id,
+        "pid": snapshot.pid,
+        "since": dt.datetime.fromtimestamp(snapshot.started_at, dt.UTC).isoformat(timespec="seconds"),
+        "up_s": round(time.time() - snapshot.started_at, 1),
+        "broker": snapshot.bootstrap,
+        "topic_prefix": snapshot.topic_prefix,
+        "services": snapshot.services,
+        "accelerator": snapshot.accelerator,
+        "view_age_s": round(snapshot.age(), 1),
+        "view": held,
+        **({"warning": why} if why else {}),
+    }
+    if as_json:
+        print(json.dumps(status, indent=2))
+        return
+    accel = snapshot.accelerator
+    out.print(
+        f"node [bold]{snapshot.node_id}[/] [green]up[/] (pid {snapshot.pid}) since {status['since']} "
+        f"({status['up_s']:.0f} s)"
+    )
+    out.print(f"  broker       {snapshot.bootstrap} (topic prefix {snapshot.topic_prefix!r})")
+    out.print(f"  services     {', '.join(snapshot.services)}")
+    described = f"{accel.get('mode')}: Paillier work on {accel.get('runs_on')}" if accel else "not reported"
+    out.print(f"  accelerator  {described}", markup=False)
+    counts = ", ".join(f"{n} {name}" for name, n in held.items())
+    out.print(f"  view         {counts}; checked {status['view_age_s']} s ago")
+    if why:
+        out.print(f"  [yellow]warning[/]: {why}")
+
+
+def directory_entries(directory: Membership, unreachable_after_ms: int, now: int) -> list[dict[str, Any]]:
+    """The directory's rows at ``now``, each with when the node was last seen (``last_seen_ms``): what a
+    running node keeps for the command line, where ``with_ages`` makes them ``directory_rows``."""
     rows = []
     for e in sorted(directory.nodes.values(), key=lambda e: e.node_id):
         seen = max(e.last_heartbeat or 0, e.announced_at or 0)
@@ -240,13 +328,62 @@ def directory_rows(directory: Membership, unreachable_after_ms: int) -> list[dic
                 "contract": e.contract.value,
                 "contract_id": e.contract_id,
                 "health": e.health(now, unreachable_after_ms).value,
-                "last_seen_s": round((now - seen) / 1000, 1) if seen else None,
+                "last_seen_ms": seen or None,
             }
         )
     return rows
 
 
+def with_ages(entries: list[dict[str, Any]], now: int) -> list[dict[str, Any]]:
+    """``directory_entries`` as the command prints them: how long ago each node was last seen (``last_seen_s``)."""
+    rows = []
+    for entry in entries:
+        row = {k: v for k, v in entry.items() if k != "last_seen_ms"}
+        seen = entry["last_seen_ms"]
+        row["last_seen_s"] = round((now - seen) / 1000, 1) if seen else None
+        rows.append(row)
+    return rows
+
+
+def directory_rows(directory: Membership, unreachable_after_ms: int) -> list[dict[str, Any]]:
+    """The node directory as ``interfed registry nodes`` prints it."""
+    now = now_ms()
+    return with_ages(directory_entries(directory, unreachable_after_ms, now), now)
+
+
+ReplayOpt = Annotated[
+    bool,
+    typer.Option(
+        "--replay", help="replay the topics from the broker even when the node's running 'node up' could answer"
+    ),
+]
+
+
+def node_view(home: Path, bootstrap: str | None, replay: bool, view: str) -> Snapshot | None:
+    """The running node's snapshot (mesh/snapshot.py) if it holds ``view``, saying so on stderr; None when the
+    command must replay instead (with ``replay``, or when no live snapshot of the same broker has it)."""
+    from mesh.snapshot import live_snapshot
+
+    if replay:
+        return None
+    snapshot, _ = live_snapshot(home, bootstrap)
+    if snapshot is None or view not in snapshot.views:
+        return None
+    note.print(
+        f"[dim]from the running node's view ({snapshot.node_id}, pid {snapshot.pid}), "
+        f"{snapshot.age():.1f} s old; --replay reads the broker[/]"
+    )
+    return snapshot
+
+
+def replayed(bootstrap: str | None) -> None:
+    """Say on stderr that the answer was replayed from the broker."""
+    note.print(f"[dim]replayed from the broker at {bootstrap}[/]")
+
+
 def print_directory(rows: list[dict[str, object]], title: str, console: Console = out) -> None:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for col in ("node", "institution", "platform", "contract", "health", "last seen"):
         table.add_column(col, no_wrap=col in ("node", "health", "last seen"))
@@ -273,19 +410,29 @@ def print_directory(rows: list[dict[str, object]], title: str, console: Console 
 
 
 @registry_app.command("nodes")
-def registry_nodes(home: HomeOpt, bootstrap: BootstrapOpt = None, as_json: JsonOpt = False) -> None:
-    """List the federation's nodes with their contract and health, as this node sees them."""
-    settings, node = _settings(bootstrap), _open_home(home)
+def registry_nodes(
+    home: HomeOpt, bootstrap: BootstrapOpt = None, as_json: JsonOpt = False, replay: ReplayOpt = False
+) -> None:
+    """List the federation's nodes with their contract and health, as this node sees them (from its running
+    ``node up``'s view when there is one, else replayed from the broker)."""
+    seen = node_view(home, bootstrap, replay, "nodes")
+    if seen is not None:
+        rows = with_ages(seen.views["nodes"], now_ms())
+        me = seen.node_id
+    else:
+        settings, node = _settings(bootstrap), _open_home(home)
 
-    async def go() -> list[dict[str, object]]:
-        async with registry_session(node, settings, readonly=True) as svc:
-            return directory_rows(svc.directory, svc.unreachable_after_ms)
+        async def go() -> list[dict[str, Any]]:
+            async with registry_session(node, settings, readonly=True) as svc:
+                return directory_rows(svc.directory, svc.unreachable_after_ms)
 
-    rows = asyncio.run(go())
+        rows = asyncio.run(go())
+        replayed(settings.bootstrap)
+        me = node.config().node_id
     if as_json:
         print(json.dumps(rows, indent=2))
     else:
-        print_directory(rows, f"nodes as {node.config().node_id} sees them")
+        print_directory(rows, f"nodes as {me} sees them")
 
 
 def _operator_command(home: Path, bootstrap: str | None, action: str, target: str, reason: str) -> None:
@@ -357,6 +504,10 @@ def broker_acls(
 
     Apply owns every ACL on this federation's topics and groups (its topic prefix): others there are deleted.
     A terminated or revoked node loses its grants on the next apply."""
+    from mesh.node import connect, open_context, running
+    from services.registry.acls import AclKeeper
+    from services.registry.service import RegistryService
+
     settings, node = _settings(bootstrap), _open_home(home)
     if node.config().role != "operator":
         raise ConfigurationError("the broker's ACLs are the operator's to set: pass the operator's --home")
@@ -394,6 +545,9 @@ def broker_auditor(
     days: Annotated[int, typer.Option(min=1, help="how long the credential lasts")] = 365,
 ) -> None:
     """Operator: issue an auditor a TLS credential that reads the federation's shared topics on a secured broker."""
+    from mesh.home import NodeHome
+    from services.registry.acls import issue_auditor
+
     node = _open_home(home)
     if node.config().role != "operator" or not node.root_key_path.is_file():
         raise ConfigurationError("an auditor's credential is issued by the operator: pass the operator's --home")
