@@ -428,18 +428,31 @@ def _core_table(core: Sequence[CoreRow], heu_missing: str | None, rows: int, key
         cell = f"{ou.seconds / row.seconds:.1f}x"
         return f"{cell} {_tick(ou.seconds / row.seconds >= HEU_AIM)}" if "service" in row.path else cell
 
+    def cpu_ratio(row: CoreRow) -> str:
+        if ou is None or ou.cpu_seconds is None or row.cpu_seconds is None:
+            return ""
+        return f"{ou.cpu_seconds / row.cpu_seconds:.1f}x"
+
     _table(
         escape(
             f"the epoch's core, per batch of {CORE_BATCH}: encrypt the residuals d, X^T [[d]] ({CORE_FEATURES} sums), "
             f"decrypt; {rows} rows x {CORE_FEATURES} features, {key_bits}-bit keys"
         ),
-        ("path", "seconds", f"HEU OU / this (service >= {HEU_AIM:g}x)", "CPU s here", "error / bound"),
+        (
+            "path",
+            "seconds",
+            f"HEU OU / this (service >= {HEU_AIM:g}x)",
+            "CPU s here",
+            "HEU OU / this, CPU",
+            "error / bound",
+        ),
         [
             (
                 row.path,
                 f"{row.seconds:.2f}",
                 ratio(row),
                 "" if row.cpu_seconds is None else f"{row.cpu_seconds:.2f}",
+                cpu_ratio(row),
                 f"{row.error:.2f}",
             )
             for row in core
@@ -447,7 +460,7 @@ def _core_table(core: Sequence[CoreRow], heu_missing: str | None, rows: int, key
         left=("path",),
     )
     if heu_missing:
-        out.print(heu_missing)
+        out.print(escape(heu_missing))
 
 
 @app.command("psi")
