@@ -10,13 +10,16 @@ import tempfile
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from bench.vertical import CoreRow
 
 app = typer.Typer(help="Benchmarks (never part of the test suite's pass/fail).", no_args_is_help=True)
 out = Console(highlight=False)
@@ -348,8 +351,8 @@ def bench_vertical(
         bool, typer.Option("--service/--no-service", help="also run the epoch through the accelerator service")
     ] = True,
 ) -> None:
-    """One hetero LR epoch: accelerator (in-process, service) against phe; PSI time at several sizes."""
-    from bench.vertical import RATIO_AIM, machine, run_epochs, run_psi
+    """A hetero LR epoch: accelerator (in-process, workers, service) against phe; its core against HEU; PSI."""
+    from bench.vertical import RATIO_AIM, machine, run_core, run_epochs, run_psi
     from mesh.brokers import TansuBroker
 
     sizes = _sizes("--psi-sizes", psi_sizes)
@@ -363,6 +366,15 @@ def bench_vertical(
         task = progress.add_task("hetero LR epochs", total=1.0)
         epochs = asyncio.run(
             run_epochs(
+                root,
+                address,
+                rows,
+                key_bits,
+                lambda what, done: progress.update(task, description=what, completed=done),
+            )
+        )
+        core, heu_missing = asyncio.run(
+            run_core(
                 root,
                 address,
                 rows,
@@ -398,6 +410,7 @@ def bench_vertical(
         ],
         left=("path",),
     )
+    _core_table(core, heu_missing, rows, key_bits)
     _table(
         f"ECDH-PSI over X25519, 80% common ids, {workers} worker process(es) shared by both parties",
         ("ids per side", "seconds", "bytes sent"),
@@ -405,6 +418,53 @@ def bench_vertical(
     )
     broker = "none (--no-service)" if address is None else "external " + address if bootstrap else "embedded tansu"
     out.print(f"broker={broker}, before={before}, after={machine()}")
+
+
+def _core_table(core: Sequence[CoreRow], heu_missing: str | None, rows: int, key_bits: int) -> None:
+    """The epoch's core on our paths and in HEU, each against HEU's Okamoto-Uchiyama; the service row's aim marked."""
+    from bench.vertical import CORE_BATCH, CORE_FEATURES, HEU_AIM
+
+    ou = next((row for row in core if row.path.startswith("HEU Okamoto-Uchiyama")), None)
+
+    def ratio(row: CoreRow) -> str:
+        if ou is None:
+            return "n/a (no HEU)"
+        cell = f"{ou.seconds / row.seconds:.1f}x"
+        return f"{cell} {_tick(ou.seconds / row.seconds >= HEU_AIM)}" if "service" in row.path else cell
+
+    def cpu_ratio(row: CoreRow) -> str:
+        if ou is None or ou.cpu_seconds is None or row.cpu_seconds is None:
+            return ""
+        return f"{ou.cpu_seconds / row.cpu_seconds:.1f}x"
+
+    _table(
+        escape(
+            f"the epoch's core, per batch of {CORE_BATCH}: encrypt the residuals d, X^T [[d]] ({CORE_FEATURES} sums), "
+            f"decrypt; {rows} rows x {CORE_FEATURES} features, {key_bits}-bit keys"
+        ),
+        (
+            "path",
+            "seconds",
+            f"HEU OU / this (service >= {HEU_AIM:g}x)",
+            "CPU s here",
+            "HEU OU / this, CPU",
+            "error / bound",
+        ),
+        [
+            (
+                row.path,
+                f"{row.seconds:.2f}",
+                ratio(row),
+                "" if row.cpu_seconds is None else f"{row.cpu_seconds:.2f}",
+                cpu_ratio(row),
+                f"{row.error:.2f}",
+            )
+            for row in core
+        ],
+        left=("path",),
+    )
+    if heu_missing:
+        out.print(escape(heu_missing))
 
 
 @app.command("psi")

@@ -6,14 +6,20 @@ on two accelerator worker processes reached directly (what ``interfed node up`` 
 default), through the accelerator service on a broker (the guest's and host's public-key work;
 the arbiter decrypts in its own process there), and ``phe`` in-process (textbook encryption,
 no packing: what a deployment without the accelerator does).
+
+The epoch's core (per batch: encrypt the residuals d, X^T [[d]], decrypt) also runs alone on the
+same shapes on our paths and in HEU (SecretFlow's C++ library, the ``bench`` extra) with
+Okamoto-Uchiyama and with Paillier, so the two can be compared in one run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +38,7 @@ from accel.wire import PublishedKey
 from mesh.node import open_context, running
 from mesh.testing import fresh_settings
 from services.accel.service import AccelService
-from services.executor.algorithms.hetero_lr.component import HeteroLR
+from services.executor.algorithms.hetero_lr.component import X_PRECISION, HeteroLR
 from services.executor.algorithms.local_run import Party, Traffic, run_local
 from services.executor.algorithms.psi.component import PSI
 from services.executor.api import LocalDataset
@@ -185,3 +191,172 @@ async def run_psi(root: Path, size: int, workers: int) -> tuple[float, int]:
 
 def machine() -> dict[str, object]:
     return {"cores": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+# -- the epoch's core beside HEU (issue 14) --------------------------------------------------------------
+
+#: The aim: our service path at least this many times faster than HEU's Okamoto-Uchiyama on the core.
+HEU_AIM = 3.0
+HEU_MISSING = "HEU rows skipped: HEU is not installed; pip install -e '.[bench]' (sf-heu: CPython 3.11 wheels)"
+CORE_FEATURES = 20  # the host's columns in the epoch above
+CORE_BATCH = 256
+CORE_WORKERS = 2  # the worker pool's and the service's processes, as in the service epoch
+D_BITS = 32  # the residuals' fractional bits (the accelerator's default precision); X's are the component's
+#: HEU's schemes, by their ``phe.SchemaType`` name.
+HEU_SCHEMES = {"OU": "Okamoto-Uchiyama", "ZPaillier": "Paillier"}
+
+
+@dataclass(frozen=True)
+class CoreRow:
+    """One path's epoch core: wall seconds, this process's CPU seconds (None where worker processes compute),
+    and its largest error against numpy's float X^T d as a fraction of the fixed-point bound (at most 1)."""
+
+    path: str
+    seconds: float
+    cpu_seconds: float | None
+    error: float
+
+
+def core_data(rows: int, seed: int = 14) -> tuple[np.ndarray, np.ndarray]:
+    """The host's features (rows x 20, standardised as parties standardise theirs) and residuals d = u/4 - y/2."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, CORE_FEATURES))
+    d = 0.25 * rng.standard_normal(rows) - 0.5 * rng.choice([-1.0, 1.0], rows)
+    return x, d
+
+
+def _core_batches(rows: int) -> list[slice]:
+    return [slice(i, min(i + CORE_BATCH, rows)) for i in range(0, rows, CORE_BATCH)]
+
+
+def checked(path: str, x: np.ndarray, d: np.ndarray, results: list[np.ndarray]) -> float:
+    """The largest error of the decrypted X^T d per batch as a fraction of its fixed-point bound; raises past it.
+
+    X is encoded with 2^-10 and d with 2^-32 steps, rounded or truncated: each product is then off by
+    less than |d| 2^-10 + |x| 2^-32 + 2^-42, and a batch's sum by at most the sum of these, so a
+    wrong computation (a lost term, a wrong sign, a bad decoding) cannot pass.
+    """
+    worst = 0.0
+    batches = _core_batches(len(d))
+    if len(results) != len(batches):
+        raise RuntimeError(f"{path}: {len(results)} results for {len(batches)} batches")
+    for rows, got in zip(batches, results, strict=True):
+        xb, db = x[rows], d[rows]
+        exact = xb.T @ db
+        step_x, step_d = 2.0**-X_PRECISION, 2.0**-D_BITS
+        bound = step_x * np.abs(db).sum() + step_d * np.abs(xb).sum(axis=0) + len(db) * step_x * step_d + 1e-9
+        values = np.asarray(got, dtype=np.float64).reshape(-1)
+        if values.shape != exact.shape:
+            raise RuntimeError(f"{path}: X^T d has shape {values.shape}, not {exact.shape}")
+        error = np.abs(values - exact)
+        if np.any(error > bound):
+            raise RuntimeError(f"{path}: X^T d is off by {error.max():.3g}, past its fixed-point bound")
+        worst = max(worst, float(np.max(error / bound)))
+    return worst
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """HEU's C++ logger writes to file descriptor 1: send it to stderr, so stdout keeps only the bench's tables."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def heu_core(x: np.ndarray, d: np.ndarray, scheme: str, key_bits: int) -> CoreRow:
+    """The core in HEU's numpy API on all cores: per batch encrypt d, X^T [[d]] by its matmul, decrypt and decode.
+
+    Key generation (HEU's setup) and one warm-up encryption are left out of the time; encoding X and
+    d is in it, as it is in ours. Raises ImportError without the ``bench`` extra.
+    """
+    from heu import numpy as hnp  # the bench extra: sf-heu
+    from heu import phe
+
+    with _stdout_to_stderr():
+        kit = hnp.setup(getattr(phe.SchemaType, scheme), key_bits)
+        encryptor, evaluator, decryptor = kit.encryptor(), kit.evaluator(), kit.decryptor()
+        d_code, x_code = kit.float_encoder(2**D_BITS), kit.float_encoder(2**X_PRECISION)
+        out_code = kit.float_encoder(2 ** (D_BITS + X_PRECISION))  # a product carries both scales
+        encryptor.encrypt(kit.array(np.zeros((1, 1)), d_code))
+        results = []
+        started, cpu = time.perf_counter(), time.process_time()
+        for rows in _core_batches(len(d)):
+            encrypted = encryptor.encrypt(kit.array(d[rows].reshape(-1, 1), d_code))
+            product = evaluator.matmul(kit.array(np.ascontiguousarray(x[rows].T), x_code), encrypted)
+            results.append(decryptor.decrypt(product).to_numpy(out_code))
+        seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+    path = f"HEU {HEU_SCHEMES[scheme]} (numpy API)"
+    return CoreRow(path, seconds, cpu_seconds, checked(path, x, d, results))
+
+
+async def our_core(
+    x: np.ndarray, d: np.ndarray, worker: AccelClient, key_bits: int
+) -> tuple[float, float, list[np.ndarray]]:
+    """The core through ``worker`` (the party's accelerator) under a key the arbiter makes and decrypts with
+    in its own process: DJN encryption as the component's [[u_h]], X at the component's precision."""
+    arbiter = AccelClient.in_process("arbiter")
+    key = await arbiter.generate_key(key_bits)
+    await worker.encrypt(key, [0.0], D_BITS, fast=True)  # warm-up: the worker's backend and tables for this key
+    results = []
+    started, cpu = time.perf_counter(), time.process_time()
+    for rows in _core_batches(len(d)):
+        encrypted = await worker.encrypt(key, d[rows], D_BITS, fast=True)
+        product = await worker.transpose_dot(encrypted, x[rows], precision=X_PRECISION)
+        results.append(await arbiter.decrypt(product))
+    return time.perf_counter() - started, time.process_time() - cpu, results
+
+
+async def _service_core(root: Path, bootstrap: str, x: np.ndarray, d: np.ndarray, key_bits: int) -> CoreRow:
+    """The core through a party's own accelerator service (2 workers) on the broker, as the demo's parties use it."""
+    settings = fresh_settings(heartbeat_interval=5.0, unreachable_after=60.0)
+    async with federation(root / "fed-core", bootstrap, 1, settings=settings) as fed:
+        party = fed.member("party0")
+        service = AccelService(
+            open_context(party.home, party.bus, settings), workers=CORE_WORKERS, keys=KeyStore.of_home(party.home.path)
+        )
+        async with (
+            running(service),
+            AccelClient.connect(open_context(party.home, party.bus, settings), "party0", timeout=600, retries=0) as c,
+        ):
+            seconds, _, results = await our_core(x, d, c, key_bits)
+    path = f"ours, accelerator service ({CORE_WORKERS} workers, broker)"
+    return CoreRow(path, seconds, None, checked(path, x, d, results))
+
+
+async def run_core(
+    root: Path, bootstrap: str | None, rows: int, key_bits: int, report: Report
+) -> tuple[list[CoreRow], str | None]:
+    """The epoch core on our paths (in-process, a worker pool, the service unless ``bootstrap`` is None) and in
+    HEU with each of its schemes; the rows, and a line saying why HEU's are missing if they are."""
+    x, d = core_data(rows)
+    out = []
+    report("epoch core: accelerator in-process", 0.0)
+    seconds, cpu, results = await our_core(x, d, AccelClient.in_process("party"), key_bits)
+    path = "ours, in-process (one core)"
+    out.append(CoreRow(path, seconds, cpu, checked(path, x, d, results)))
+    report(f"epoch core: accelerator, a pool of {CORE_WORKERS} workers", 0.2)
+    pool = WorkerPool(CORE_WORKERS)
+    try:
+        await asyncio.to_thread(pool.warm)
+        seconds, _, results = await our_core(x, d, AccelClient.on_workers("party", KeyStore.empty(), pool), key_bits)
+    finally:
+        pool.close()
+    path = f"ours, in-process with a pool of {CORE_WORKERS} workers"
+    out.append(CoreRow(path, seconds, None, checked(path, x, d, results)))
+    if bootstrap is not None:
+        report("epoch core: accelerator service", 0.4)
+        out.append(await _service_core(root, bootstrap, x, d, key_bits))
+    try:
+        import heu  # noqa: F401  # the bench extra: checked once, before any scheme runs
+    except ImportError:
+        return out, HEU_MISSING
+    for done, scheme in enumerate(HEU_SCHEMES):
+        report(f"epoch core: HEU {HEU_SCHEMES[scheme]}", 0.6 + 0.2 * done)
+        out.append(await asyncio.to_thread(heu_core, x, d, scheme, key_bits))
+    return out, None

@@ -203,7 +203,11 @@ async def watch(fed: TestFederation, job: Job, observer: str, total: int, out: C
                 description=f"{job.job_id[:8]} {job.status} {observer} {shown}",
             )
             await asyncio.sleep(0.1)
-        bar.update(task, completed=total)
+        done = max(0, seen.progress.get("round", -1) + 1)
+        if job.status is JobStatus.SUCCESS and 0 < done < total:  # it stopped on its own before its cap
+            bar.update(task, total=done, completed=done, description=f"{job.job_id[:8]} stopped early, cap {total}")
+        else:
+            bar.update(task, completed=total if job.status is JobStatus.SUCCESS else done)
     for m in fed.everyone:
         await eventually(
             partial(lambda n: _ex(fed, n).jobs.jobs[job.job_id].ended, m.node_id), 30, f"{m.node_id} seeing the end"
