@@ -54,15 +54,15 @@ EPOCHS = 5
 HFL_PARAMS = {"model": "logreg", "classes": 2, "epochs": EPOCHS, "learning_rate": 0.5, "secure_aggregation": "masks"}
 
 
-#: The parties that run their own accelerator service (the vertical stage's guest, host and arbiter): each sends
-#: its Paillier work, which involves its own features or its own key, to its own accelerator only. The arbiter's
+#: The parties that run their own accelerator (the vertical stage's guest, host and arbiter): each does its
+#: Paillier work, which involves its own features or its own key, on its own accelerator's workers only. The arbiter's
 #: accelerator makes the job's key pair and keeps it in telecom's home (accel/keys/), where it decrypts.
 ACCELERATED = ("bank", "hospital", "telecom")
 
 
 def demo_services(ctx: Context) -> Sequence[Service]:
     """Each party runs its catalog, its components service and an executor deciding jobs by its home's policy;
-    the bank, the hospital and telecom also their accelerator service, where their executor sends its Paillier work."""
+    the bank, the hospital and telecom also their accelerator, whose workers do their executor's Paillier work."""
     (ctx.home.path / POLICY_FILE).write_text(JOB_POLICY, encoding="utf-8")
     (catalog,) = catalog_services(ctx)
     assert isinstance(catalog, CatalogService)

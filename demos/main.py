@@ -215,6 +215,6 @@ def run_demo(bootstrap: str | None, workdir: Path | None) -> None:
         "datasets published, one permit granted and one rejected by policy, one use recorded; "
         "the bank's built-in components installed by every party after verifying them; "
         "an HFL job (FedAvg, masked updates) accepted by all, trained over the broker and its model released; "
-        "a PSI job and a hetero LR job on its intersection (Paillier through the accelerators), "
+        "a PSI job and a hetero LR job on its intersection (Paillier on each party's accelerator workers), "
         "the model's parts released by digest; every step evidenced and audited"
     )

@@ -5,11 +5,12 @@ The bank (guest: the label and 10 features of scikit-learn's breast-cancer data)
 hospital's for the project (two uses: one per job) and the hospital grants it. The PSI job aligns
 the two tables' ids; the hetero LR job names, as each party's ``intersection`` input, that party's
 own PSI output (protocol.md §16.4, job inputs), and trains with telecom as the arbiter (it holds the
-Paillier key, made and kept by telecom's own accelerator service, which also decrypts). Each party's
-Paillier work goes to its own accelerator service on the bus. The model, each party's own part, is released by its
-digest once all three approve; the demo then scores the parts together on the intersection against
-the centralised reference trained with the same hyperparameters on the same rows, and against a plain
-scikit-learn ``LogisticRegression`` fitted on those rows. Every AUC is taken on the rows the models trained
+Paillier key, made and kept by telecom's own accelerator, which also decrypts). Each party's
+Paillier work runs on its own accelerator's worker process, as `interfed node up` runs it. The model,
+each party's own part, is released by its digest once all three approve; the demo then scores the
+parts together on the intersection against the centralised reference trained with the same
+hyperparameters on the same rows, and against a plain scikit-learn ``LogisticRegression`` fitted on
+those rows. Every AUC is taken on the rows the models trained
 on (the whole intersection: no row is held out).
 """
 
