@@ -7,8 +7,9 @@ Kafka client and the cryptography behind the others: that keeps the command line
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mesh.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from mesh.bus import Bus, KafkaBus
@@ -65,10 +66,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'mesh' has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("mesh", _WHERE, globals())

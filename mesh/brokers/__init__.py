@@ -6,9 +6,8 @@ errors come without the cryptography behind them, which keeps the command line's
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mesh.brokers._base import Broker, BrokerError, BrokerStartError, BrokerUnavailableError
 
@@ -16,6 +15,8 @@ if TYPE_CHECKING:
     from mesh.brokers.kafka import KAFKA_VERSION, ApacheKafkaBroker, fetch_kafka
     from mesh.brokers.security import BrokerSecurity, issue_broker_security
     from mesh.brokers.tansu import TansuBroker
+
+from mesh.lazy import lazy_exports
 
 _WHERE = {
     "KAFKA_VERSION": "mesh.brokers.kafka",
@@ -64,10 +65,4 @@ def broker_from_name(
     raise ValueError(f"unknown broker {name!r}; expected one of {', '.join(BROKER_NAMES)}")
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module 'mesh.brokers' has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("mesh.brokers", _WHERE, globals())
