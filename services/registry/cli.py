@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -35,6 +36,15 @@ if TYPE_CHECKING:
 
 out = Console(highlight=False)
 note = Console(stderr=True, highlight=False)  # where an answer comes from: stderr, so --json stays JSON
+
+
+class AccelMode(StrEnum):
+    """Where a node's Paillier work runs (services/accel/placement.py)."""
+
+    workers = "workers"
+    service = "service"
+    in_process = "in-process"
+
 
 HomeOpt = Annotated[Path, typer.Option("--home", envvar="INTERFED_HOME", help="the node's home directory")]
 BootstrapOpt = Annotated[
@@ -177,7 +187,7 @@ def node_up(
     home: HomeOpt,
     bootstrap: BootstrapOpt = None,
     accel: Annotated[
-        str | None,
+        AccelMode | None,
         typer.Option(
             "--accel",
             help="where Paillier work runs: workers (the node's own worker processes), service (running "
@@ -206,7 +216,9 @@ def node_up(
 
     node = _open_home(home, log_json)
     settings = load_settings(bootstrap=bootstrap)
-    accel_settings = AcceleratorSettings.of_home(node.path, mode=accel, workers=accel_workers)
+    accel_settings = AcceleratorSettings.of_home(
+        node.path, mode=None if accel is None else accel.value, workers=accel_workers
+    )
 
     async def go(address: str) -> None:
         stop = asyncio.Event()

@@ -95,6 +95,10 @@ def test_bad_arguments_get_one_line_and_exit_2(tmp_path: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "no such option" in proc.stderr.lower()
     assert "Traceback" not in proc.stderr
+    proc = interfed("node", "up", "--home", str(tmp_path), "--accel", "gpu", env=env, check=False)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "'gpu' is not one of 'workers', 'service', 'in-process'" in proc.stderr
 
 
 def test_missing_home_says_what_to_do_and_exits_3(tmp_path: Path) -> None:
