@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
 import tempfile
 import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -19,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from bench.mesh import MeshOptions, Runs
     from bench.vertical import CoreRow
 
 app = typer.Typer(help="Benchmarks (never part of the test suite's pass/fail).", no_args_is_help=True)
@@ -630,4 +632,125 @@ def bench_hostile(
             ),
         ],
         left=("figure", "aim"),
+    )
+
+
+@app.command("mesh")
+def bench_mesh(
+    bootstrap: Annotated[
+        str | None,
+        typer.Option("--bootstrap", envvar="INTERFED_BOOTSTRAP", help="broker (default: start the embedded one)"),
+    ] = None,
+    rows: Annotated[int, typer.Option("--rows", min=64, help="rows (the same ids on both sides)")] = 2048,
+    guest_features: Annotated[int, typer.Option("--guest-features", min=1, help="the guest's features")] = 10,
+    host_features: Annotated[int, typer.Option("--host-features", min=1, help="the host's features")] = 20,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="rows per mini-batch (one round)")] = 256,
+    epochs: Annotated[int, typer.Option("--epochs", min=2, help="epochs (the first is not timed)")] = 3,
+    key_bits: Annotated[int, typer.Option("--key-bits", help="the arbiter's Paillier key: 1024, 2048 or 3072")] = 2048,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="accelerator worker processes per party (three share the machine)")
+    ] = 1,
+    repeat: Annotated[
+        int, typer.Option("--repeat", min=1, help="mesh jobs, each between two in-process runs (medians count)")
+    ] = 3,
+    breakdown: Annotated[bool, typer.Option("--breakdown", help="also show where each round's time goes")] = False,
+) -> None:
+    """A hetero LR round through the mesh (three nodes, their accelerator workers) against the same round in-process."""
+    from bench.mesh import MeshOptions, run_bench
+    from bench.vertical import machine
+    from mesh.brokers import TansuBroker
+    from mesh.settings import load_settings
+
+    if key_bits not in {1024, 2048, 3072}:
+        raise typer.BadParameter(f"--key-bits is 1024, 2048 or 3072 (the component's choices), not {key_bits}")
+    opts = MeshOptions(rows, guest_features, host_features, batch, epochs, key_bits, workers)
+    settings = load_settings(bootstrap=bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}.")
+    before = machine()
+    with contextlib.ExitStack() as stack:
+        root = _scratch(stack, "interfed-bench-mesh-")
+        progress = stack.enter_context(_progress(bar=False))
+        task = progress.add_task("starting the embedded broker" if bootstrap is None else "starting", total=None)
+        address = settings.bootstrap or stack.enter_context(TansuBroker(root / "broker")).bootstrap
+
+        def show(what: str) -> None:
+            progress.update(task, description=what)
+
+        runs = asyncio.run(run_bench(root, settings, address, opts, repeat, show, Console(stderr=True)))
+    _print_mesh(runs, opts, breakdown=breakdown)
+    broker = "external " + address if settings.bootstrap else "embedded tansu"
+    out.print(f"broker={broker}, accelerator workers per party={workers}, before={before}, after={machine()}")
+
+
+def _print_mesh(runs: Runs, opts: MeshOptions, *, breakdown: bool) -> None:
+    """The comparison (after checking every run trained the same model), and with ``breakdown`` where time goes."""
+    from bench.mesh import RATIO_AIM, TOLERANCE, same_model
+
+    reference = runs.local[0].results
+    checked = [same_model(run.results, reference) for run in [*runs.mesh, *runs.local[1:]]]
+    worst, digests = max(w for w, _ in checked), all(d for _, d in checked)
+    ratio, bracketed = runs.ratio, runs.bracketed()
+    rows, cpu = [], {}
+    for path in ("mesh", "in-process"):
+        seconds = runs.per_round(path)
+        used = [c for r in (runs.mesh if path == "mesh" else runs.local) if (c := r.cpu_per_round) is not None]
+        cpu[path] = statistics.median(used) if used else None
+        rows.append(
+            (
+                path,
+                f"{len(seconds)}x{runs.typical(path).timed.rounds}",
+                f"{statistics.median(seconds):.3f}",
+                f"{min(seconds):.3f}-{max(seconds):.3f}",
+                f"{ratio:.2f}x {_tick(ratio <= RATIO_AIM)}" if path == "mesh" else "",
+                f"{min(bracketed):.2f}-{max(bracketed):.2f}x" if path == "mesh" else "",
+                "n/a (no /proc)" if cpu[path] is None else f"{cpu[path]:.3f}",
+            )
+        )
+    _table(
+        f"hetero LR round, {opts.rows} rows (guest {opts.guest_features} + host {opts.host_features} features), "
+        f"batch {opts.batch}, {opts.epochs} epochs, {opts.key_bits}-bit key; aim: mesh <= {RATIO_AIM:g}x in-process",
+        ("path", "runs", "s/round", "range", "ratio", "each run", "CPU s/round"),
+        rows,
+        left=("path",),
+    )
+    out.print(
+        "runs: jobs x rounds timed (after the first epoch); s/round: the median; each run: each mesh run over the "
+        "mean of the in-process runs before and after it; ratio: the median of those; CPU: of this process and its "
+        "children (accelerator workers, an embedded broker; the idle federation's during the in-process runs too)"
+        + (f", mesh / in-process {cpu['mesh'] / cpu['in-process']:.2f}x" if cpu["mesh"] and cpu["in-process"] else "")
+        + ". First epoch "
+        f"(start-up, keys): mesh {runs.typical('mesh').first_epoch:.1f} s, "
+        f"in-process {runs.typical('in-process').first_epoch:.1f} s. Same model in every run: guest and host "
+        f"weights within {TOLERANCE:g} (largest difference {worst:.2g}), "
+        f"model digests {'equal' if digests else 'not all equal'}."
+    )
+    if not breakdown:
+        return
+    for path in ("mesh", "in-process"):
+        run = runs.typical(path)
+        _table(
+            f"where a round's time goes, {path} (its median run, {run.timed.per_round:.3f} s a round): per round",
+            ("party", "in", "op / tag", "calls", "s", "share"),
+            [
+                (
+                    share.party,
+                    share.kind,
+                    share.name,
+                    f"{share.calls:.1f}" if share.kind != "other" else "",
+                    f"{share.seconds:.3f}",
+                    f"{share.seconds / run.timed.per_round:.0%}",
+                )
+                for share in run.shares()
+            ],
+            left=("party", "in", "op / tag"),
+        )
+    travelled = runs.typical("in-process").hops()
+    _table(
+        "a message's hop: sender starts sending -> the waiting receiver has it (median s; count)",
+        ("tag", "mesh", "in-process"),
+        [
+            (tag, f"{hop.median:.3f} ({hop.count})", f"{other.median:.3f} ({other.count})" if other else "")
+            for tag, hop in runs.typical("mesh").hops().items()
+            for other in (travelled.get(tag),)
+        ],
+        left=("tag",),
     )

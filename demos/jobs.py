@@ -60,9 +60,10 @@ HFL_PARAMS = {"model": "logreg", "classes": 2, "epochs": EPOCHS, "learning_rate"
 ACCELERATED = ("bank", "hospital", "telecom")
 
 
-def demo_services(ctx: Context) -> Sequence[Service]:
+def demo_services(ctx: Context, workers: int = 1) -> Sequence[Service]:
     """Each party runs its catalog, its components service and an executor deciding jobs by its home's policy;
-    the bank, the hospital and telecom also their accelerator, whose workers do their executor's Paillier work."""
+    the bank, the hospital and telecom also their accelerator, whose workers (``workers`` processes each) do their
+    executor's Paillier work."""
     (ctx.home.path / POLICY_FILE).write_text(JOB_POLICY, encoding="utf-8")
     (catalog,) = catalog_services(ctx)
     assert isinstance(catalog, CatalogService)
@@ -70,7 +71,7 @@ def demo_services(ctx: Context) -> Sequence[Service]:
     if ctx.config.node_id not in ACCELERATED:
         return [catalog, store, ExecutorService(ctx, catalog=catalog, components=store, accel=in_process(ctx))]
     # What `interfed node up` does by default, with one worker process each: three parties share two cores.
-    accelerator = node_accelerator(ctx, AcceleratorSettings(mode="workers", workers=1))
+    accelerator = node_accelerator(ctx, AcceleratorSettings(mode="workers", workers=workers))
     executor = ExecutorService(ctx, catalog=catalog, components=store, accel=accelerator.client)
     return [catalog, store, *accelerator.services, executor]
 
