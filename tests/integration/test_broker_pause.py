@@ -99,6 +99,7 @@ def flip_one_evidence_byte(records: list[Record]) -> list[Record]:
 
 
 async def interfed(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    """The command's exit code and what it printed on stdout (stderr says where a listing came from)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -106,11 +107,11 @@ async def interfed(*args: str, env: dict[str, str]) -> tuple[int, str]:
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.PIPE,
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), 180)
+    out, err = await asyncio.wait_for(proc.communicate(), 180)
     assert proc.returncode is not None
-    return proc.returncode, out.decode()
+    return proc.returncode, out.decode() + ("" if proc.returncode == 0 else err.decode())
 
 
 async def test_the_command_line_never_passes_a_tampered_log_or_lists_part_of_a_directory_while_the_broker_pauses(
