@@ -423,7 +423,8 @@ def bench_vertical(
 
 
 def _core_table(core: Sequence[CoreRow], heu_missing: str | None, rows: int, key_bits: int) -> None:
-    """The epoch's core on our paths and in HEU, each against HEU's Okamoto-Uchiyama; the service row's aim marked."""
+    """The epoch's core on our paths and in HEU, each against HEU's Okamoto-Uchiyama; the aim marked on the two
+    paths of a node's accelerator service: its workers as node up reaches them, and through the broker."""
     from bench.vertical import CORE_BATCH, CORE_FEATURES, HEU_AIM
 
     ou = next((row for row in core if row.path.startswith("HEU Okamoto-Uchiyama")), None)
@@ -432,7 +433,8 @@ def _core_table(core: Sequence[CoreRow], heu_missing: str | None, rows: int, key
         if ou is None:
             return "n/a (no HEU)"
         cell = f"{ou.seconds / row.seconds:.1f}x"
-        return f"{cell} {_tick(ou.seconds / row.seconds >= HEU_AIM)}" if "service" in row.path else cell
+        served = "service" in row.path or "node up" in row.path
+        return f"{cell} {_tick(ou.seconds / row.seconds >= HEU_AIM)}" if served else cell
 
     def cpu_ratio(row: CoreRow) -> str:
         if ou is None or ou.cpu_seconds is None or row.cpu_seconds is None:
@@ -447,7 +449,7 @@ def _core_table(core: Sequence[CoreRow], heu_missing: str | None, rows: int, key
         (
             "path",
             "seconds",
-            f"HEU OU / this (service >= {HEU_AIM:g}x)",
+            f"HEU OU / this (node's accelerator >= {HEU_AIM:g}x)",
             "CPU s here",
             "HEU OU / this, CPU",
             "error / bound",

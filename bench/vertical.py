@@ -296,11 +296,11 @@ def heu_core(x: np.ndarray, d: np.ndarray, scheme: str, key_bits: int) -> CoreRo
 
 
 async def our_core(
-    x: np.ndarray, d: np.ndarray, worker: AccelClient, key_bits: int
+    x: np.ndarray, d: np.ndarray, worker: AccelClient, arbiter: AccelClient, key_bits: int
 ) -> tuple[float, float, list[np.ndarray]]:
-    """The core through ``worker`` (the party's accelerator) under a key the arbiter makes and decrypts with
-    in its own process: DJN encryption as the component's [[u_h]], X at the component's precision."""
-    arbiter = AccelClient.in_process("arbiter")
+    """The core through ``worker`` (the party's accelerator) under a key ``arbiter`` (the key owner's accelerator,
+    on the same kind of path: as ``node up`` runs every node's work) makes and decrypts with: DJN encryption as
+    the component's [[u_h]], X at the component's precision."""
     key = await arbiter.generate_key(key_bits)
     await worker.encrypt(key, [0.0], D_BITS, fast=True)  # warm-up: the worker's backend and tables for this key
     results = []
@@ -324,7 +324,7 @@ async def _service_core(root: Path, bootstrap: str, x: np.ndarray, d: np.ndarray
             running(service),
             AccelClient.connect(open_context(party.home, party.bus, settings), "party0", timeout=600, retries=0) as c,
         ):
-            seconds, _, results = await our_core(x, d, c, key_bits)
+            seconds, _, results = await our_core(x, d, c, c, key_bits)  # party0 owns the key too
     path = f"ours, accelerator service ({CORE_WORKERS} workers, broker)"
     return CoreRow(path, seconds, None, checked(path, x, d, results))
 
@@ -337,17 +337,20 @@ async def run_core(
     x, d = core_data(rows)
     out = []
     report("epoch core: accelerator in-process", 0.0)
-    seconds, cpu, results = await our_core(x, d, AccelClient.in_process("party"), key_bits)
+    seconds, cpu, results = await our_core(
+        x, d, AccelClient.in_process("party"), AccelClient.in_process("arbiter"), key_bits
+    )
     path = "ours, in-process (one core)"
     out.append(CoreRow(path, seconds, cpu, checked(path, x, d, results)))
     report(f"epoch core: accelerator, a pool of {CORE_WORKERS} workers", 0.2)
     pool = WorkerPool(CORE_WORKERS)
     try:
         await asyncio.to_thread(pool.warm)
-        seconds, _, results = await our_core(x, d, AccelClient.on_workers("party", KeyStore.empty(), pool), key_bits)
+        party, arbiter = (AccelClient.on_workers(n, KeyStore.empty(), pool) for n in ("party", "arbiter"))
+        seconds, _, results = await our_core(x, d, party, arbiter, key_bits)
     finally:
         pool.close()
-    path = f"ours, in-process with a pool of {CORE_WORKERS} workers"
+    path = f"ours, the node's {CORE_WORKERS} accelerator workers (direct, as node up runs them)"
     out.append(CoreRow(path, seconds, None, checked(path, x, d, results)))
     if bootstrap is not None:
         report("epoch core: accelerator service", 0.4)

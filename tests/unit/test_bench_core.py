@@ -41,7 +41,7 @@ def test_the_check_accepts_fixed_point_sums_and_refuses_a_lost_term_a_wrong_sign
 
 async def test_our_accelerator_computes_the_core_within_the_fixed_point_bound() -> None:
     x, d = core_data(ROWS)
-    seconds, _, results = await our_core(x, d, AccelClient.in_process("party"), 1024)
+    seconds, _, results = await our_core(x, d, AccelClient.in_process("party"), AccelClient.in_process("arbiter"), 1024)
     assert seconds > 0
     assert checked("ours", x, d, results) <= 1
 
