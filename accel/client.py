@@ -64,6 +64,10 @@ class Transport(Protocol):
     #: Where the work runs, for people (``interfed node status``, logs).
     description: str
 
+    async def close(self) -> None:
+        """Release what the transport owns (worker processes); it takes no request afterwards."""
+        ...
+
     async def call(self, request: events.AccelRequest) -> Reply:
         """Send ``request`` and return its reply record (a result or an error reply)."""
         ...
@@ -75,12 +79,19 @@ class LocalTransport:
     Its backend computes on one thread of this process (gmpy2) or on the node's worker processes (pooled).
     """
 
-    def __init__(self, engine: Engine, description: str) -> None:
+    def __init__(self, engine: Engine, description: str, pool: WorkerPool | None = None) -> None:
         self.engine = engine
         self.node_id = engine.node_id
         self.description = description
+        #: the worker processes this transport owns, stopped by ``close``
+        self.pool = pool
         #: requests computed, by operation
         self.served: Counter[str] = Counter()
+
+    async def close(self) -> None:
+        """Stop the worker processes this transport owns, if any."""
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.close)
 
     async def call(self, request: events.AccelRequest) -> Reply:
         """Compute ``request`` in a thread; an AccelError becomes the error reply the service would send."""
@@ -156,6 +167,9 @@ class RemoteTransport:
         self.retries = retries
         self.description = f"the accelerator service of {listener.service_node}, through the broker"
 
+    async def close(self) -> None:
+        """Nothing to release: the reply listener is a service of its own."""
+
     async def call(self, request: events.AccelRequest) -> Reply:
         """Publish ``request`` and await its reply; again after a timeout or a retriable error, up to ``retries``."""
         request_id = request["request_id"]
@@ -209,10 +223,18 @@ class AccelClient:
         return cls(LocalTransport(engine, "in-process, one thread"), node_id)
 
     @classmethod
-    def on_workers(cls, node_id: str, keys: KeyStore, pool: WorkerPool) -> AccelClient:
-        """The node's own accelerator workers, reached directly (no broker): every operation spread over ``pool``."""
+    def on_workers(cls, node_id: str, keys: KeyStore, pool: WorkerPool, *, owns: bool = False) -> AccelClient:
+        """The node's own accelerator workers, reached directly (no broker): every operation spread over ``pool``.
+
+        ``close`` stops the pool if the client ``owns`` it.
+        """
         engine = Engine(node_id, keys, pooled(pool))
-        return cls(LocalTransport(engine, f"the node's {pool.workers} accelerator worker process(es)"), node_id)
+        description = f"the node's {pool.workers} accelerator worker process(es)"
+        return cls(LocalTransport(engine, description, pool if owns else None), node_id)
+
+    async def close(self) -> None:
+        """Release what the client's transport owns (the node's worker processes, in workers mode)."""
+        await self.transport.close()
 
     @classmethod
     @contextlib.asynccontextmanager

@@ -5,8 +5,10 @@ and opens the node's accelerator with ``node_accelerator``: the client its execu
 operation through, the services that go with it, and a description for ``interfed node status``.
 
 - ``workers`` (the default): the node starts ``workers`` worker processes (0: one per core). Its executor
-  reaches them directly, with no broker between, and the node's accelerator service serves its own
-  request topic on the same workers (for the node's other processes: an ``accel`` client elsewhere).
+  reaches them directly, with no broker between, and stops them when it stops. With ``serve``, the node's
+  accelerator service also answers its ``accel.<node>.requests`` on the same workers (for the node's
+  other processes); off by default, as nothing else asks a node's accelerator and its readers poll the
+  broker.
 - ``service``: the node starts no workers; its executor sends each operation through the broker to the
   node's accelerator instances started with ``interfed accel up`` (anywhere; they share the load). With
   none running, an operation times out after ``timeout`` seconds and ``retries`` more attempts, and the
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from accel.client import AccelClient, RemoteTransport, ReplyListener
 from accel.keystore import KeyStore
+from accel.pool import WorkerPool
 from mesh.errors import ConfigurationError
 from mesh.service import Context, Service
 from mesh.settings import load_toml_model
@@ -45,6 +48,7 @@ class AcceleratorSettings(BaseModel):
     workers: int = Field(default=0, ge=0, le=256, description="worker processes in workers mode; 0: one per core")
     timeout: float = Field(default=60.0, gt=0, description="service mode: seconds an operation's attempt may take")
     retries: int = Field(default=2, ge=0, le=10, description="service mode: attempts after the first that timed out")
+    serve: bool = Field(default=False, description="workers mode: also serve accel.<node>.requests on the workers")
 
     @classmethod
     def of_home(cls, home: Path, **overrides: Any) -> AcceleratorSettings:
@@ -73,8 +77,10 @@ class NodeAccelerator:
     workers: int = 0  # the node's own worker processes (workers mode)
 
     def describe(self) -> dict[str, Any]:
-        """What ``interfed node status`` shows: the mode, where the work runs, the node's own workers."""
-        return {"mode": self.mode, "runs_on": self.client.description, "workers": self.workers}
+        """What ``interfed node status`` shows: the mode, where the work runs, the node's own workers, whether
+        the node serves its accelerator's request topic."""
+        serving = any(isinstance(s, AccelService) for s in self.services)
+        return {"mode": self.mode, "runs_on": self.client.description, "workers": self.workers, "serves": serving}
 
 
 def in_process(ctx: Context) -> AccelClient:
@@ -85,8 +91,8 @@ def in_process(ctx: Context) -> AccelClient:
 def node_accelerator(ctx: Context, settings: AcceleratorSettings) -> NodeAccelerator:
     """The node's accelerator for ``settings``: its client and the services to run beside the executor.
 
-    In workers mode the node's accelerator service owns the worker processes (started when it runs, stopped
-    when it stops) and the executor's client reaches the same workers directly.
+    In workers mode the executor's client owns the worker processes (the executor stops them when it stops);
+    with ``serve`` the node's accelerator service answers requests over the broker on the same workers.
     """
     me = ctx.config.node_id
     if settings.mode == "in-process":
@@ -96,5 +102,7 @@ def node_accelerator(ctx: Context, settings: AcceleratorSettings) -> NodeAcceler
         client = AccelClient(RemoteTransport(listener, settings.timeout, settings.retries), me)
         return NodeAccelerator(client, "service", [listener])
     keys = KeyStore.of_home(ctx.home.path)
-    service = AccelService(ctx, workers=settings.worker_count, keys=keys)
-    return NodeAccelerator(AccelClient.on_workers(me, keys, service.pool), "workers", [service], service.pool.workers)
+    pool = WorkerPool(settings.worker_count)
+    client = AccelClient.on_workers(me, keys, pool, owns=True)
+    services: list[Service] = [AccelService(ctx, keys=keys, pool=pool)] if settings.serve else []
+    return NodeAccelerator(client, "workers", services, pool.workers)

@@ -80,14 +80,17 @@ class AccelService(Service):
         workers: int = 1,
         keys: KeyStore | None = None,
         max_in_flight: int | None = None,
+        pool: WorkerPool | None = None,
     ) -> None:
+        """``workers`` processes of its own (started when it runs, stopped when it stops), or the node's ``pool``,
+        which its owner (the executor's client, in ``node up``'s workers mode) stops."""
         super().__init__(ctx)
         self.me = ctx.config.node_id
         self.request_topic = node_topic(ACCEL_REQUESTS, self.me)
         self.instance = f"{self.me}/{uuid.uuid4().hex[:8]}"
         self.keys = keys if keys is not None else KeyStore.of_home(ctx.home.path)
-        # It starts and stops its workers; its node's executor may reach them directly (AccelClient.on_workers).
-        self.pool = WorkerPool(workers)
+        self._owns_pool = pool is None
+        self.pool = WorkerPool(workers) if pool is None else pool
         self.engine = Engine(self.me, self.keys, pooled(self.pool))
         self.slots = max_in_flight or 2 * self.pool.workers
         self._slots = asyncio.Semaphore(self.slots)
@@ -114,7 +117,8 @@ class AccelService(Service):
             for task in list(self._running.values()):
                 task.cancel()
             await asyncio.gather(*self._running.values(), return_exceptions=True)
-            await asyncio.to_thread(self.pool.close)
+            if self._owns_pool:
+                await asyncio.to_thread(self.pool.close)
 
     @property
     def busy(self) -> int:

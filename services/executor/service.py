@@ -146,6 +146,14 @@ class ExecutorService(JobInputs, Service):
     def background(self) -> list[Coroutine[Any, Any, None]]:
         return [] if self.readonly else [self._worker()]
 
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop``; then release what its accelerator client owns (the node's worker processes)."""
+        try:
+            await super().run(stop)
+        finally:
+            if self.accel is not None:
+                await self.accel.close()
+
     def _react(self, job: Job) -> None:
         if self.readonly or self.me not in job.nodes:
             return

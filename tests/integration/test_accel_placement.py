@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from accel import generate_keypair
-from accel.client import LocalTransport
+from accel.client import AccelClient, LocalTransport
 from accel.errors import AccelTimeoutError
 from accel.keystore import KeyStore
 from mesh.node import open_context, running
@@ -23,29 +23,49 @@ pytestmark = [pytest.mark.broker, pytest.mark.timeout(240)]
 async def test_workers_mode_computes_on_the_nodes_own_workers_without_the_broker(
     bootstrap: str, home_root: Path
 ) -> None:
+    """The executor's client owns the workers (and stops them); with ``serve`` the node also answers its request topic
+    over the broker, on the same workers."""
     settings = fresh_settings(heartbeat_interval=5.0, unreachable_after=60.0)
-    async with federation(home_root, bootstrap, 1, settings=settings) as fed:
+    async with federation(home_root, bootstrap, 2, settings=settings) as fed:
         member = fed.member("party0")
         ctx = open_context(member.home, member.bus, settings)
-        accelerator = node_accelerator(ctx, AcceleratorSettings(mode="workers", workers=2))
+        accelerator = node_accelerator(ctx, AcceleratorSettings(mode="workers", workers=2, serve=True))
         (service,) = accelerator.services
         assert isinstance(service, AccelService)
         assert accelerator.describe() == {
             "mode": "workers",
             "runs_on": "the node's 2 accelerator worker process(es)",
             "workers": 2,
+            "serves": True,
         }
-        async with running(service):
+        transport = accelerator.client.transport
+        assert isinstance(transport, LocalTransport)
+        assert transport.pool is service.pool  # one set of workers for both
+        other = fed.member("party1")
+        async with (
+            running(service),
+            AccelClient.connect(open_context(other.home, other.bus, settings), "party0", timeout=60) as remote,
+        ):
             key = await accelerator.client.generate_key(1024)  # kept in the node's home, as a job key is
             vector = await accelerator.client.encrypt(key, np.arange(64, dtype=np.float64))
             summed = await accelerator.client.add(vector, vector)
             np.testing.assert_array_equal(await accelerator.client.decrypt(summed), 2 * np.arange(64))
-            assert service.pool.submitted > 0  # computed on the service's worker processes ...
-        assert service.counts["replied"] == 0  # ... reached directly, not through the broker
-        transport = accelerator.client.transport
-        assert isinstance(transport, LocalTransport)
+            assert service.counts["replied"] == 0  # the node's own work never went through the broker ...
+            submitted = transport.pool.submitted
+            assert submitted > 0  # ... but to the workers
+            await remote.add(vector, vector)  # another node's public-key work, over the broker
+            assert service.counts["replied"] == 1
+            assert transport.pool.submitted > submitted  # on the same workers
         assert dict(transport.served) == {"KEYGEN": 1, "ENCRYPT": 1, "ADD": 1, "DECRYPT": 1}
         assert KeyStore.of_home(member.home.path).ids() == [key.key_id]
+        await accelerator.client.close()  # what the executor does when it stops
+        with pytest.raises(RuntimeError):
+            await accelerator.client.add(vector, vector)
+        # by default no service: nothing else asks a node's accelerator, and an idle service's readers poll the broker
+        plain = node_accelerator(ctx, AcceleratorSettings(mode="workers", workers=1))
+        assert plain.services == []
+        assert plain.describe()["serves"] is False
+        await plain.client.close()
 
 
 async def test_service_mode_sends_every_operation_to_the_nodes_running_instances(

@@ -81,7 +81,7 @@ def test_operator_and_node_join_through_the_cli(bootstrap: str, tmp_path: Path) 
         node.terminate()
         printed, err = node.communicate(timeout=30)
     assert node.returncode == 0, err
-    assert "catalog, components, executor, accel" in printed  # the executor runs over this node's store and catalog
+    assert "catalog, components, executor)" in printed  # the executor runs over this node's store and catalog
     # by default its Paillier work runs on the node's own accelerator workers, one per core
     assert f"Paillier work on the node's {os.cpu_count()} accelerator worker process(es)" in printed
     log = (bank / "logs" / "bank.jsonl").read_text()

@@ -113,6 +113,7 @@ def test_federation_up_runs_a_local_federation_until_ctrl_c_and_again_from_its_h
                 "mode": "workers",
                 "runs_on": "the node's 1 accelerator worker process(es)",
                 "workers": 1,
+                "serves": False,
             }
             pids = [int(line.split("│")[4]) for line in printed.splitlines() if line.count("│") == 6]
             assert len(pids) == 3

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from accel.client import LocalTransport
 from accel.keystore import KeyStore
-from demos.jobs import _ex, _installed, _store, _svc, demo_services
+from demos.jobs import _ex, _installed, _store, demo_services
 from demos.main import PARTIES
 from demos.vertical import LR_COMPONENT, LR_PARAMS, PROJECT, PSI_COMPONENT, vertical
 from mesh.testing import eventually, fresh_settings
@@ -104,9 +104,13 @@ async def test_psi_then_hetero_lr_chain_matches_centralised_and_refuses_bad_inpu
         assert isinstance(transport, LocalTransport)
         assert transport.served["KEYGEN"] == 1
         assert transport.served["DECRYPT"] == 3 * rounds
-        assert _svc(fed, "telecom", "accel").pool.submitted >= 3 * rounds  # type: ignore[attr-defined]
+        assert transport.pool is not None
+        assert transport.pool.submitted >= 3 * rounds
         for node in ("bank", "hospital"):  # their public-key work ran on their own workers
-            assert _svc(fed, node, "accel").pool.submitted > 0  # type: ignore[attr-defined]
+            theirs = _ex(fed, node).accel.transport  # type: ignore[union-attr]
+            assert isinstance(theirs, LocalTransport)
+            assert theirs.pool is not None
+            assert theirs.pool.submitted > 0
 
         # an input naming a failed job: refused with the failed job's status and reason
         bad_psi = await bank.propose(
