@@ -17,6 +17,7 @@ import contextlib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ClassVar, Protocol, cast
 
 import numpy as np
@@ -87,6 +88,8 @@ class LocalTransport:
         self.pool = pool
         #: requests computed, by operation
         self.served: Counter[str] = Counter()
+        #: requests computed again after a worker died under them
+        self.restarted = 0
 
     async def close(self) -> None:
         """Stop the worker processes this transport owns, if any."""
@@ -98,7 +101,11 @@ class LocalTransport:
         empty: Record = {"vector": None, "packed": None, "plain": None, "public_key": None}
         self.served[request["operation"]] += 1
         try:
-            result = await asyncio.to_thread(self.engine.compute, request, self.node_id)
+            try:
+                result = await asyncio.to_thread(self.engine.compute, request, self.node_id)
+            except BrokenProcessPool:  # a worker died under this request: the pool starts again, the request too
+                self.restarted += 1
+                result = await asyncio.to_thread(self.engine.compute, request, self.node_id)
         except AccelError as exc:  # the same error reply the service would send
             failure = {"code": exc.reason, "message": str(exc), "retriable": exc.retriable}
             return {"status": "ERROR", "error": failure, **empty}

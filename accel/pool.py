@@ -19,8 +19,12 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +37,8 @@ from accel.wire import PublishedKey
 
 #: Below this many items per worker a slice costs more to ship than to compute.
 MIN_SLICE = 8
+#: How often a worker checks that the process that started it is still there (seconds).
+PARENT_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,29 @@ def _ready() -> int:
     return os.getpid()
 
 
+def _worker_start(parent: int) -> None:
+    """In each worker, first: leave Ctrl-C to the parent, and end when the parent is gone.
+
+    A terminal sends Ctrl-C to the whole process group, and the parent stops its workers itself. A parent
+    killed or crashed runs no clean-up, and a worker holds the private keys it decrypts with, which must not
+    outlive the node.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 class WorkerPool:
-    """``workers`` processes (started with ``spawn``: the parent runs an event loop and threads)."""
+    """``workers`` processes (started with ``spawn``: the parent runs an event loop and threads).
+
+    A pool whose worker died (killed, out of memory) is started again at the next submit: the request that met
+    the death fails (``BrokenProcessPool``), the ones after it run.
+    """
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
@@ -79,20 +106,43 @@ class WorkerPool:
         self.workers = workers
         #: slices submitted so far (what the workers were given to do)
         self.submitted = 0
-        self._executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        #: times the pool was started again after a worker died
+        self.restarts = 0
+        self._lock = threading.Lock()
+        self._executor = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_start,
+            initargs=(os.getpid(),),
+        )
 
     def warm(self) -> list[int]:
         """Start every worker now (spawning takes a while), so the first request is not the one that waits."""
-        return sorted({f.result() for f in [self._executor.submit(_ready) for _ in range(self.workers * 2)]})
+        return sorted({f.result() for f in [self._submit(_ready) for _ in range(self.workers * 2)]})
 
     def submit(self, spec: KeySpec, method: str, args: tuple[Sequence[Any], ...]) -> Future[Any]:
         """Run one backend method on one slice in a worker; the future of its result."""
         self.submitted += 1
-        return self._executor.submit(_run, spec, method, args)
+        return self._submit(_run, spec, method, args)
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        with self._lock:
+            try:
+                return self._executor.submit(fn, *args)
+            except BrokenProcessPool:
+                broken, self._executor = self._executor, self._start()
+                self.restarts += 1
+            broken.shutdown(wait=False, cancel_futures=True)
+            return self._executor.submit(fn, *args)
 
     def close(self) -> None:
         """Stop the workers, cancelling what has not started."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            executor = self._executor
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 class PooledBackend:

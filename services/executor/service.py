@@ -147,10 +147,16 @@ class ExecutorService(JobInputs, Service):
         return [] if self.readonly else [self._worker()]
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until ``stop``; then release what its accelerator client owns (the node's worker processes)."""
+        """Run until ``stop``; then cancel the job runs still going (a cancelled run publishes nothing: its job stays
+        RUNNING and this node resumes it from its checkpoints when it starts again) and only then release what
+        its accelerator client owns (the node's worker processes), so no run sees its workers stop."""
         try:
             await super().run(stop)
         finally:
+            runs = [run for run in self._runs.values() if not run.done()]
+            for run in runs:
+                run.cancel()
+            await asyncio.gather(*runs, return_exceptions=True)
             if self.accel is not None:
                 await self.accel.close()
 
