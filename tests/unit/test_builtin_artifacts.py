@@ -16,7 +16,7 @@ ALGORITHMS = Path(__file__).resolve().parents[2] / "services" / "executor" / "al
 PUBLISHED = {
     "hfl": ("1.0.0", "2aa091aa7136e412846021d22da268ac2ffdb416eee430f759d285398c631756"),
     "psi": ("1.0.0", "23b5fdbd0e3c4b110bcdda21f4145aa1fa607acc2ffb635a70b81cb511ed6249"),
-    "hetero_lr": ("1.1.0", "dc73ae2ac24ea05e107b8d0d2af1705ff853bdbbf0d96fc1da2e17d364b0b327"),
+    "hetero_lr": ("1.1.0", "cd8de9f1a0b7f6b9406f919eafbf89c0bf6615770b6943fb89178dedec7532ac"),
     "stats": ("1.0.0", "9c52cf6ccb43e865737ed9091d6942a9b20157b1b39aed22c628e4df259dbe37"),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +13,11 @@ from accel.client import AccelClient
 from accel.keystore import KeyStore
 from accel.pool import WorkerPool
 from services.executor.algorithms.hetero_lr import codec
-from services.executor.algorithms.hetero_lr.component import HeteroLR
+from services.executor.algorithms.hetero_lr.component import HeteroLR, side_by_side
 from services.executor.algorithms.local_run import Party, run_local
 from services.executor.algorithms.vertical_data import vertical_split
 from services.executor.algorithms.vertical_run import LR_DEFAULTS, VerticalSummary, run_vertical
-from services.executor.api import ComponentResult, MemoryCheckpoints
+from services.executor.api import ComponentResult, MemoryCheckpoints, QuorumError
 
 FAST = {"key_bits": 1024, "max_epochs": 4, "batch_size": 64}
 
@@ -139,3 +140,25 @@ async def test_the_model_does_not_depend_on_where_the_accelerator_runs(tmp_path:
         assert sorted(workers[party].model) == sorted(threads[party].model)
         for name, value in threads[party].model.items():
             np.testing.assert_array_equal(workers[party].model[name], value)
+
+
+async def test_a_failed_step_cancels_the_steps_beside_it_and_raises_as_it_is() -> None:
+    """An arbiter waiting on two parties' gradients: one party's quorum error must not leave the other's wait (and its
+    decryption and reply) running after the job has failed."""
+    finished: list[str] = []
+
+    async def quorum_lost() -> str:
+        await asyncio.sleep(0.01)
+        raise QuorumError("hlr.grad", 3, [], 1)
+
+    async def slow_party() -> str:
+        await asyncio.sleep(5)
+        finished.append("slow")
+        return "slow"
+
+    slow = asyncio.ensure_future(slow_party())
+    with pytest.raises(QuorumError):
+        await side_by_side(quorum_lost(), slow)
+    assert slow.cancelled()
+    assert finished == []
+    assert await side_by_side(asyncio.sleep(0, "a"), asyncio.sleep(0, "b")) == ["a", "b"]

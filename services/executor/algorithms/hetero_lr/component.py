@@ -17,8 +17,8 @@ arrives, the loss after the answers. Over an accelerator with several workers th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -27,6 +27,8 @@ from accel.wire import PublishedKey
 from services.executor.algorithms.hetero_lr import codec, masking, maths
 from services.executor.algorithms.hetero_lr.maths import Array, Schedule
 from services.executor.api import ComponentResult, LocalDataset, Message, TaskContext
+
+T = TypeVar("T")
 
 #: A public bound on |u_h| (declared, so the ciphertexts' bound reveals nothing about the data).
 U_BOUND = float(1 << 20)
@@ -37,6 +39,19 @@ X_PRECISION = 10
 #: Fractional bits of the loss's plaintext coefficients (u_g/4 - y/2 in the DOT, 1/8 on [[sum u_h^2]]):
 #: their rounding moves a batch's loss sum by < 256 * 2^-17 * |u_h|, far below ``tol`` once divided by the rows.
 LOSS_PRECISION = 16
+
+
+async def side_by_side(*steps: Coroutine[Any, Any, T]) -> list[T]:
+    """Run ``steps`` side by side; the first that fails cancels the others, which are awaited, and its error is raised
+    as it is (a quorum error stays one): no step outlives the round that started it."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 class HeteroLRError(Exception):
@@ -113,7 +128,7 @@ class Arbiter:
         for epoch in range(start, schedule.max_epochs):
             total = 0.0
             for _ in schedule.batches(rows, epoch):
-                got = await asyncio.gather(*(self._answer(party, key, round_no) for party in parties))
+                got = await side_by_side(*(self._answer(party, key, round_no) for party in parties))
                 for message in got:
                     if single_host and "loss" in message:
                         loss = codec.vector_of(_raw(message, "loss"), key)
@@ -215,7 +230,7 @@ class Learner:
         ctx = self.ctx
         u = x @ w
         if len(self.hosts) == 1:  # the loss's u_h^2 term; with several hosts their cross terms are missing
-            vector, square = await asyncio.gather(
+            vector, square = await side_by_side(
                 self._encrypted_u(key, u), ctx.accel.encrypt(key, [float(u @ u)], fast=self.fast)
             )
             message = {"u": codec.vector_bytes(vector), "u2": codec.vector_bytes(square)}
@@ -242,8 +257,9 @@ class Learner:
         loss = asyncio.ensure_future(self._loss(got[self.hosts[0]], key, u_h, u_g, y))
         try:
             return await self._gradient(d, x, round_no, loss)
-        finally:
-            loss.cancel()  # done by then, unless the gradient failed
+        finally:  # done by then, unless the gradient failed first: then it stops here, its error not lost
+            loss.cancel()
+            await asyncio.gather(loss, return_exceptions=True)
 
     async def _loss(
         self, message: Message, key: PublishedKey, u_h: EncryptedVector, u_g: Array, y: Array
