@@ -4,7 +4,7 @@ One API, three places the work runs. ``AccelClient.connect`` sends each call as 
 ``AccelRequest`` and waits for its ``AccelReply`` (verified by the service base's pipeline,
 from the accelerator node asked, for this node); ``AccelClient.on_workers`` runs the same
 requests through the same ``Engine`` on the node's own worker processes, with no broker between
-(what ``interfed node up`` does by default); ``AccelClient.in_process`` on one thread of the
+(what ``interfed node up`` does by default); ``AccelClient.in_process`` in the
 caller's process (an explicit choice, and the tests' reference). Remote calls time out per
 attempt and are retried under the same request id, so a retry that meets the first attempt's
 reply is simply answered by it.
@@ -77,7 +77,7 @@ class Transport(Protocol):
 class LocalTransport:
     """Runs requests on an ``Engine`` in this process, off the event loop, with no broker between.
 
-    Its backend computes on one thread of this process (gmpy2) or on the node's worker processes (pooled).
+    Its backend computes in this process (gmpy2, on its threads) or on the node's worker processes (pooled).
     """
 
     def __init__(self, engine: Engine, description: str, pool: WorkerPool | None = None) -> None:
@@ -225,9 +225,9 @@ class AccelClient:
 
     @classmethod
     def in_process(cls, node_id: str = "local", keys: KeyStore | None = None) -> AccelClient:
-        """No service: the same requests, computed on one thread of this process. ``keys``: the keys this node owns."""
+        """No service: the same requests, computed in this process. ``keys``: the keys this node owns."""
         engine = Engine(node_id, keys if keys is not None else KeyStore.empty(), _local_backend)
-        return cls(LocalTransport(engine, "in-process, one thread"), node_id)
+        return cls(LocalTransport(engine, "in-process, this process's threads"), node_id)
 
     @classmethod
     def on_workers(cls, node_id: str, keys: KeyStore, pool: WorkerPool, *, owns: bool = False) -> AccelClient:

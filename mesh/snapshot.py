@@ -1,15 +1,17 @@
 """The running node's views on disk: a snapshot ``interfed node up`` keeps in its home for quick local reads.
 
-``interfed node up`` holds ``HOME/run/node.lock`` (a shared ``flock``) for as long as it runs, and keeps
-``HOME/run/views.json``: the rows its services' views give the read commands (the node directory, datasets,
-permits, components, jobs), its pid, when it started, its broker, its services and its accelerator. It checks its
-views once a second and replaces the file (write, then rename) only when a row changed; otherwise it touches the
-file, so the file's modification time says when the node last checked.
+``interfed node up`` holds ``HOME/run/node.lock`` (an exclusive ``flock``: one ``node up`` per home) for as long as
+it runs, and keeps ``HOME/run/views.json`` (mode 0600 in a 0700 folder): the rows its services' views give the read
+commands (the node directory, datasets, permits, components, jobs), its pid, when it started, its broker, its
+services and its accelerator. It checks its views once a second and replaces the file (write, then rename) only when
+a row changed; otherwise it touches the file, so the file's modification time says when the node last checked.
 
 A read command uses the snapshot only when the node that wrote it still runs (the lock is held and its pid is
 alive), it checked its views less than ``FRESH_SECONDS`` ago, and it reads the same broker and topic prefix as the
-command would. Otherwise the command replays the topics, as it always did: never a silent stale answer. Only the
-standard library here, so that a read answered from the snapshot starts quickly.
+command would. Otherwise the command replays the topics, as it always did. "Fresh" says the node's loop ran, not
+that its readers are at the broker's end: a view can lag the topics by what the node has not read yet (a
+paused broker), as any running node's view does. Only light modules here, so that a read answered from the
+snapshot starts quickly.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mesh.errors import ConfigurationError
+from mesh.private_files import private_folder, write_private
 
 RUN_DIR = "run"
 VIEWS_FILE = "views.json"
@@ -92,8 +97,8 @@ def node_running(home: Path) -> bool:
         fd = os.open(run_dir(home) / LOCK_FILE, os.O_RDONLY)
     except OSError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:  # a shared probe: readers probing at the same moment never take each other for a running node
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     else:
@@ -168,10 +173,23 @@ class SnapshotWriter:
         self._last: str | None = None
 
     def open(self) -> None:
-        """Take the home's lock (shared: the processes of one node may all hold it)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self._lock = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._lock, fcntl.LOCK_SH)
+        """Take the home's lock, exclusively: one ``node up`` per home (ConfigurationError if another holds it).
+
+        A views file left by a node that died is removed: nothing is read from it again.
+        """
+        private_folder(self.folder)  # the views name datasets, permits and jobs: the node's user only
+        lock = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            raise ConfigurationError(
+                f"another 'interfed node up' runs with the home {self.folder.parent} "
+                f"({self.folder / LOCK_FILE} is held): one node, one process; stop it first"
+            ) from None
+        self._lock = lock
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
 
     def write(self, views: dict[str, Any]) -> bool:
         """Replace the file if ``views`` changed since the last write (True), else only touch it (False)."""
@@ -180,10 +198,9 @@ class SnapshotWriter:
             os.utime(self.path)
             return False
         whole = json.dumps({**self.about, "written_at": time.time()}, separators=(",", ":"))
-        tmp = self.path.with_name(f".{VIEWS_FILE}.{os.getpid()}.tmp")
-        # The views are one JSON object already: spliced in, not parsed and dumped again.
-        tmp.write_text(whole[:-1] + ',"views":' + body + "}", encoding="utf-8")
-        tmp.replace(self.path)
+        # The views are one JSON object already: spliced in, not parsed and dumped again. Mode 0600, replaced
+        # atomically through a fresh temporary file.
+        write_private(self.path, (whole[:-1] + ',"views":' + body + "}").encode())
         self._last = body
         return True
 

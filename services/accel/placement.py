@@ -13,7 +13,8 @@ operation through, the services that go with it, and a description for ``interfe
   node's accelerator instances started with ``interfed accel up`` (anywhere; they share the load). With
   none running, an operation times out after ``timeout`` seconds and ``retries`` more attempts, and the
   job fails with that reason: never a silent fallback to in-process.
-- ``in-process``: one thread of the node's own process, no workers (small keys, tests, a machine of one core).
+- ``in-process``: the node's own process (its threads, one core's worth: big integers hold the GIL), no
+  workers (small keys, tests, a machine of one core).
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ class NodeAccelerator:
 
 
 def in_process(ctx: Context) -> AccelClient:
-    """The node's accelerator on one thread of this process, with the keys its home owns (the explicit choice)."""
+    """The node's accelerator in this process, with the keys its home owns (the explicit choice)."""
     return AccelClient.in_process(ctx.config.node_id, KeyStore.of_home(ctx.home.path))
 
 

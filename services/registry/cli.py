@@ -280,6 +280,12 @@ def node_status(home: HomeOpt, as_json: JsonOpt = False) -> None:
     from mesh.snapshot import FRESH_SECONDS, node_running, pid_alive, read_snapshot
 
     snapshot = read_snapshot(home)
+    if snapshot is None and node_running(home):  # it holds the home but has not caught up with its topics yet
+        if as_json:
+            print(json.dumps({"up": True, "home": str(home), "catching_up": True}, indent=2))
+        else:
+            out.print(f"{home}: [yellow]up, catching up[/] (its view comes once its services have read their topics)")
+        return
     if snapshot is None or not node_running(home) or not pid_alive(snapshot.pid):
         why = "no 'node up' runs with this home" if snapshot is None or not node_running(home) else "its pid is gone"
         if as_json:

@@ -4,11 +4,15 @@ checked its views lately and reads the same broker and prefix; otherwise the com
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from mesh.errors import ConfigurationError
 from mesh.settings import MeshSettings
 from mesh.snapshot import (
     DEFAULT_TOPIC_PREFIX,
@@ -152,3 +156,23 @@ def test_a_torn_or_foreign_file_is_no_snapshot(tmp_path: Path) -> None:
 def test_names_kept_light_equal_the_ones_they_stand_for() -> None:
     assert MeshSettings.model_fields["topic_prefix"].default == DEFAULT_TOPIC_PREFIX
     assert catalog_service.POLICY_FILE == POLICY_FILE
+
+
+def test_one_node_up_per_home_and_the_views_are_private(tmp_path: Path) -> None:
+    """A second node up on the same home is refused in one line (two executors would run as one node); the views
+    (datasets, permits, jobs) are readable by the node's user only; a file left by a dead node is not reused."""
+    run_dir(tmp_path).mkdir(mode=0o700)
+    (run_dir(tmp_path) / VIEWS_FILE).write_text("left by a node that died", encoding="utf-8")
+    first = writer(tmp_path)
+    try:
+        assert not (run_dir(tmp_path) / VIEWS_FILE).exists()
+        with pytest.raises(ConfigurationError, match="another 'interfed node up' runs with the home"):
+            writer(tmp_path)
+        first.write(ROWS)
+        assert stat.S_IMODE((run_dir(tmp_path) / VIEWS_FILE).stat().st_mode) == 0o600
+        assert stat.S_IMODE(run_dir(tmp_path).stat().st_mode) == 0o700
+        assert node_running(tmp_path)
+        assert node_running(tmp_path)  # a probe does not take the node's place
+    finally:
+        first.close()
+    assert not node_running(tmp_path)
