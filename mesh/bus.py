@@ -163,8 +163,12 @@ class KafkaBus:
         """
         if self._producer is None:
             raise RuntimeError("bus not started")
-        acks = [await self._producer.send(topic, value=value, key=key) for key, value in records]
-        results = await asyncio.gather(*acks, return_exceptions=True)
+        acks: list[asyncio.Future[Any]] = []
+        try:
+            for key, value in records:
+                acks.append(await self._producer.send(topic, value=value, key=key))
+        finally:  # the records handed over are waited for even when a later one could not be (none left unheard)
+            results = await asyncio.gather(*acks, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result

@@ -99,6 +99,50 @@ async def test_a_party_killed_mid_round_resumes_and_the_job_ends_as_if_uninterru
             proc.wait(10)
 
 
+async def test_a_party_stopped_mid_round_on_its_workers_leaves_the_job_to_resume(
+    bootstrap: str, home_root: Path
+) -> None:
+    """party2 runs its Paillier work on its own worker process (node up's default) and is stopped cleanly (SIGTERM,
+    as Ctrl-C stops node up) while it computes: it must not fail the job for everyone on its way out (its workers
+    stop after its job runs are cancelled), and restarted it resumes and the job ends as if uninterrupted."""
+    async with federation(home_root, bootstrap, n=3, services=services) as fed:
+        await publish_fedmean(fed)
+        hosts = ["party1", OUT_OF_PROCESS]
+        datasets = await permits_for(fed, home_root, hosts, "study-stop")
+        home = fed.member(OUT_OF_PROCESS).home.path
+        proc = party(home, bootstrap, fed.settings.topic_prefix, "workers")
+        try:
+            job_id = await ex(fed, "party0").propose(
+                component=("fedmean", "0.1.0"),
+                participants=[("party0", "aggregator"), ("party1", "host"), (OUT_OF_PROCESS, "host")],
+                datasets=datasets,
+                params={"rounds": 6, "pause": 0.6, "busy": True},
+                project="study-stop",
+                round_deadline=60,
+            )
+            checkpoints = home / "state" / "executor" / job_id / "checkpoints"
+            await eventually((checkpoints / "round-1.ckpt").exists, 90, "party2 checkpointing round 1")
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(proc.wait, 30) == 0
+            await asyncio.sleep(1.0)  # what it would have sent on its way out has arrived by now
+            job = ex(fed, "party0").jobs.jobs[job_id]
+            assert job.status is JobStatus.RUNNING, (job.status, job.reason)
+            assert OUT_OF_PROCESS not in job.finished
+            assert not (checkpoints / "round-5.ckpt").exists()
+            proc = party(home, bootstrap, fed.settings.topic_prefix, "workers")
+            for node in ("party0", "party1"):
+                await eventually(
+                    lambda n=node: ex(fed, n).jobs.jobs[job_id].status is JobStatus.SUCCESS, 90, f"SUCCESS at {node}"
+                )
+            job = ex(fed, "party0").jobs.jobs[job_id]
+            assert job.finished[OUT_OF_PROCESS]["ok"]
+            want = expected_model(home_root, hosts, 6, 0.5)
+            np.testing.assert_allclose(ex(fed, "party0").results[job_id].model["model"], want, rtol=1e-12)
+        finally:
+            proc.kill()
+            proc.wait(10)
+
+
 async def test_a_party_killed_between_recording_a_use_and_remembering_it_counts_the_use_once(
     bootstrap: str, home_root: Path
 ) -> None:

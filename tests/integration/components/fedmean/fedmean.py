@@ -3,6 +3,8 @@
 Each round, every host sends (its step from the current model, its row count) to the aggregator,
 which sends back the weighted average; all end with the same model. Deterministic, checkpointed
 each round, so a party killed and restarted resumes and the result is that of an uninterrupted run.
+With ``busy``, each party spends its ``pause`` in its accelerator (encrypting under a small key of
+its own) instead of sleeping: a party stopped mid-round is then almost surely inside a Paillier call.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from services.executor.api import ComponentResult, JobContext
 class FederatedMean:
     async def run(self, ctx: JobContext) -> ComponentResult:
         rounds, rate, pause = int(ctx.params["rounds"]), float(ctx.params["rate"]), float(ctx.params["pause"])
+        busy = bool(ctx.params["busy"])
+        key = await ctx.accel.generate_key(512) if busy else None
         start, model = 0, None
         saved = ctx.checkpoints.latest()
         if saved is not None:
@@ -42,7 +46,11 @@ class FederatedMean:
                 await ctx.channel.send("host", "model", r, {"model": model})
             ctx.checkpoints.save(r, {"model": model})
             ctx.report(r, {"norm": float(np.linalg.norm(model))})
-            if pause:
+            if pause and key is not None:
+                until = asyncio.get_running_loop().time() + pause
+                while asyncio.get_running_loop().time() < until:
+                    await ctx.accel.encrypt(key, np.ones(64))
+            elif pause:
                 await asyncio.sleep(pause)
         assert model is not None
         return ComponentResult({"model": model}, {"norm": float(np.linalg.norm(model))})
