@@ -25,8 +25,8 @@ from services.accel.placement import in_process
 from services.catalog.service import CatalogService
 from services.components.service import ComponentsService
 from services.executor.service import ExecutorService
-from services.executor.state import JobStatus
-from services.testbed import federation
+from services.executor.state import Job, JobStatus
+from services.testbed import TestFederation, federation
 from tests.integration.components import publish_fedmean
 from tests.integration.test_executor_flow import ACCEPT_ALL, cat, ex, expected_model, permits_for
 
@@ -53,6 +53,20 @@ def party(home: Path, bootstrap: str, prefix: str, *flags: str) -> subprocess.Po
         stdout=subprocess.DEVNULL,
         stderr=(home / "executor-party.stderr").open("ab"),
     )
+
+
+async def ends_as_if_uninterrupted(fed: TestFederation, job_id: str, home_root: Path, hosts: list[str]) -> Job:
+    """Wait for SUCCESS at the in-process parties; the restarted party finished well and the model is that of a
+    run never interrupted (6 rounds at rate 0.5). The job as party0 sees it."""
+    for node in ("party0", "party1"):
+        await eventually(
+            lambda n=node: ex(fed, n).jobs.jobs[job_id].status is JobStatus.SUCCESS, 90, f"SUCCESS at {node}"
+        )
+    job = ex(fed, "party0").jobs.jobs[job_id]
+    assert job.finished[OUT_OF_PROCESS]["ok"]
+    want = expected_model(home_root, hosts, 6, 0.5)
+    np.testing.assert_allclose(ex(fed, "party0").results[job_id].model["model"], want, rtol=1e-12)
+    return job
 
 
 async def test_a_party_killed_mid_round_resumes_and_the_job_ends_as_if_uninterrupted(
@@ -83,14 +97,7 @@ async def test_a_party_killed_mid_round_resumes_and_the_job_ends_as_if_uninterru
             assert ex(fed, "party0").jobs.jobs[job_id].status is JobStatus.RUNNING
             assert not (checkpoints / "round-5.ckpt").exists()
             proc = party(home, bootstrap, fed.settings.topic_prefix)
-            for node in ("party0", "party1"):
-                await eventually(
-                    lambda n=node: ex(fed, n).jobs.jobs[job_id].status is JobStatus.SUCCESS, 90, f"SUCCESS at {node}"
-                )
-            job = ex(fed, "party0").jobs.jobs[job_id]
-            assert job.finished[OUT_OF_PROCESS]["ok"]
-            want = expected_model(home_root, hosts, 6, 0.5)
-            np.testing.assert_allclose(ex(fed, "party0").results[job_id].model["model"], want, rtol=1e-12)
+            job = await ends_as_if_uninterrupted(fed, job_id, home_root, hosts)
             assert len({f["model_sha256"] for f in job.finished.values()}) == 1  # the restarted party agrees
             # its use of the dataset was recorded once, not again on restart
             assert cat(fed, "party0").catalog.permits[datasets[1][3]].uses == 1  # type: ignore[index]
@@ -130,14 +137,7 @@ async def test_a_party_stopped_mid_round_on_its_workers_leaves_the_job_to_resume
             assert OUT_OF_PROCESS not in job.finished
             assert not (checkpoints / "round-5.ckpt").exists()
             proc = party(home, bootstrap, fed.settings.topic_prefix, "workers")
-            for node in ("party0", "party1"):
-                await eventually(
-                    lambda n=node: ex(fed, n).jobs.jobs[job_id].status is JobStatus.SUCCESS, 90, f"SUCCESS at {node}"
-                )
-            job = ex(fed, "party0").jobs.jobs[job_id]
-            assert job.finished[OUT_OF_PROCESS]["ok"]
-            want = expected_model(home_root, hosts, 6, 0.5)
-            np.testing.assert_allclose(ex(fed, "party0").results[job_id].model["model"], want, rtol=1e-12)
+            await ends_as_if_uninterrupted(fed, job_id, home_root, hosts)
         finally:
             proc.kill()
             proc.wait(10)
