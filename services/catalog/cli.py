@@ -225,10 +225,9 @@ def show(
         return [r for r in dataset_rows(svc.catalog, retracted=True) if r["dataset_id"] == dataset_id]
 
     seen = node_view(home, bootstrap, replay, "datasets")
-    if seen is not None:
-        found = [r for r in seen.views["datasets"] if r["dataset_id"] == dataset_id]
-    else:
-        found = _run(home, bootstrap, row)
+    found = [] if seen is None else [r for r in seen.views["datasets"] if r["dataset_id"] == dataset_id]
+    if not found:  # not in the running node's view (yet: published a moment ago?): the broker decides
+        seen, found = None, _run(home, bootstrap, row)
     if not found:
         raise typer.BadParameter(f"no dataset {dataset_id}; list them with 'interfed catalog list'")
     if seen is None:

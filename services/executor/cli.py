@@ -178,9 +178,9 @@ def show(
         return job_detail(_find(svc, job_id))
 
     seen = node_view(home, bootstrap, replay, "jobs")
-    if seen is not None:
+    if seen is not None and any(r["job_id"].startswith(job_id) for r in seen.views["jobs"]):
         found = _find_row(seen.views["jobs"], job_id)
-    else:
+    else:  # not in the running node's view (yet: proposed a moment ago?): the broker decides
         found = _run(home, bootstrap, row)
         replayed(bootstrap)
     if as_json:

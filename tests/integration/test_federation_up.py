@@ -129,6 +129,15 @@ def test_federation_up_runs_a_local_federation_until_ctrl_c_and_again_from_its_h
             table = interfed("registry", "nodes", "--home", str(homes / "operator"), env=env).stdout
             assert "bank" in table
             assert "hospital" in table
+            # a dataset published a moment ago is shown at once: not in the node's view yet, the broker answers
+            name = f"fresh-{run}"
+            published = interfed("catalog", "publish", str(tmp_path / "bank.csv"), "--name", name,
+                                 "--home", str(homes / "hospital"), "--bootstrap", bootstrap, env=env)  # fmt: skip
+            assert published.returncode == 0, published.stderr
+            shown = interfed("catalog", "show", f"hospital/{name}", "--home", str(homes / "hospital"), "--json",
+                             "--bootstrap", bootstrap, env=env)  # fmt: skip
+            assert shown.returncode == 0, shown.stderr
+            assert json.loads(shown.stdout)["dataset_id"] == f"hospital/{name}"
         finally:
             rest = stop(proc)
         assert proc.returncode == 0, rest
