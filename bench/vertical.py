@@ -19,7 +19,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,21 +149,30 @@ async def _workers_epoch(root: Path, rows: int, key_bits: int, workers: int = 2)
     return EpochRow(f"the node's accelerator workers, {workers} (direct, as node up runs them)", seconds, sent, None)
 
 
+@contextlib.asynccontextmanager
+async def _service_clients(folder: Path, bootstrap: str, members: int) -> AsyncIterator[list[AccelClient]]:
+    """A federation of ``members`` parties on the broker whose party0 runs a 2-worker accelerator service, and each
+    member's client of that service (requests and replies through the broker)."""
+    settings = fresh_settings(heartbeat_interval=5.0, unreachable_after=60.0)
+    async with federation(folder, bootstrap, members, settings=settings) as fed, contextlib.AsyncExitStack() as stack:
+        owner = fed.member("party0")
+        service = AccelService(
+            open_context(owner.home, owner.bus, settings), workers=CORE_WORKERS, keys=KeyStore.of_home(owner.home.path)
+        )
+        await stack.enter_async_context(running(service))
+        yield [
+            await stack.enter_async_context(
+                AccelClient.connect(open_context(m.home, m.bus, settings), "party0", timeout=600, retries=0)
+            )
+            for m in fed.members
+        ]
+
+
 async def _service_epoch(root: Path, bootstrap: str, rows: int, key_bits: int) -> EpochRow:
     """The guest's and host's public-key work through one 2-worker accelerator service on the broker."""
-    settings = fresh_settings(heartbeat_interval=5.0, unreachable_after=60.0)
-    async with federation(root / "fed", bootstrap, 2, settings=settings) as fed:
-        one, two = fed.member("party0"), fed.member("party1")
-        service = AccelService(
-            open_context(one.home, one.bus, settings), workers=2, keys=KeyStore.of_home(one.home.path)
-        )
-        async with (
-            running(service),
-            AccelClient.connect(open_context(one.home, one.bus, settings), "party0", timeout=600, retries=0) as g,
-            AccelClient.connect(open_context(two.home, two.bus, settings), "party0", timeout=600, retries=0) as h,
-        ):
-            remote = {"guest": g, "host": h, "arbiter": AccelClient.in_process("arbiter")}
-            seconds, sent, _ = await _epoch(root, rows, key_bits, remote, True)
+    async with _service_clients(root / "fed", bootstrap, 2) as (guest, host):
+        remote = {"guest": guest, "host": host, "arbiter": AccelClient.in_process("arbiter")}
+        seconds, sent, _ = await _epoch(root, rows, key_bits, remote, True)
     return EpochRow("accelerator service, 2 workers, through the broker (gmpy2, DJN, packed)", seconds, sent, None)
 
 
@@ -200,7 +209,7 @@ HEU_AIM = 3.0
 HEU_MISSING = "HEU rows skipped: HEU is not installed; pip install -e '.[bench]' (sf-heu: CPython 3.11 wheels)"
 CORE_FEATURES = 20  # the host's columns in the epoch above
 CORE_BATCH = 256
-CORE_WORKERS = 2  # the worker pool's and the service's processes, as in the service epoch
+CORE_WORKERS = 2  # the worker pool's and the service's processes
 D_BITS = 32  # the residuals' fractional bits (the accelerator's default precision); X's are the component's
 #: HEU's schemes, by their ``phe.SchemaType`` name.
 HEU_SCHEMES = {"OU": "Okamoto-Uchiyama", "ZPaillier": "Paillier"}
@@ -313,18 +322,9 @@ async def our_core(
 
 
 async def _service_core(root: Path, bootstrap: str, x: np.ndarray, d: np.ndarray, key_bits: int) -> CoreRow:
-    """The core through a party's own accelerator service (2 workers) on the broker, as the demo's parties use it."""
-    settings = fresh_settings(heartbeat_interval=5.0, unreachable_after=60.0)
-    async with federation(root / "fed-core", bootstrap, 1, settings=settings) as fed:
-        party = fed.member("party0")
-        service = AccelService(
-            open_context(party.home, party.bus, settings), workers=CORE_WORKERS, keys=KeyStore.of_home(party.home.path)
-        )
-        async with (
-            running(service),
-            AccelClient.connect(open_context(party.home, party.bus, settings), "party0", timeout=600, retries=0) as c,
-        ):
-            seconds, _, results = await our_core(x, d, c, c, key_bits)  # party0 owns the key too
+    """The core through a party's own accelerator service (2 workers) on the broker, the party owning the key too."""
+    async with _service_clients(root / "fed-core", bootstrap, 1) as (client,):
+        seconds, _, results = await our_core(x, d, client, client, key_bits)
     path = f"ours, accelerator service ({CORE_WORKERS} workers, broker)"
     return CoreRow(path, seconds, None, checked(path, x, d, results))
 
